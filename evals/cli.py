@@ -1,0 +1,259 @@
+"""The ``evals`` command. Each command parses arguments and calls the core."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from evals.runner import ConfigError
+from evals.task import TaskError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Evaluate LLMs on hard benchmarks, across test-time compute settings.")
+
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
+TaskParams = Annotated[Optional[list[str]], typer.Option(
+    "-T", "--task-param", help="Task parameter key=value (or task.key=value for one task).")]
+TasksDirs = Annotated[Optional[list[str]], typer.Option(
+    "--tasks-dir", help="Directory or file of private task plugins (repeatable).")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            fail(f"{flag} {pair!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+def split_list(value: str | None, kind=str) -> list:
+    if value is None:
+        return [None]
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [None if v.lower() in ("none", "default") else kind(v) for v in items] or [None]
+    except ValueError:
+        fail(f"{value!r} is not a comma-separated list of {kind.__name__}")
+
+
+@app.command("list")
+def list_tasks(tasks_dir: TasksDirs = None) -> None:
+    """Every registered task, its description and its parameters with defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evals.plugins import load_tasks
+
+    try:
+        registry = load_tasks(tasks_dir)
+    except TaskError as e:
+        fail(str(e))
+    table = Table(show_lines=False)
+    for col in ("task", "description", "parameters", "source"):
+        table.add_column(col, overflow="fold")
+    for name in sorted(registry):
+        spec = registry[name]
+        params = ", ".join(p.name + ("" if p.required else f"={p.default!r}") for p in spec.params)
+        table.add_row(name, spec.description, params, spec.source)
+    Console().print(table)
+
+
+@app.command()
+def run(
+    tasks: Annotated[list[str], typer.Argument(help="Task names (see `evals list`).")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model spec, e.g. openai/gpt-4o, gold (repeatable).")],
+    task_param: TaskParams = None,
+    model_option: Annotated[Optional[list[str]], typer.Option(
+        "-M", "--model-option", help="Backend option key=value, e.g. transport=sdk.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="First N samples of each task.")] = None,
+    samples: Annotated[int, typer.Option(help="Generations per problem.")] = 1,
+    effort: Annotated[Optional[str], typer.Option(help="Reasoning efforts, comma-separated.")] = None,
+    thinking_budget: Annotated[Optional[str], typer.Option(help="Thinking-token budgets, comma-separated.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Completion token limit.")] = None,
+    temperature: Annotated[Optional[float], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
+    retries: Annotated[int, typer.Option(help="Retries per request on 429/5xx/timeouts.")] = 6,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    results_dir: ResultsDir = Path("results"),
+    run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,
+    tasks_dir: TasksDirs = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
+    progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
+) -> None:
+    """Run tasks x models x compute settings; resumable with --run-id."""
+    from evals.run import RunConfig
+
+    if samples < 1 or concurrency < 1:
+        fail("--samples and --concurrency must be at least 1")
+    options = parse_pairs(model_option, "-M")
+    if base_url:
+        options["base_url"] = base_url
+    config = RunConfig(
+        tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
+        model_options=options, efforts=split_list(effort), thinking_budgets=split_list(thinking_budget, int),
+        max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
+        tasks_dirs=list(tasks_dir or []), concurrency=concurrency, retries=retries,
+        timeout=timeout, cache=not no_cache)
+    _execute(config, results_dir, run_id, progress)
+
+
+@app.command()
+def resume(run_id: str, results_dir: ResultsDir = Path("results"),
+           concurrency: Annotated[Optional[int], typer.Option()] = None,
+           progress: bool = True) -> None:
+    """Resume an interrupted run with the configuration it was started with."""
+    from evals.records import RunLog
+    from evals.run import RunConfig
+
+    log = RunLog(results_dir / run_id)
+    if not log.exists:
+        fail(f"no run {run_id!r} under {results_dir}")
+    config = RunConfig(**log.read_meta()["config"])
+    if any(v == "***" for v in config.model_options.values()):
+        fail("this run was started with a secret model option; re-run `evals run` with it")
+    if concurrency:
+        config.concurrency = concurrency
+    _execute(config, results_dir, run_id, progress)
+
+
+def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> None:
+    from evals.progress import console, live_progress, summary_table
+    from evals.records import RunLog, new_run_id
+    from evals.run import FatalRunError, execute
+
+    run_id = run_id or new_run_id()
+    log = RunLog(results_dir / run_id)
+    holder = {}
+    try:
+        def start(stats):
+            holder["stats"] = stats
+            holder["live"] = live_progress(stats, run_id, progress)
+            holder["live"].__enter__()
+        try:
+            stats = execute(config, log, sys.argv, on_start=start)
+        finally:
+            if "live" in holder:
+                holder["live"].__exit__(None, None, None)
+    except (TaskError, ConfigError, FatalRunError, ValueError) as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        typer.secho(f"\ninterrupted; resume with: evals resume {run_id} --results-dir {results_dir}",
+                    err=True)
+        raise typer.Exit(130)
+    rows = _summary_rows(log)
+    console.print(summary_table(rows, f"run {run_id}"))
+    errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
+    console.print(f"{stats.done} generations{errors} -> {log.dir}")
+
+
+def _summary_rows(log) -> list[dict]:
+    from dataclasses import asdict
+
+    from evals.metrics import summarize
+    from evals.records import iter_records
+
+    return [asdict(r) for r in summarize(iter_records(log.samples_path))]
+
+
+@app.command()
+def show(run_id: str, results_dir: ResultsDir = Path("results"),
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """A run's configuration, status and metrics."""
+    import orjson
+
+    from evals.progress import summary_table
+    from evals.records import RunLog
+
+    log = RunLog(results_dir / run_id)
+    if not log.exists:
+        fail(f"no run {run_id!r} under {results_dir}")
+    meta = log.read_meta()
+    try:
+        rows = _summary_rows(log)
+    except ValueError as e:
+        fail(str(e), 1)
+    if as_json:
+        sys.stdout.write(orjson.dumps({"run": meta, "metrics": rows},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    from rich.console import Console
+
+    out = Console()
+    out.print(f"[bold]{run_id}[/] {meta['status']}  started {meta['started']}  ended {meta.get('ended')}")
+    out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
+              f"settings {', '.join(s['name'] for s in meta['settings'])}")
+    out.print(summary_table(rows, "metrics"))
+
+
+@app.command()
+def leaderboard(
+    results_dir: ResultsDir = Path("results"),
+    format: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json")] = "table",
+    task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
+) -> None:
+    """One table over every run in the results directory."""
+    from evals.leaderboard import build_rows, render
+
+    if format not in ("table", "markdown", "csv", "json"):
+        fail(f"--format {format!r}: expected table, markdown, csv or json")
+    try:
+        rows = build_rows(results_dir, tasks=task, models=model)
+    except ValueError as e:
+        fail(str(e), 1)
+    text = render(rows, format)
+    if output:
+        output.write_text(text)
+    elif format == "table":
+        from rich.console import Console
+        Console().print(text)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = None,
+             limit: Annotated[Optional[int], typer.Option()] = None,
+             results_dir: Annotated[Optional[Path], typer.Option(help="Keep the run here.")] = None) -> None:
+    """Run TASK with the gold runner; fail unless it scores 100%."""
+    import tempfile
+
+    from evals.records import RunLog, iter_records, new_run_id
+    from evals.run import RunConfig, execute
+
+    config = RunConfig(tasks=[task], models=["gold"], task_params=parse_pairs(task_param, "-T"),
+                       tasks_dirs=list(tasks_dir or []), limit=limit, cache=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = RunLog(Path(results_dir or tmp) / f"validate-{task}-{new_run_id()}")
+        try:
+            execute(config, log, sys.argv)
+        except (TaskError, ConfigError, ValueError) as e:
+            fail(str(e), 1)
+        records = list(iter_records(log.samples_path))
+    bad = [r for r in records if r.get("score") != 1.0]
+    if not records:
+        fail(f"task {task!r} has no samples", 1)
+    if bad:
+        for r in bad[:10]:
+            typer.echo(f"  {r['sample_id']}: {r.get('status')} answer={r.get('answer')!r} "
+                       f"target={r.get('target')!r} {r.get('explanation') or r.get('error') or ''}",
+                       err=True)
+        fail(f"task {task!r} scored {len(records) - len(bad)}/{len(records)} with the gold runner", 1)
+    typer.echo(f"{task}: {len(records)}/{len(records)} samples correct with the gold runner")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,131 @@
+"""The results format: ``RUN_DIR/run.json`` and the append-only ``samples.jsonl``.
+
+One JSON line per generation, written once, when the generation is scored
+(docs/results.md lists the fields). A resumed run appends; when a key
+(task, model, setting, sample_id, gen) appears twice, the later line wins,
+which is how a retried error is superseded without rewriting anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.jsonl"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def record_key(r: dict[str, Any]) -> tuple:
+    return (r["task"], r["model"], r["setting"], r["sample_id"], r["gen"])
+
+
+class RunLog:
+    """One run's directory: metadata rewritten atomically, records only appended."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.samples_path = self.dir / SAMPLES_FILE
+        self.meta_path = self.dir / RUN_FILE
+        self._fd: int | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.meta_path.exists()
+
+    def read_meta(self) -> dict[str, Any]:
+        return orjson.loads(self.meta_path.read_bytes())
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.meta_path.with_suffix(".json.tmp")
+        tmp.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.meta_path)  # never a half-written run.json
+
+    def repair(self) -> int:
+        """Drop a torn last line left by a kill mid-write; return bytes dropped."""
+        if not self.samples_path.exists():
+            return 0
+        size = self.samples_path.stat().st_size
+        if size == 0:
+            return 0
+        with open(self.samples_path, "rb+") as f:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return 0
+            chunk = 1 << 16
+            pos = size
+            while pos > 0:
+                start = max(0, pos - chunk)
+                f.seek(start)
+                block = f.read(pos - start)
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                    break
+                pos = start
+            else:
+                keep = 0
+            f.truncate(keep)
+            return size - keep
+
+    def done_generations(self) -> dict[tuple, set[int]]:
+        """(task, model, setting, sample_id) -> generations that need no retry."""
+        done: dict[tuple, set[int]] = {}
+        for r in iter_records(self.samples_path):
+            key = (r["task"], r["model"], r["setting"], r["sample_id"])
+            gens = done.setdefault(key, set())
+            if r.get("status") == "error":
+                gens.discard(r["gen"])
+            else:
+                gens.add(r["gen"])
+        return done
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        # One write() of whole lines on an O_APPEND descriptor: a kill leaves
+        # at most one torn line at the end, which repair() removes.
+        if self._fd is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        data = memoryview(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Stream records; a malformed line names its file and line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                if not line.endswith(b"\n"):
+                    return  # a torn last line from a killed run: not a record yet
+                raise ValueError(f"{path}:{lineno}: not a JSON record ({e})") from None
+
+
+def find_runs(results_dir: Path) -> list[RunLog]:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    runs = [RunLog(p) for p in sorted(results_dir.iterdir()) if (p / RUN_FILE).exists()]
+    return sorted(runs, key=lambda r: r.read_meta().get("started", ""))

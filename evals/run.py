@@ -1,0 +1,384 @@
+"""Orchestration: tasks x models x compute settings, concurrently, resumably.
+
+One unit of work is (task, sample, model, setting): one request for the
+generations that sample still lacks, scored and appended to samples.jsonl
+as one write. A fixed pool of ``concurrency`` workers pulls units from a
+generator, so memory stays flat however many samples a run has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from evals.cache import ResponseCache
+from evals.records import RunLog
+from evals.redact import scrub, scrub_options
+from evals.runner import ConfigError, Request, Response, Runner, RunnerError, make_runner
+from evals.task import Sample, Score, Task, TaskError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point on the compute axis. It is data on every request and record."""
+
+    effort: str | None = None
+    thinking_budget: int | None = None
+    max_tokens: int | None = None
+    samples: int = 1
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.effort is not None:
+            parts.append(f"effort={self.effort}")
+        if self.thinking_budget is not None:
+            parts.append(f"budget={self.thinking_budget}")
+        if self.max_tokens is not None:
+            parts.append(f"max_tokens={self.max_tokens}")
+        if self.samples != 1:
+            parts.append(f"n={self.samples}")
+        return ",".join(parts) or "default"
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str]
+    models: list[str]
+    task_params: dict[str, str] = field(default_factory=dict)  # "key" or "task.key"
+    model_options: dict[str, str] = field(default_factory=dict)
+    efforts: list[str | None] = field(default_factory=lambda: [None])
+    thinking_budgets: list[int | None] = field(default_factory=lambda: [None])
+    max_tokens: int | None = None
+    samples: int = 1
+    temperature: float | None = None
+    seed: int | None = None
+    limit: int | None = None
+    tasks_dirs: list[str] = field(default_factory=list)
+    # Not part of what the run computes; a resumed run may change these.
+    concurrency: int = 32
+    retries: int = 6
+    timeout: float = 600.0
+    cache: bool = True
+
+    RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache")
+
+    def settings(self) -> list[Setting]:
+        return [Setting(e, b, self.max_tokens, self.samples)
+                for e, b in itertools.product(self.efforts, self.thinking_budgets)]
+
+    def params_for(self, task_name: str) -> dict[str, str]:
+        out = {}
+        for key, value in self.task_params.items():
+            scope, dot, name = key.rpartition(".")
+            if not dot:
+                out[key] = value
+            elif scope == task_name:
+                out[name] = value
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model_options"] = scrub_options(self.model_options)
+        return data
+
+    def differences(self, other: "RunConfig") -> list[str]:
+        a, b = self.to_json(), other.to_json()
+        return [f"{k}: {a[k]!r} then {b[k]!r}" for k in a
+                if k not in self.RESUMABLE_FIELDS and a[k] != b.get(k)]
+
+
+@dataclass
+class RunStats:
+    """Live counters the progress display reads; updated once per unit."""
+
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+    done_at_start: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class FatalRunError(Exception):
+    """Stops the whole run: a refused key, an unreachable endpoint, an unknown model."""
+
+
+@dataclass
+class Unit:
+    task: Task
+    sample: Sample
+    runner: Runner
+    setting: Setting
+    gens: list[int]  # generation indices still missing
+
+
+def build_tasks(config: RunConfig) -> list[Task]:
+    from evals.plugins import load_tasks
+
+    registry = load_tasks(config.tasks_dirs)
+    tasks = []
+    for name in config.tasks:
+        if name not in registry:
+            known = ", ".join(sorted(registry)) or "none"
+            raise TaskError(f"unknown task {name!r} (known: {known})")
+        tasks.append(registry[name].build(config.params_for(name)))
+    return tasks
+
+
+def build_runners(config: RunConfig) -> list[Runner]:
+    return [make_runner(spec, **config.model_options) if not spec.startswith("gold")
+            else make_runner(spec) for spec in config.models]
+
+
+def plan(tasks: list[Task], runners: list[Runner], settings: list[Setting], limit: int | None,
+         done: dict[tuple, set[int]]) -> tuple[list[tuple[Task, list[Sample]]], int, int]:
+    """Load each task's samples once; count units to do and generations already done."""
+    loaded = []
+    todo = finished = 0
+    for task in tasks:
+        samples = list(itertools.islice(task.samples(), limit))
+        seen: set[str] = set()
+        for s in samples:
+            if s.id in seen:
+                raise TaskError(f"task {task.name!r}: duplicate sample id {s.id!r}")
+            seen.add(s.id)
+        loaded.append((task, samples))
+        for sample, runner, setting in itertools.product(samples, runners, settings):
+            have = len(done.get((task.name, runner.model, setting.name, sample.id), ()))
+            finished += min(have, setting.samples)
+            todo += setting.samples - min(have, setting.samples)
+    return loaded, todo, finished
+
+
+def units(loaded, runners, settings, done) -> Iterator[Unit]:
+    for task, samples in loaded:
+        for sample in samples:
+            for runner in runners:
+                for setting in settings:
+                    have = done.get((task.name, runner.model, setting.name, sample.id), set())
+                    gens = [g for g in range(setting.samples) if g not in have]
+                    if gens:
+                        yield Unit(task, sample, runner, setting, gens)
+
+
+class Orchestrator:
+    def __init__(self, config: RunConfig, log: RunLog, stats: RunStats,
+                 cache: ResponseCache | None):
+        self.config = config
+        self.log = log
+        self.stats = stats
+        self.cache = cache
+        self.succeeded: dict[str, int] = {}
+
+    async def run(self, work: Iterator[Unit]) -> None:
+        async def worker() -> None:
+            for unit in work:  # a generator shared by all workers: each unit taken once
+                await self.run_unit(unit)
+
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.config.concurrency))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def run_unit(self, unit: Unit) -> None:
+        task, sample, setting = unit.task, unit.sample, unit.setting
+        request = Request(
+            messages=task.prompt(sample), n=len(unit.gens), max_tokens=setting.max_tokens,
+            temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
+            effort=setting.effort, thinking_budget=setting.thinking_budget,
+            reference=sample.solution if sample.solution is not None else str(sample.target))
+        base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
+                "sample_id": sample.id}
+        try:
+            response = await self.generate(unit.runner, request)
+        except RunnerError as e:
+            message = scrub(str(e))
+            self.log.append({**base, "gen": g, "status": "error", "score": None,
+                             "error": message, "settings": _settings_json(setting)}
+                            for g in unit.gens)
+            self.stats.errors += len(unit.gens)
+            self.stats.done += len(unit.gens)
+            return
+        records = []
+        share = 1.0 / max(1, len(response.completions))
+        usage = response.usage
+        for gen, completion in zip(unit.gens, response.completions):
+            score = await self.score(task, sample, completion.text)
+            records.append({
+                **base, "gen": gen, "status": score.status, "score": score.value,
+                "answer": score.answer, "target": sample.target,
+                "completion": completion.text, "reasoning": completion.reasoning,
+                "finish_reason": completion.finish_reason, "explanation": score.explanation,
+                "usage": {"prompt": usage.prompt_tokens * share,
+                          "completion": usage.completion_tokens * share,
+                          "reasoning": usage.reasoning_tokens * share},
+                "latency": response.latency,
+                "cost": None if response.cost is None else response.cost * share,
+                "cached": response.cached, "metadata": sample.metadata,
+                "score_metadata": score.metadata or None,
+                "settings": _settings_json(setting)})
+        self.log.append(records)
+        stats = self.stats
+        stats.done += len(records)
+        stats.cached += len(records) if response.cached else 0
+        stats.prompt_tokens += usage.prompt_tokens
+        stats.completion_tokens += usage.completion_tokens
+        if response.cost is None:
+            stats.cost_known = False
+        else:
+            stats.cost += response.cost
+
+    async def score(self, task: Task, sample: Sample, text: str) -> Score:
+        try:
+            result = task.scorer(sample, text)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except Exception as e:  # a scorer bug marks the sample, it does not end the run
+            return Score(0.0, None, f"scorer raised {type(e).__name__}: {e}", "scorer_error")
+
+    async def generate(self, runner: Runner, request: Request) -> Response:
+        cache = self.cache
+        if cache is not None and (hit := cache.get(runner.model, request)) is not None:
+            return hit
+        response = await self.call_with_retries(runner, request)
+        if cache is not None:
+            cache.put(runner.model, request, response)
+        return response
+
+    async def call_with_retries(self, runner: Runner, request: Request) -> Response:
+        config = self.config
+        for attempt in itertools.count():
+            try:
+                # The backend enforces its own timeout; this guards backends that have none.
+                async with asyncio.timeout(config.timeout + 30):
+                    response = await runner.generate(request)
+                self.succeeded[runner.model] = self.succeeded.get(runner.model, 0) + 1
+                return response
+            except TimeoutError:
+                error = RunnerError(f"no answer within {config.timeout:g}s", retryable=True)
+            except RunnerError as e:
+                error = e
+            if error.status in (401, 403, 404):
+                raise FatalRunError(f"{runner.model}: {scrub(str(error))}")
+            never_reached = error.status == -1 and not self.succeeded.get(runner.model)
+            if never_reached and attempt >= 1:
+                raise FatalRunError(f"{runner.model}: {scrub(str(error))}")
+            if not error.retryable or attempt >= config.retries:
+                raise error
+            await asyncio.sleep(backoff(attempt, error.retry_after))
+        raise AssertionError("unreachable")
+
+
+def backoff(attempt: int, retry_after: float | None, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter; a server's Retry-After wins when given."""
+    if retry_after is not None:
+        return min(retry_after, 300.0) + random.uniform(0, 0.1 * base)
+    return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+def _settings_json(setting: Setting) -> dict[str, Any]:
+    return {"effort": setting.effort, "thinking_budget": setting.thinking_budget,
+            "max_tokens": setting.max_tokens, "samples": setting.samples}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("evals", "openai", "aiohttp", "transformers", "torch", "vllm", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision(path: Path) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=path, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def execute(config: RunConfig, log: RunLog, command: list[str],
+            on_start: Callable[[RunStats], Any] | None = None,
+            cache_dir: Path | None = None) -> RunStats:
+    """Run (or resume) ``config`` into ``log``. Raises FatalRunError/ConfigError/TaskError."""
+    meta: dict[str, Any] = {}
+    if log.exists:
+        meta = log.read_meta()
+        previous = RunConfig(**{k: v for k, v in meta["config"].items()})
+        if diffs := previous.differences(config):
+            raise ConfigError(f"run {log.dir.name!r} exists with another configuration "
+                              f"({diffs[0]}); resume it with the same options or use a new --run-id")
+    tasks = build_tasks(config)
+    runners = build_runners(config)
+    settings = config.settings()
+    log.repair()
+    done = log.done_generations()
+    loaded, todo, finished = plan(tasks, runners, settings, config.limit, done)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta.update({
+        "run_id": log.dir.name, "command": [scrub(a) for a in command],
+        "config": config.to_json(), "settings": [{"name": s.name, **_settings_json(s)}
+                                                 for s in settings],
+        "versions": versions(), "git": git_revision(Path.cwd()),
+        "started": meta.get("started", now), "resumed": meta.get("resumed", []),
+        "status": "running", "ended": None})
+    if finished:
+        meta["resumed"].append(now)
+    log.write_meta(meta)
+
+    stats = RunStats(total=todo + finished, done=finished, done_at_start=finished)
+    cache = ResponseCache(cache_dir) if config.cache else None
+    orchestrator = Orchestrator(config, log, stats, cache)
+    if on_start:
+        on_start(stats)
+    status = "failed"
+    try:
+        asyncio.run(_run_all(orchestrator, units(loaded, runners, settings, done), runners))
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if cache is not None:
+            cache.close()
+        log.close()
+        meta.update({"status": status, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "counts": {"generations": stats.total, "done": stats.done,
+                                "errors": stats.errors, "cached": stats.cached}})
+        log.write_meta(meta)
+    return stats
+
+
+async def _run_all(orchestrator: Orchestrator, work: Iterator[Unit], runners: list[Runner]) -> None:
+    try:
+        await orchestrator.run(work)
+    finally:
+        for runner in runners:
+            await runner.aclose()

@@ -1,0 +1,142 @@
+"""Runner API: the one async interface every model backend implements.
+
+A model spec is ``family/name`` (``openai/gpt-4o``, ``hf/./ckpt``, ``gold``).
+Backends register a factory under their family, in code with
+``@register_runner("family")`` or from a package through the
+``evals.runners`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import orjson
+
+from evals.task import Message
+
+
+@dataclass
+class Request:
+    """One prompt sent to a model, with its compute settings as plain fields."""
+
+    messages: list[Message]
+    n: int = 1
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    effort: str | None = None  # reasoning effort: "low", "medium", "high", ...
+    thinking_budget: int | None = None  # thinking tokens
+    # Only the gold runner reads this; never sent to a model nor part of the cache key.
+    reference: str | None = field(default=None, repr=False)
+
+    def cache_key(self, model: str) -> str:
+        body = orjson.dumps(
+            [model, self.messages, self.n, self.max_tokens, self.temperature,
+             self.seed, self.stop, self.effort, self.thinking_budget],
+            option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # includes reasoning tokens, as OpenAI counts them
+    reasoning_tokens: int = 0
+
+    def __iadd__(self, other: "Usage") -> "Usage":
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        return self
+
+
+@dataclass
+class Completion:
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class Response:
+    """Everything a backend returns for one request (``n`` completions)."""
+
+    completions: list[Completion]
+    usage: Usage = field(default_factory=Usage)
+    latency: float = 0.0  # seconds, wall clock of the call(s)
+    cost: float | None = None  # USD, where the price table knows the model
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "completions": [[c.text, c.reasoning, c.finish_reason] for c in self.completions],
+            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens,
+                      self.usage.reasoning_tokens],
+            "latency": self.latency,
+            "cost": self.cost,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Response":
+        return cls([Completion(*c) for c in data["completions"]], Usage(*data["usage"]),
+                   data["latency"], data["cost"])
+
+
+class Runner(Protocol):
+    """A model backend. ``model`` is the full spec, used in records and cache keys."""
+
+    model: str
+
+    async def generate(self, request: Request) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RunnerError(Exception):
+    """A failed call. ``retryable`` errors are retried with backoff by the orchestrator."""
+
+    def __init__(self, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class ConfigError(ValueError):
+    """Bad model spec, missing key, unreachable endpoint: one line, non-zero exit."""
+
+
+RunnerFactory = Callable[..., Runner]
+_FACTORIES: dict[str, RunnerFactory] = {}
+_entry_points_loaded = False
+
+
+def register_runner(family: str) -> Callable[[RunnerFactory], RunnerFactory]:
+    def register(factory: RunnerFactory) -> RunnerFactory:
+        _FACTORIES[family] = factory
+        return factory
+    return register
+
+
+def runner_families() -> dict[str, RunnerFactory]:
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        from importlib.metadata import entry_points
+        for ep in entry_points(group="evals.runners"):
+            _FACTORIES.setdefault(ep.name, lambda *a, _ep=ep, **k: _ep.load()(*a, **k))
+        _entry_points_loaded = True
+    return _FACTORIES
+
+
+def make_runner(spec: str, **options: Any) -> Runner:
+    """Build a runner from ``family/name``; options are backend-specific (base_url, ...)."""
+    family, _, name = spec.partition("/")
+    factories = runner_families()
+    if family not in factories:
+        raise ConfigError(f"unknown model {spec!r}: no backend {family!r} "
+                          f"(known: {', '.join(sorted(factories))})")
+    return factories[family](name, **options)

@@ -1,0 +1,206 @@
+"""Task plugin API: Sample, Score, Task and the ``@task`` registry.
+
+A task is a function decorated with ``@task`` that returns a :class:`Task`.
+Its keyword parameters (with defaults) are the task's ``-T key=value``
+parameters. Built-in tasks and private ones register the same way; private
+ones are found through ``--tasks-dir``, ``EVALS_TASKS_PATH`` or the
+``evals.tasks`` entry-point group (see :mod:`evals.plugins`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Union
+
+Message = dict[str, str]  # {"role": ..., "content": ...}
+
+
+@dataclass
+class Sample:
+    """One problem. ``input`` is a prompt string or a list of chat messages."""
+
+    id: str
+    input: str | list[Message]
+    target: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # What the gold runner answers with; defaults to str(target).
+    solution: str | None = None
+
+
+@dataclass
+class Score:
+    """A scorer's verdict on one completion.
+
+    ``answer`` is the extracted, normalised answer: it is what votes count
+    (maj@k), so two completions with equal answers must give equal strings.
+    ``status`` is ``ok``, ``no_answer`` (nothing extractable), ``timeout``
+    (a verifier ran out of time) or a task-specific word.
+    """
+
+    value: float
+    answer: str | None = None
+    explanation: str = ""
+    status: str = "ok"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+ScoreResult = Union[Score, Awaitable[Score]]
+# scorer(sample, completion_text) -> Score (sync or async)
+Scorer = Callable[[Sample, str], ScoreResult]
+PromptFn = Callable[[Sample], list[Message]]
+
+
+def chat_prompt(sample: Sample, system: str | None = None) -> list[Message]:
+    """Default prompt: the sample's messages, or its string as one user turn."""
+    messages = list(sample.input) if isinstance(sample.input, list) else [
+        {"role": "user", "content": sample.input}]
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+@dataclass
+class Task:
+    """What a ``@task`` function returns.
+
+    ``dataset`` may be any iterable of samples, or a zero-argument callable
+    returning one (called lazily, so ``evals list`` never loads data).
+    """
+
+    dataset: Iterable[Sample] | Callable[[], Iterable[Sample]]
+    scorer: Scorer
+    prompt: PromptFn = chat_prompt
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    # Fields a run may not override per task (e.g. stop sequences); merged
+    # into each request. Compute settings come from the run, not the task.
+    stop: list[str] | None = None
+    name: str = ""
+    description: str = ""
+
+    def samples(self) -> Iterable[Sample]:
+        return self.dataset() if callable(self.dataset) else self.dataset
+
+
+@dataclass(frozen=True)
+class TaskParam:
+    name: str
+    default: Any
+    annotation: Any
+    required: bool
+
+
+@dataclass
+class TaskSpec:
+    """A registered task function and what ``evals list`` shows of it."""
+
+    name: str
+    fn: Callable[..., Task]
+    description: str
+    source: str  # "builtin", a file path or an entry point
+
+    @property
+    def params(self) -> list[TaskParam]:
+        out = []
+        for p in inspect.signature(self.fn).parameters.values():
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            required = p.default is inspect.Parameter.empty
+            out.append(TaskParam(p.name, None if required else p.default,
+                                 p.annotation, required))
+        return out
+
+    def build(self, params: dict[str, str | Any]) -> Task:
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise TaskError(
+                f"task {self.name!r} has no parameter {unknown[0]!r}; "
+                f"it takes: {', '.join(known) or 'no parameters'}")
+        missing = [p.name for p in known.values() if p.required and p.name not in params]
+        if missing:
+            raise TaskError(f"task {self.name!r} needs -T {missing[0]}=...")
+        kwargs = {k: coerce_param(self.name, known[k], v) for k, v in params.items()}
+        try:
+            built = self.fn(**kwargs)
+        except TaskError:
+            raise
+        except Exception as e:  # a plugin's own failure, named as such
+            raise TaskError(f"task {self.name!r} failed to build: {type(e).__name__}: {e}") from e
+        if not isinstance(built, Task):
+            raise TaskError(f"task function {self.name!r} returned "
+                            f"{type(built).__name__}, not evals.Task")
+        built.name = self.name
+        built.description = built.description or self.description
+        return built
+
+
+class TaskError(ValueError):
+    """Bad task name, parameter or data; the CLI prints it as one line."""
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+_current_source = "builtin"
+
+
+def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
+         description: str | None = None):
+    """Register a task function: ``@task`` or ``@task(name="x")``."""
+
+    def register(f: Callable[..., Task]) -> Callable[..., Task]:
+        task_name = name or f.__name__
+        doc = description or (inspect.getdoc(f) or "").strip().split("\n")[0]
+        _REGISTRY[task_name] = TaskSpec(task_name, f, doc, _current_source)
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def registry() -> dict[str, TaskSpec]:
+    return _REGISTRY
+
+
+@contextmanager
+def registering_from(source: str) -> Iterator[None]:
+    """Label tasks registered inside the block with where they came from."""
+    global _current_source
+    _current_source = source
+    try:
+        yield
+    finally:
+        _current_source = "builtin"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def coerce_param(task_name: str, param: TaskParam, value: Any) -> Any:
+    """Turn a ``-T`` string into the type the parameter's annotation or default names."""
+    if not isinstance(value, str):
+        return value
+    kind = param.annotation
+    if isinstance(kind, str):  # postponed annotations: "int", "bool | None", ...
+        kind = kind.replace(" ", "").split("|")[0]
+    elif kind is inspect.Parameter.empty:
+        kind = type(param.default).__name__ if param.default is not None else "str"
+    else:
+        kind = getattr(kind, "__name__", "str")
+    try:
+        if kind == "bool":
+            low = value.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("list", "tuple"):
+            return [v.strip() for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise TaskError(f"task {task_name!r}: -T {param.name}={value!r} is not a valid {kind}") from None
+    return value

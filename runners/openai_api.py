@@ -1,0 +1,251 @@
+"""``openai/MODEL``: any OpenAI-compatible chat-completions endpoint.
+
+Two transports speak the same wire format:
+
+* ``http`` (default): one pooled aiohttp session posting orjson bodies. The
+  SDK spends ~3 ms of CPU per call on validation and model objects; this path
+  spends ~0.25 ms (see bench/README.md), which is what lets one process keep
+  hundreds of requests in flight.
+* ``sdk`` (``-M transport=sdk``, or ``-M azure=true``): ``openai.AsyncOpenAI``
+  for every call, for Azure and other auth schemes the SDK knows.
+
+Compute settings map onto the fields servers accept: ``reasoning_effort``;
+the thinking budget in the spelling chosen by ``-M thinking_style=``
+(``vllm``: ``thinking_token_budget``; ``chat_template``: SGLang/Qwen
+``chat_template_kwargs.thinking_budget``; ``anthropic``:
+``thinking.budget_tokens``; ``openrouter``: ``reasoning.max_tokens``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import time
+from typing import Any
+
+import orjson
+
+from evals.prices import find_price, load_prices
+from evals.runner import (ConfigError, Completion, Request, Response, RunnerError,
+                          Usage)
+
+OPENAI_URL = "https://api.openai.com/v1"
+THINKING_STYLES = ("vllm", "chat_template", "anthropic", "openrouter", "none")
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+def make_runner(name: str, **options: Any) -> "OpenAIRunner":
+    if not name:
+        raise ConfigError("model spec 'openai/' needs a model name, e.g. openai/gpt-4o")
+    return OpenAIRunner(name, **options)
+
+
+def _thinking_fields(style: str, budget: int) -> dict[str, Any]:
+    if style == "vllm":
+        return {"thinking_token_budget": budget}
+    if style == "chat_template":
+        return {"chat_template_kwargs": {"enable_thinking": budget > 0, "thinking_budget": budget}}
+    if style == "anthropic":
+        return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    if style == "openrouter":
+        return {"reasoning": {"max_tokens": budget}}
+    return {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class OpenAIRunner:
+    def __init__(self, name: str, *, base_url: str | None = None, api_key: str | None = None,
+                 transport: str = "http", timeout: float = 600.0,
+                 thinking_style: str = "vllm", azure: bool | str = False,
+                 max_tokens_field: str | None = None, prices: str | None = None,
+                 **unknown: Any):
+        if unknown:
+            raise ConfigError(f"openai runner has no option {next(iter(unknown))!r} "
+                              "(known: base_url, transport, timeout, thinking_style, azure, "
+                              "max_tokens_field, prices)")
+        if thinking_style not in THINKING_STYLES:
+            raise ConfigError(f"thinking_style must be one of {', '.join(THINKING_STYLES)}")
+        self.name = name
+        self.model = f"openai/{name}"
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        self.azure = str(azure).lower() in ("1", "true", "yes")
+        self.transport = "sdk" if self.azure else transport
+        if self.transport not in ("http", "sdk"):
+            raise ConfigError("transport must be 'http' or 'sdk'")
+        key_var = "AZURE_OPENAI_API_KEY" if self.azure else "OPENAI_API_KEY"
+        key = api_key or os.environ.get(key_var)
+        if not key:
+            if self.base_url == OPENAI_URL or self.azure:
+                raise ConfigError(f"{key_var} is not set (needed for {self.base_url})")
+            key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key
+        self._key = key  # kept on the object only; never logged or recorded
+        self.timeout = float(timeout)
+        self.thinking_style = thinking_style
+        self.max_tokens_field = max_tokens_field or (
+            "max_completion_tokens" if self.base_url == OPENAI_URL else "max_tokens")
+        self.price = find_price(name, load_prices(prices))
+        self._session = None  # created inside the running loop
+        self._client = None
+        self._fan_out = False  # set once the server answers n>1 with fewer choices
+
+    def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
+        return f"OpenAIRunner({self.model!r}, base_url={self.base_url!r})"
+
+    def body(self, request: Request, n: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.name, "messages": request.messages}
+        if n != 1:
+            body["n"] = n
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = request.stop
+        if request.effort is not None:
+            body["reasoning_effort"] = request.effort
+        if request.thinking_budget is not None:
+            body.update(_thinking_fields(self.thinking_style, request.thinking_budget))
+        return body
+
+    async def generate(self, request: Request) -> Response:
+        start = time.perf_counter()
+        if self._fan_out and request.n > 1:
+            parts = await self._fan(request, request.n, 0)
+        else:
+            parts = [await self._call(self.body(request, request.n))]
+            got = len(parts[0][0])
+            if got < request.n:
+                self._fan_out = True
+                parts += await self._fan(request, request.n - got, got)
+        completions: list[Completion] = []
+        usage = Usage()
+        for part_completions, part_usage in parts:
+            completions += part_completions
+            usage += part_usage
+        cost = self.price.cost(usage) if self.price else None
+        return Response(completions[:request.n], usage, time.perf_counter() - start, cost)
+
+    async def _fan(self, request: Request, count: int, offset: int):
+        """The server ignores n: ask for the rest one at a time, with distinct seeds."""
+        def one(i: int) -> dict[str, Any]:
+            body = self.body(request, 1)
+            if request.seed is not None:
+                body["seed"] = request.seed + offset + i
+            return body
+        return await asyncio.gather(*(self._call(one(i)) for i in range(count)))
+
+    async def _call(self, body: dict[str, Any]) -> tuple[list[Completion], Usage]:
+        data = await (self._post_sdk(body) if self.transport == "sdk" else self._post_http(body))
+        return parse_chat_completion(data)
+
+    async def _post_http(self, body: dict[str, Any]) -> dict[str, Any]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                headers={"Authorization": f"Bearer {self._key}",
+                         "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                json_serialize=lambda o: orjson.dumps(o).decode())
+        url = self.base_url + "/chat/completions"
+        try:
+            async with self._session.post(url, data=orjson.dumps(body)) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"),
+                                        self.base_url)
+        except asyncio.TimeoutError:
+            raise RunnerError(f"timed out after {self.timeout:g}s", retryable=True) from None
+        except aiohttp.ClientConnectorError as e:
+            raise RunnerError(f"cannot connect to {self.base_url}: {e.os_error or e}",
+                              retryable=True, status=-1) from None
+        except aiohttp.ClientError as e:
+            raise RunnerError(f"connection error: {type(e).__name__}: {e}",
+                              retryable=True) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise RunnerError(f"malformed JSON from server: {raw[:80]!r}",
+                              retryable=True) from None
+
+    async def _post_sdk(self, body: dict[str, Any]) -> dict[str, Any]:
+        import openai
+
+        if self._client is None:
+            if self.azure:
+                self._client = openai.AsyncAzureOpenAI(
+                    azure_endpoint=self.base_url, api_key=self._key, max_retries=0,
+                    timeout=self.timeout,
+                    api_version=os.environ.get("OPENAI_API_VERSION", "2024-10-21"))
+            else:
+                self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key,
+                                                  max_retries=0, timeout=self.timeout)
+        known = {"model", "messages", "n", "max_tokens", "max_completion_tokens", "temperature",
+                 "seed", "stop", "reasoning_effort"}
+        args = {k: v for k, v in body.items() if k in known}
+        extra = {k: v for k, v in body.items() if k not in known}
+        try:
+            result = await self._client.chat.completions.create(**args, extra_body=extra or None)
+        except openai.APIStatusError as e:
+            raise _status_error(e.status_code, e.response.content,
+                                e.response.headers.get("retry-after"), self.base_url) from None
+        except openai.APITimeoutError:
+            raise RunnerError(f"timed out after {self.timeout:g}s", retryable=True) from None
+        except openai.APIConnectionError as e:
+            raise RunnerError(f"connection error: {e}", retryable=True) from None
+        except ValueError as e:  # the SDK's own JSON decoding failed
+            raise RunnerError(f"malformed response: {e}", retryable=True) from None
+        return result.model_dump()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _status_error(status: int, raw: bytes, retry_after: str | None, base_url: str) -> RunnerError:
+    try:
+        err = orjson.loads(raw).get("error") or {}
+        detail = err.get("message") if isinstance(err, dict) else str(err)
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = raw[:200].decode("utf-8", "replace")
+    if status in (401, 403):
+        return RunnerError(f"{base_url} refused the API key (HTTP {status}): {detail}",
+                           status=status)
+    return RunnerError(f"HTTP {status}: {detail}", status=status,
+                       retryable=status in RETRYABLE_STATUS,
+                       retry_after=_retry_after(retry_after))
+
+
+def parse_chat_completion(data: dict[str, Any]) -> tuple[list[Completion], Usage]:
+    choices = data.get("choices")
+    if not choices:
+        raise RunnerError(f"response has no choices: {str(data)[:120]}", retryable=True)
+    completions = []
+    for choice in sorted(choices, key=lambda c: c.get("index", 0)):
+        message = choice.get("message") or {}
+        completions.append(Completion(
+            message.get("content") or "",
+            message.get("reasoning_content") or message.get("reasoning"),
+            choice.get("finish_reason")))
+    raw_usage = data.get("usage") or {}
+    details = raw_usage.get("completion_tokens_details") or {}
+    usage = Usage(raw_usage.get("prompt_tokens") or 0, raw_usage.get("completion_tokens") or 0,
+                  details.get("reasoning_tokens") or 0)
+    return completions, usage
