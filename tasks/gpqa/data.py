@@ -1,0 +1,258 @@
+"""Reading GPQA rows (local CSV/JSONL, the bundled sample, the hub) and the
+deterministic per-question shuffle of the four options."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from evals.task import TaskError
+
+HUB_DATASET = "Idavidrein/gpqa"
+SUBSETS = ("diamond", "main", "extended")
+SAMPLE_FILE = Path(__file__).with_name("sample.csv")
+SAMPLE_NAMES = ("sample",)  # -T path=sample: the bundled demo questions
+
+QUESTION = "Question"
+OPTION_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                  "Incorrect Answer 3")
+REQUIRED = (QUESTION, *OPTION_COLUMNS)
+RECORD_ID = "Record ID"
+DOMAIN = "High-level domain"
+SUBDOMAIN = "Subdomain"
+# The vote identity: a Score.answer names the option, never its (shuffled) letter.
+OPTION_IDS = ("correct", "incorrect1", "incorrect2", "incorrect3")
+LETTERS = "ABCD"
+
+# All 24 orders of the 4 options, in itertools' (lexicographic) order.
+PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One question; ``options`` in canonical order (correct, incorrect 1..3)."""
+
+    record_id: str
+    question: str
+    options: tuple[str, str, str, str]
+    domain: str
+    subdomain: str
+    where: str  # "file:line", for messages
+
+
+def permutation(record_id: str, seed: int) -> tuple[int, ...]:
+    """Which canonical option each letter shows: ``perm[letter_index] = option_index``.
+
+    ``sha256("gpqa:{seed}:{record_id}")``, first 8 bytes big-endian, modulo 24,
+    indexes :data:`PERMUTATIONS`. Stable across Python versions, machines and
+    runs (never ``hash()``), and the correct letter is uniform over A-D.
+    """
+    digest = hashlib.sha256(f"gpqa:{seed}:{record_id}".encode("utf-8")).digest()
+    return PERMUTATIONS[int.from_bytes(digest[:8], "big") % len(PERMUTATIONS)]
+
+
+def correct_letter(record_id: str, seed: int) -> str:
+    return LETTERS[permutation(record_id, seed).index(0)]
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _cell(row: dict[str, Any], column: str, where: str, required: bool) -> str:
+    if column not in row or row[column] is None:
+        if required:
+            raise TaskError(f"{where}: missing column {column!r}")
+        return ""
+    value = row[column]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TaskError(f"{where}: column {column!r} is a {type(value).__name__}, not text")
+    text = str(value).strip()
+    if required and not text:
+        raise TaskError(f"{where}: empty {column!r}")
+    return text
+
+
+def to_records(rows: Iterable[tuple[str, dict[str, Any]]]) -> list[Record]:
+    """Validate ``(where, row)`` pairs in GPQA's schema into records."""
+    records: list[Record] = []
+    seen: dict[str, str] = {}
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise TaskError(f"{where}: expected an object with GPQA's columns, "
+                            f"got {type(row).__name__}")
+        question = _cell(row, QUESTION, where, True)
+        options = tuple(_cell(row, c, where, True) for c in OPTION_COLUMNS)
+        record_id = _cell(row, RECORD_ID, where, False)
+        if not record_id:  # stable fallback, so the shuffle still follows the content
+            record_id = "q-" + hashlib.sha256(question.encode("utf-8")).hexdigest()[:12]
+        if record_id in seen:
+            raise TaskError(f"{where}: duplicate {RECORD_ID} {record_id!r} "
+                            f"(first at {seen[record_id]})")
+        seen[record_id] = where
+        records.append(Record(record_id, question, options,  # type: ignore[arg-type]
+                              _cell(row, DOMAIN, where, False),
+                              _cell(row, SUBDOMAIN, where, False), where))
+    return records
+
+
+def _csv_rows(path: Path, label: str,
+             delimiter: str = ",") -> Iterator[tuple[str, dict[str, Any]]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise TaskError(f"{label}:1: bad CSV: {e}") from None
+        header = [h.strip() for h in header]
+        for column in REQUIRED:
+            if column not in header:
+                raise TaskError(f"{label}:1: missing column {column!r} "
+                                f"(the header has: {', '.join(header)})")
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise TaskError(f"{label}:{start}: bad CSV: {e}") from None
+            where = f"{label}:{start}"
+            if not fields or all(not x.strip() for x in fields):
+                continue
+            if len(fields) > len(header):
+                raise TaskError(f"{where}: {len(fields)} fields, but the header has "
+                                f"{len(header)} (an unquoted comma?)")
+            yield where, dict(zip(header, fields))  # short rows miss their last columns
+
+
+def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TaskError(f"{label}:{number}: invalid JSON: {e.msg}") from None
+            yield f"{label}:{number}", row
+
+
+def _json_rows(path: Path, label: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{label}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(data, list):
+        raise TaskError(f"{label}: expected a JSON list of rows (or use JSONL)")
+    for i, row in enumerate(data):
+        yield f"{label}[{i}]", row
+
+
+def read_file(path: str | os.PathLike) -> list[Record]:
+    """Records from a CSV, JSONL (or JSON list) file in GPQA's own columns."""
+    p = Path(path)
+    label = str(path)
+    if not p.is_file():
+        raise TaskError(f"gpqa: -T path={label}: no such file (use a .csv or .jsonl in "
+                        f"GPQA's columns, or path=sample for the bundled questions)")
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(p, label)
+    elif suffix == ".json":
+        rows = _json_rows(p, label)
+    elif suffix == ".tsv":
+        rows = _csv_rows(p, label, "\t")
+    elif suffix in (".csv", ".txt") or not suffix:
+        rows = _csv_rows(p, label)
+    else:
+        raise TaskError(f"gpqa: -T path={label}: unknown file type {suffix!r} "
+                        f"(expected .csv, .tsv, .jsonl or .json)")
+    records = to_records(rows)
+    if not records:
+        raise TaskError(f"{label}: no questions in the file")
+    return records
+
+
+# ---------------------------------------------------------------- hub
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def offline_requested() -> bool:
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE (or TRANSFORMERS_OFFLINE) set now."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+class _Offline:
+    """Make an offline request made after ``datasets`` was imported count.
+
+    ``datasets`` and ``huggingface_hub`` read the offline variables once, at
+    import; this sets their flags for the duration of one load, then restores them.
+    """
+
+    def __init__(self, active: bool):
+        self.active = active
+        self.saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self):
+        if not self.active:
+            return self
+        import datasets.config as dconfig
+        targets = [(dconfig, "HF_HUB_OFFLINE"), (dconfig, "HF_DATASETS_OFFLINE")]
+        try:
+            import huggingface_hub.constants as hconst
+            targets.append((hconst, "HF_HUB_OFFLINE"))
+        except ImportError:  # pragma: no cover - datasets depends on it
+            pass
+        for module, name in targets:
+            if hasattr(module, name):
+                self.saved.append((module, name, getattr(module, name)))
+                setattr(module, name, True)
+        return self
+
+    def __exit__(self, *exc):
+        for module, name, value in reversed(self.saved):
+            setattr(module, name, value)
+        return False
+
+
+def hub_config(subset: str) -> str:
+    return f"gpqa_{subset}"
+
+
+def load_hub(subset: str, cache_dir: str | None = None) -> list[Record]:
+    """The real GPQA from the hub (gated), through ``datasets`` and its cache."""
+    config = hub_config(subset)
+    hint = (f"GPQA ({HUB_DATASET}, config {config}) is a gated dataset: accept its terms "
+            f"at https://huggingface.co/datasets/{HUB_DATASET}, then run "
+            f"`huggingface-cli login` (or set HF_TOKEN); or pass -T path=FILE.csv|.jsonl "
+            f"in GPQA's columns, or -T path=sample for the bundled demo questions")
+    try:
+        import datasets
+    except ImportError:
+        raise TaskError("gpqa: loading from the hub needs the `datasets` package "
+                        "(pip install 'evals[data]'); " + hint) from None
+    offline = offline_requested()
+    try:
+        with _Offline(offline):
+            ds = datasets.load_dataset(HUB_DATASET, config, split="train", cache_dir=cache_dir)
+    except Exception as e:  # noqa: BLE001 - every failure gets the same advice
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        why = (" (offline mode is on: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE, and no cached copy "
+               "was found)" if offline else "")
+        raise TaskError(f"gpqa: cannot load {HUB_DATASET} ({config}) from the Hugging Face "
+                        f"hub{why}: {type(e).__name__}: {detail[:300]}. {hint}") from None
+    rows = ((f"{HUB_DATASET}:{config} row {i}", dict(row)) for i, row in enumerate(ds))
+    records = to_records(rows)
+    if not records:
+        raise TaskError(f"gpqa: {HUB_DATASET} ({config}) has no rows")
+    return records

@@ -1,0 +1,229 @@
+"""Orchestration end to end: a real HTTP server, the real client, the real run log."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import orjson
+import pytest
+
+import evals.run as run_module
+from evals.fake_openai import FakeServer
+from evals.records import RunLog, iter_records
+from evals.run import FatalRunError, RunConfig, execute
+from tasks.arithmetic import make_samples
+from tests.conftest import REPO, run_cli
+
+SECRET = "sk-live-secret-abcdefghijklmnop"
+
+
+def arithmetic_script(body, index):
+    """Right on even sample numbers, wrong on odd ones: known scores for every run."""
+    prompt = body["messages"][-1]["content"]
+    expr = prompt.split("Compute ")[1].split(". Think")[0]
+    value = eval(expr)
+    return f"Working...\nANSWER: {value if hash_of(prompt) % 2 == 0 else value + 1}"
+
+
+def hash_of(text):
+    return sum(map(ord, text))
+
+
+def expected_scores(count, seed=0):
+    return {s.id: float(hash_of(s.input) % 2 == 0) for s in make_samples(count, seed, 3)}
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(run_module, "backoff", lambda attempt, retry_after: (
+        retry_after if retry_after is not None else 0.01))
+
+
+def config(server, **kw):
+    base = dict(tasks=["arithmetic"], models=["openai/fake-model"],
+                model_options={"base_url": server.url}, concurrency=8)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def scores(log):
+    latest = {}
+    for r in iter_records(log.samples_path):
+        latest[(r["sample_id"], r["setting"], r["gen"])] = r
+    return latest
+
+
+def test_grid_of_settings_and_samples(tmp_path):
+    with FakeServer(script=arithmetic_script) as srv:
+        cfg = config(srv, task_params={"count": "6"}, efforts=["low", "high"],
+                     thinking_budgets=[None, 256], samples=3, temperature=0.5, seed=1)
+        stats = execute(cfg, RunLog(tmp_path / "r"), ["evals"])
+        assert stats.total == stats.done == 6 * 4 * 3 and stats.errors == 0
+        assert srv.count == 6 * 4  # n=3 travels in one request
+        efforts = Counter((b.get("reasoning_effort"), b.get("thinking_token_budget"))
+                          for b in srv.requests)
+        assert efforts == {("low", None): 6, ("high", None): 6, ("low", 256): 6, ("high", 256): 6}
+    records = scores(RunLog(tmp_path / "r"))
+    assert {k[1] for k in records} == {"effort=low,n=3", "effort=high,n=3",
+                                       "effort=low,budget=256,n=3", "effort=high,budget=256,n=3"}
+    want = expected_scores(6)
+    assert all(r["score"] == want[r["sample_id"]] for r in records.values())
+    meta = RunLog(tmp_path / "r").read_meta()
+    assert meta["status"] == "completed" and len(meta["settings"]) == 4
+    assert meta["versions"]["python"] and "git" in meta
+
+
+def test_transient_faults_are_retried_and_not_scored(tmp_path):
+    with FakeServer(script=arithmetic_script) as srv:
+        srv.inject("429", times=2, retry_after=0.2)
+        srv.inject("500", times=2)
+        srv.inject("drop", times=1)
+        srv.inject("malformed", times=1)
+        srv.inject("hang", times=1, seconds=30)
+        stats = execute(config(srv, task_params={"count": "10"}, timeout=0.5),
+                        RunLog(tmp_path / "r"), ["evals"])
+        assert srv.faults_pending() == 0
+    assert stats.errors == 0 and stats.done == 10
+    want = expected_scores(10)
+    assert {k[0]: r["score"] for k, r in scores(RunLog(tmp_path / "r")).items()} == want
+
+
+def test_persistent_failure_is_recorded_apart_then_retried_on_resume(tmp_path):
+    target = make_samples(5, 0, 3)[2]
+    needle = target.input.split("Compute ")[1].split(".")[0]
+    log = RunLog(tmp_path / "r")
+    with FakeServer(script=arithmetic_script) as srv:
+        srv.inject("503", times=100, match=needle)
+        stats = execute(config(srv, task_params={"count": "5"}, retries=2), log, ["evals"])
+        assert stats.errors == 1 and stats.done == 5
+        errors = [r for r in iter_records(log.samples_path) if r["status"] == "error"]
+        assert len(errors) == 1 and errors[0]["sample_id"] == target.id
+        assert errors[0]["score"] is None and "503" in errors[0]["error"]
+        srv._faults.clear()
+        stats = execute(config(srv, task_params={"count": "5"}, retries=2), log, ["evals"])
+    assert stats.errors == 0
+    final = scores(log)
+    assert len(final) == 5 and final[(target.id, "default", 0)]["status"] == "ok"
+    assert log.read_meta()["resumed"]
+
+
+def test_non_retryable_error_is_recorded_without_retry(tmp_path):
+    with FakeServer(script=arithmetic_script) as srv:
+        srv.inject("400", times=1)
+        stats = execute(config(srv, task_params={"count": "3"}, concurrency=1),
+                        RunLog(tmp_path / "r"), ["evals"])
+        assert srv.count == 3
+    assert stats.errors == 1
+
+
+def test_concurrency_bound(tmp_path):
+    with FakeServer(latency=0.1) as srv:
+        execute(config(srv, task_params={"count": "40"}, concurrency=8),
+                RunLog(tmp_path / "r"), ["evals"])
+        assert srv.max_in_flight == 8
+
+
+def test_cache_makes_a_repeat_free_and_can_be_bypassed(tmp_path):
+    with FakeServer(script=arithmetic_script) as srv:
+        execute(config(srv, task_params={"count": "4"}, samples=2), RunLog(tmp_path / "a"), ["evals"])
+        assert srv.count == 4
+        stats = execute(config(srv, task_params={"count": "4"}, samples=2),
+                        RunLog(tmp_path / "b"), ["evals"])
+        assert srv.count == 4 and stats.cached == 8
+        execute(config(srv, task_params={"count": "4"}, samples=2, cache=False),
+                RunLog(tmp_path / "c"), ["evals"])
+        assert srv.count == 8
+    assert scores(RunLog(tmp_path / "a")).keys() == scores(RunLog(tmp_path / "b")).keys()
+
+
+def test_unreachable_endpoint_stops_the_run_with_one_line(tmp_path):
+    result = run_cli("run", "arithmetic", "--model", "openai/fake-model", "--base-url",
+                     "http://127.0.0.1:9/v1", "--results-dir", str(tmp_path), "--run-id", "x")
+    assert result.returncode == 1
+    assert "cannot connect to http://127.0.0.1:9/v1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert RunLog(tmp_path / "x").read_meta()["status"] == "failed"
+
+
+def test_missing_key_is_one_line(tmp_path):
+    result = run_cli("run", "arithmetic", "--model", "openai/gpt-4o", "--results-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: OPENAI_API_KEY is not set (needed for https://api.openai.com/v1)"
+
+
+def test_refused_key_stops_the_run_and_never_leaks(tmp_path):
+    with FakeServer(api_key="the-right-key-000") as srv:
+        result = run_cli("run", "arithmetic", "--model", "openai/fake-model", "--base-url", srv.url,
+                         "--results-dir", str(tmp_path), "--run-id", "k",
+                         env={"OPENAI_API_KEY": SECRET})
+    assert result.returncode == 1 and "refused the API key (HTTP 401)" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_api_key_reaches_no_file(tmp_path):
+    cache = tmp_path / "cache"
+    with FakeServer(api_key=SECRET, script=arithmetic_script) as srv:
+        srv.inject("500", times=1, message=f"echoing your key {SECRET}")
+        result = run_cli("run", "arithmetic", "--model", "openai/fake-model", "--base-url", srv.url,
+                         "-M", f"api_key={SECRET}", "--results-dir", str(tmp_path / "res"),
+                         "--run-id", "s", "-T", "count=5", "--retries", "0",
+                         env={"OPENAI_API_KEY": SECRET, "EVALS_CACHE_DIR": str(cache)})
+        assert srv.saw_auth
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    files = list((tmp_path / "res").rglob("*")) + list(cache.rglob("*"))
+    assert len([f for f in files if f.is_file()]) >= 3
+    for f in files:
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    execute(RunConfig(tasks=["arithmetic"], models=["gold"]), RunLog(tmp_path / "r"), ["evals"])
+    with pytest.raises(Exception, match="exists with another configuration"):
+        execute(RunConfig(tasks=["arithmetic"], models=["gold"], samples=2),
+                RunLog(tmp_path / "r"), ["evals"])
+
+
+def _final_scores(path):
+    seen = Counter()
+    latest = {}
+    for r in iter_records(path):
+        key = (r["sample_id"], r["setting"], r["gen"])
+        seen[key] += 1
+        latest[key] = r["score"]
+    return seen, latest
+
+
+@pytest.mark.parametrize("kill_after_records", [1, 17, 43])
+def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, kill_after_records):
+    """A real `evals run` child killed with SIGKILL mid-run, then resumed."""
+    args = ["run", "arithmetic", "--model", "openai/fake-model", "-T", "count=30",
+            "--samples", "2", "--effort", "low,high", "--concurrency", "4",
+            "--results-dir", str(tmp_path), "--run-id", "k9", "--no-progress"]
+    with FakeServer(script=arithmetic_script, latency=0.02) as srv:
+        args[args.index("--model") + 2:args.index("--model") + 2] = ["--base-url", srv.url]
+        env = {**os.environ, "EVALS_CACHE_DIR": str(tmp_path / "cache")}
+        child = subprocess.Popen([sys.executable, "-m", "evals.cli", *args], env=env, cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples = tmp_path / "k9" / "samples.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if samples.exists() and samples.read_bytes().count(b"\n") >= kill_after_records:
+                break
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        killed_at = samples.read_bytes().count(b"\n")
+        assert killed_at < 120, "the run finished before it could be killed"
+        result = run_cli(*args, env={"EVALS_CACHE_DIR": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr
+    seen, latest = _final_scores(samples)
+    assert len(latest) == 30 * 2 * 2 and max(seen.values()) == 1
+    want = expected_scores(30)
+    assert all(score == want[key[0]] for key, score in latest.items())
+    assert RunLog(tmp_path / "k9").read_meta()["status"] == "completed"
