@@ -19,9 +19,10 @@ completion's word count, the reply is cut to that many words (reasoning first, t
 content) and ``finish_reason`` becomes "length".  Streaming is not supported.
 
 Faults (``inject``) apply to the next ``times`` requests, or only to requests whose last
-user message contains ``match``: "429" (with ``Retry-After``), "500", "503", "400",
-"hang" (sleeps ``seconds``), "malformed" (200 with invalid JSON), "drop" (connection
-closed with no response) and "empty_choices".  Faults skip ``latency``.
+user message contains ``match``: "429" (``Retry-After: retry_after``, default 1), "500",
+"503", "400" (all OpenAI-style error JSON; kw ``message`` overrides the text), "hang"
+(sleeps ``seconds``, default 3600, then answers), "malformed" (200 with invalid JSON),
+"drop" (connection closed with no response) and "empty_choices".  Faults skip ``latency``.
 
 From the command line, for other harnesses to hit::
 
@@ -37,7 +38,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -46,6 +47,12 @@ from aiohttp import web
 Reply = str | dict[str, Any] | list[Any]
 Script = dict[str, Reply] | Callable[[dict[str, Any], int], Reply]
 FAULT_KINDS = ("429", "500", "503", "400", "hang", "malformed", "drop", "empty_choices")
+_ERRORS = {  # kind -> (status, default message, OpenAI error type, code)
+    "429": (429, "Rate limit reached (fake)", "requests", "rate_limit_exceeded"),
+    "500": (500, "The server had an error (fake)", "server_error", None),
+    "503": (503, "The server is overloaded (fake)", "server_error", None),
+    "400": (400, "Invalid request (fake)", "invalid_request_error", "invalid_request"),
+}
 
 
 @dataclass
@@ -53,7 +60,7 @@ class _Fault:
     kind: str
     times: int
     match: str | None
-    kw: dict[str, Any] = field(default_factory=dict)
+    kw: dict[str, Any]
 
 
 def _text(content: Any) -> str:
@@ -93,7 +100,9 @@ class FakeServer:
         self.script, self.default, self.latency = script, default, latency
         self.honour_n, self.api_key, self.record = honour_n, api_key, record
         self.host, self.port, self.models = host, port, list(models)
-        # Mutated only on the server loop; single int/list ops are atomic under the GIL.
+        # Written only by the server loop; other threads may read them at any time (each
+        # update is a single GIL-atomic operation). count covers every finished request:
+        # answered, faulted, refused (401) or abandoned by the client.
         self.requests: list[dict[str, Any]] = []
         self.count = self.in_flight = self.max_in_flight = 0
         self.saw_auth = False  # headers are never stored: they carry API keys
@@ -108,7 +117,6 @@ class FakeServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    # -- faults -------------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, match: str | None = None, **kw: Any) -> None:
         """Queue ``kind`` for the next ``times`` (matching) requests; kw: retry_after, seconds, message."""
         if kind not in FAULT_KINDS:
@@ -135,36 +143,25 @@ class FakeServer:
 
     async def _fault(self, request: web.Request, f: _Fault,
                      body: dict[str, Any]) -> web.StreamResponse:
-        k = f.kind
-        if k == "429":
-            ra = f.kw.get("retry_after", 1)
-            return _error(429, "Rate limit reached (fake)", "requests", "rate_limit_exceeded",
-                          {"Retry-After": str(ra)})
-        if k in ("500", "503"):
-            return _error(int(k), f"Fake server error {k}", "server_error")
-        if k == "400":
-            return _error(400, f.kw.get("message", "Invalid request (fake)"),
-                          "invalid_request_error", "invalid_request")
-        if k == "hang":
-            await asyncio.sleep(f.kw.get("seconds", 3600))
-            return _error(504, "hang fault elapsed", "server_error")
-        if k == "malformed":
-            return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [', status=200,
+        if f.kind in _ERRORS:
+            status, message, type_, code = _ERRORS[f.kind]
+            headers = {"Retry-After": str(f.kw.get("retry_after", 1))} if status == 429 else None
+            return _error(status, f.kw.get("message") or message, type_, code, headers)
+        if f.kind == "malformed":
+            return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [',
                                 content_type="application/json")
-        if k == "drop":
+        if f.kind == "drop":
             assert request.transport is not None
             request.transport.abort()  # no response bytes at all: the client sees a disconnect
-            raise asyncio.CancelledError  # aiohttp treats this as "connection gone", quietly
-        return _json(self._completion(body, n=0))  # empty_choices
+            raise asyncio.CancelledError  # aiohttp takes this as "connection gone", quietly
+        if f.kind == "hang":  # a client with a shorter timeout never sees the answer
+            await asyncio.sleep(f.kw.get("seconds", 3600))
+        return _json(self._completion(body, n=1 if f.kind == "hang" else 0))
 
-    # -- answering ----------------------------------------------------------------------
     def _reply(self, body: dict[str, Any], prompt: str, index: int) -> dict[str, Any]:
-        if callable(self.script):
-            r: Any = self.script(body, index)
-        else:
-            r = (self.script or {}).get(prompt, self.default)
-        if r is None:
-            r = self.default
+        script = self.script
+        r: Any = script(body, index) if callable(script) else (script or {}).get(prompt)
+        r = self.default if r is None else r
         if isinstance(r, list):
             r = r[index % len(r)]
         return {"content": r} if isinstance(r, str) else dict(r)
@@ -193,28 +190,30 @@ class FakeServer:
             reasoning += len(think)
             override.update(r.get("usage") or {})
         prompt_tokens = sum(len(_text(m.get("content")).split()) for m in body.get("messages") or [])
-        usage = {"prompt_tokens": override.get("prompt_tokens", prompt_tokens),
-                 "completion_tokens": override.get("completion_tokens", completion)}
-        usage["total_tokens"] = override.get(
-            "total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
-        usage["completion_tokens_details"] = {
-            "reasoning_tokens": override.get("reasoning_tokens", reasoning)}
+        p = override.get("prompt_tokens", prompt_tokens)
+        c = override.get("completion_tokens", completion)
+        usage = {"prompt_tokens": p, "completion_tokens": c,
+                 "total_tokens": override.get("total_tokens", p + c),
+                 "completion_tokens_details": {
+                     "reasoning_tokens": override.get("reasoning_tokens", reasoning)}}
         return {"id": f"chatcmpl-fake-{next(self._ids)}", "object": "chat.completion",
                 "created": int(time.time()), "model": body.get("model", "fake-model"),
                 "choices": choices, "usage": usage}
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _refuse(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization")
         self.saw_auth = self.saw_auth or auth is not None
-        return self.api_key is None or auth == f"Bearer {self.api_key}"
+        if self.api_key is None or auth == f"Bearer {self.api_key}":
+            return None
+        return _error(401, "Incorrect API key provided (fake)", "invalid_request_error",
+                      "invalid_api_key")
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if not self._authorized(request):
-                return _error(401, "Incorrect API key provided (fake)", "invalid_request_error",
-                              "invalid_api_key")
+            if refused := self._refuse(request):
+                return refused
             try:
                 body = orjson.loads(await request.read())
                 assert isinstance(body, dict)
@@ -237,24 +236,23 @@ class FakeServer:
             self.count += 1
 
     async def _models(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, "Incorrect API key provided (fake)", "invalid_request_error",
-                          "invalid_api_key")
+        if refused := self._refuse(request):
+            return refused
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return _json({"object": "list", "data": data})
 
     async def _health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
-    # -- lifecycle ----------------------------------------------------------------------
     async def _serve(self) -> None:
         app = web.Application(client_max_size=256 * 2**20)  # long-context prompts are big
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
-        # handler_cancellation: a client that gives up on a "hang" must not pin a task.
+        # handler_cancellation: a client that gives up on a "hang" must not pin a task;
+        # a short shutdown_timeout keeps stop() quick while a "hang" is still connected.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=0.5)
+                                     shutdown_timeout=0.25)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -263,23 +261,18 @@ class FakeServer:
     def _run(self, started: threading.Event, errors: list[BaseException]) -> None:
         try:
             import uvloop  # type: ignore[import-not-found]
-            loop = uvloop.new_event_loop()
+            loop = self._loop = uvloop.new_event_loop()
         except ImportError:
-            loop = asyncio.new_event_loop()
-        self._loop = loop
+            loop = self._loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._serve())
-        except BaseException as e:  # surfaced by start() on the caller's thread
+        except BaseException as e:  # re-raised by start() on the caller's thread
             errors.append(e)
-            started.set()
-            loop.close()
-            return
         started.set()
-        try:
+        if not errors:
             loop.run_forever()
-        finally:
             loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            loop.close()
+        loop.close()
 
     def start(self) -> FakeServer:
         """Start serving on a daemon thread; returns once the port is listening."""

@@ -200,14 +200,52 @@ _COUNT_MAX_N = 1000  # coefficients must stay below the float range (2**1000)
 
 
 def _count_cost(counts: Sequence[int], n_none: int, kmax: int) -> float:
+    """Rough bytes of integer state of ``_maj_exact``; 0 when small enough not to matter."""
     n = n_none + sum(counts)
+    if n <= 256:
+        return 0.0
     if n > _COUNT_MAX_N:
         return math.inf
     desc = sorted(counts, reverse=True)
     second = desc[1] if len(desc) > 1 else 0
-    slot = (n + 1) * (n // 8 + 1)
+    slot = (n + 1) * ((n + 7) // 8)
     return sum((sum(1 for c in desc if c >= v) + 1) * slot
                for v in range(1, min(second, kmax) + 1))
+
+
+@lru_cache(maxsize=64)
+def _packed_binomials(n: int, bits: int) -> tuple[int, ...]:
+    """(1 + z)^e for e = 0..n, one coefficient per ``bits`` bits of an integer."""
+    one_plus_z = (1 << bits) + 1
+    out = [1]
+    for _ in range(n):
+        out.append(out[-1] * one_plus_z)
+    return tuple(out)
+
+
+def _third_count(desc: Sequence[int], groups: Mapping[int, list]) -> int:
+    """Third-largest vote count over answers (with multiplicity); 0 if fewer than three."""
+    seen = 0
+    for c in desc:
+        seen += groups[c][0]
+        if seen >= 3:
+            return c
+    return 0
+
+
+def _pair_levels(a: int, b: int, v_lo: int, v_hi: int, bits: int) -> int:
+    """Twice the packed sum over v in [v_lo, v_hi] of C(a, v) z^v (sum_{x<v} C(b, x) z^x + C(b, v) z^v / 2).
+
+    An answer with ``a`` generations holding v votes against the only other
+    answer that can reach v (``b`` generations): that one stays below v, or
+    ties and halves the credit.  Doubled to stay in integers.
+    """
+    full = _packed_binomials(b, bits)[b]
+    total = 0
+    for v in range(v_lo, v_hi + 1):
+        below = full & ((1 << (v * bits)) - 1)
+        total += (math.comb(a, v) * ((below << 1) + (math.comb(b, v) << (v * bits)))) << (v * bits)
+    return total
 
 
 def _maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
@@ -259,52 +297,83 @@ def _maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
             middle.append(k)
     if middle:
         num = dict.fromkeys(middle, 0.0)
-        # The leader alone above the runner-up: v > runner_up votes, others free.
-        s_lead = groups[lead][1] if runner_up < lead else 0.0
-        if s_lead:
-            rest = n - lead
-            for k in middle:
-                tail = sum(math.comb(lead, v) * math.comb(rest, k - v)
-                           for v in range(runner_up + 1, min(lead, k) + 1))
-                num[k] += s_lead * (tail / math.comb(n, k))
+        inv_total = {k: 1.0 / math.comb(n, k) for k in middle}
         width = (n + 7) // 8  # bytes per coefficient: every one we read is < 2**n
         bits = 8 * width
-        one_plus_z = (1 << bits) + 1
+        binom = _packed_binomials(n, bits)  # binom[e] = (1 + z)^e, packed
+        # The leader alone above the runner-up: v > runner_up votes, the others
+        # free: (1+z)^rest * sum_{v > runner_up} C(lead, v) z^v.
+        s_lead = groups[lead][1] if runner_up < lead else 0.0
+        if s_lead:
+            low = binom[lead] & ((1 << ((runner_up + 1) * bits)) - 1)
+            tail = binom[n] - low * binom[n - lead]
+            for k in middle:
+                coef = (tail >> (k * bits)) & ((1 << bits) - 1)
+                num[k] += s_lead * coef * inv_total[k]
         # Nothing to add once no answer with a nonzero score can reach v votes.
         top_scoring = max(c for c, g in groups.items() if g[1])
-        for v in range(1, min(runner_up, max(middle), top_scoring) + 1):
-            big = [c for c in desc if c >= v]  # answers able to reach v votes
-            free = n - sum(c * groups[c][0] for c in big)  # can never tie at v
-            ties = sum(groups[c][0] for c in big)
+        last = min(runner_up, max(middle), top_scoring)
+        # Above the third-largest count only the top two answers can reach v:
+        # a sum over v of a few integer operations each (_pair_levels).
+        third = _third_count(desc, groups)
+        if last > third:
+            mask = (1 << bits) - 1
+            if groups[lead][0] >= 2:  # two leaders, interchangeable
+                pairs = [(lead, lead, groups[lead][1])]
+            else:
+                pairs = [(lead, runner_up, groups[lead][1]),
+                         (runner_up, lead, groups[runner_up][1])]
+            for own, other, s in pairs:
+                if s:
+                    twice = _pair_levels(own, other, third + 1, last, bits) * binom[n - own - other]
+                    for k in middle:
+                        num[k] += 0.5 * s * ((twice >> (k * bits)) & mask) * inv_total[k]
+        # The remaining levels, in general form.  ``big`` (the counts able to
+        # reach v) only shrinks as v grows.
+        big = list(desc)
+        free = n_none
+        ties = sum(g[0] for g in groups.values())
+        tall_k = [(k, inv_total[k]) for k in middle]
+        for v in range(1, min(last, third) + 1):
+            while big[-1] < v:  # this count can no longer tie: its answers join the free ones
+                c = big.pop()
+                free += c * groups[c][0]
+                ties -= groups[c][0]
             # Slot t*stride + s holds the coefficient of y^t z^s, where y = u z^v
             # stands for one tie (its v generations implied) and z^s counts the
             # rest: at most v-1 from each other answer plus the free ones.  The
             # short stride keeps the integers, and the divisions, small.
             stride = max((v - 1) * (ties - 1) + free + 1, v + 1)
             step = stride - v  # slot distance between (t, r - t*v) and (t+1, r - (t+1)*v)
+            below = (1 << (v * bits)) - 1
+            tie_shift = stride * bits
+            scoring = [c for c in big if groups[c][1]]
             factors = {}
             poly = 1
             for c in big:
-                f = sum(math.comb(c, x) << (x * bits) for x in range(v))
-                f += math.comb(c, v) << (stride * bits)
+                # sum_{x<v} C(c, x) z^x + C(c, v) y
+                f = (binom[c] & below) | (math.comb(c, v) << tie_shift)
                 factors[c] = f
-                poly *= f ** groups[c][0]
-            spread = one_plus_z ** free
-            for c in big:
+                r = groups[c][0]
+                if len(scoring) == 1 and c == scoring[0]:
+                    r -= 1  # leave out the winner's own factor
+                if r:
+                    poly *= f ** r if r > 1 else f
+            poly *= binom[free]  # the free generations: (1 + z)^free
+            for c in scoring:
                 s = groups[c][1]
-                if not s:
-                    continue
-                # The other answers and the free generations; exact division.
-                others = (poly // factors[c]) * spread
+                # All answers but one with count c, and the free generations
+                # (exact division when several counts score).
+                others = poly if len(scoring) == 1 else poly // factors[c]
                 raw = others.to_bytes(ties * stride * width, sys.byteorder)
                 coefs = memoryview(raw).cast("Q") if width == 8 else None
                 weight = s * math.comb(c, v)
-                for k in middle:
+                for k, inv in tall_k:
                     r = k - v  # generations besides j's v votes
                     if r < 0:
                         continue
                     # t ties take t*v of them; the other r - t*v must fit in a row.
-                    t_lo = max(0, -((stride - 1 - r) // v))
+                    t_lo = max(0, (r - stride) // v + 1)
                     t_hi = min(ties - 1, r // v)
                     if t_lo > t_hi:
                         continue
@@ -315,8 +384,7 @@ def _maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
                                for at in range((r + t_lo * step) * width,
                                                (r + t_hi * step) * width + 1, step * width)]
                     # t other answers tied with j: j's credit is 1/(t+1).
-                    acc = sum(map(truediv, row, range(t_lo + 1, t_hi + 2)))
-                    num[k] += weight * acc / math.comb(n, k)
+                    num[k] += weight * inv * sum(map(truediv, row, range(t_lo + 1, t_hi + 2)))
         out.update(num)
     return [out[k] for k in ks]
 

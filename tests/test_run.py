@@ -83,7 +83,7 @@ def test_transient_faults_are_retried_and_not_scored(tmp_path):
         srv.inject("500", times=2)
         srv.inject("drop", times=1)
         srv.inject("malformed", times=1)
-        srv.inject("hang", times=1, seconds=30)
+        srv.inject("hang", times=1, seconds=2)
         stats = execute(config(srv, task_params={"count": "10"}, timeout=0.5),
                         RunLog(tmp_path / "r"), ["evals"])
         assert srv.faults_pending() == 0
