@@ -215,8 +215,8 @@ def leaderboard(
     except ValueError as e:
         fail(str(e), 1)
     text = render(rows, format)
-    if output:
-        output.write_text(text)
+    if output:  # a file gets Markdown where the terminal gets a rich table
+        output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
     elif format == "table":
         from rich.console import Console
         Console().print(text)

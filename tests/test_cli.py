@@ -1,0 +1,102 @@
+"""The `evals` command as users run it: run, show, leaderboard, validate, list."""
+
+import csv
+import io
+import json
+import re
+import textwrap
+
+from rich.console import Console
+
+from evals.progress import ProgressLine
+from evals.run import RunStats
+from tests.conftest import run_cli
+
+
+def test_offline_demo_run_show_and_leaderboard(tmp_path):
+    res = str(tmp_path / "results")
+    result = run_cli("run", "arithmetic", "--model", "gold", "-T", "count=8", "--samples", "2",
+                     "--effort", "low,high", "--results-dir", res, "--run-id", "demo")
+    assert result.returncode == 0, result.stderr
+    assert "32 generations" in result.stderr
+
+    shown = run_cli("show", "demo", "--results-dir", res, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["run"]["status"] == "completed"
+    assert data["run"]["config"]["efforts"] == ["low", "high"]
+    accuracy = [m for m in data["metrics"] if m["metric"] == "accuracy"]
+    assert len(accuracy) == 2 and all(m["value"] == 1.0 and m["n"] == 8 for m in accuracy)
+
+    table = run_cli("show", "demo", "--results-dir", res, env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "effort=low,n=2" in table.stdout
+
+    board = run_cli("leaderboard", "--results-dir", res, "--format", "csv")
+    assert board.returncode == 0, board.stderr
+    rows = list(csv.DictReader(io.StringIO(board.stdout)))
+    assert {"task", "model", "setting", "metric", "value", "n"} <= set(rows[0])
+    acc = [r for r in rows if r["metric"] == "accuracy"]
+    assert {r["setting"] for r in acc} == {"effort=low,n=2", "effort=high,n=2"}
+    assert all(float(r["value"]) == 1.0 and r["n"] == "8" and r["run"] == "demo" for r in acc)
+
+    md = run_cli("leaderboard", "--results-dir", res, "--format", "markdown")
+    assert md.stdout.startswith("| task | model | setting | metric |")
+    js = run_cli("leaderboard", "--results-dir", res, "--format", "json")
+    assert {r["metric"] for r in json.loads(js.stdout)} >= {"accuracy"}
+    filtered = run_cli("leaderboard", "--results-dir", res, "--format", "json", "--task", "other")
+    assert json.loads(filtered.stdout) == []
+    bad = run_cli("leaderboard", "--results-dir", res, "--format", "xml")
+    assert bad.returncode != 0 and "expected table, markdown, csv or json" in bad.stderr
+
+
+def test_show_unknown_run(tmp_path):
+    result = run_cli("show", "nope", "--results-dir", str(tmp_path))
+    assert result.returncode != 0 and "no run 'nope'" in result.stderr
+
+
+def test_validate_fails_when_gold_does_not_score(tmp_path):
+    (tmp_path / "wrong.py").write_text(textwrap.dedent('''
+        from evals import Sample, Score, Task, task
+
+        @task
+        def wrong() -> Task:
+            samples = [Sample(id="a", input="q", target="1"),
+                       Sample(id="b", input="q", target="2", solution="not it")]
+            return Task(dataset=samples,
+                        scorer=lambda s, c: Score(float(c == s.target), c))
+    '''))
+    result = run_cli("validate", "wrong", "--tasks-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "scored 1/2 with the gold runner" in result.stderr
+    assert "b: ok answer='not it'" in result.stderr
+
+
+def test_malformed_record_file_is_reported_with_its_line(tmp_path):
+    res = tmp_path / "results"
+    assert run_cli("run", "arithmetic", "--model", "gold", "-T", "count=2", "--results-dir",
+                   str(res), "--run-id", "r").returncode == 0
+    with open(res / "r" / "samples.jsonl", "a") as f:
+        f.write("{broken\n")
+    result = run_cli("show", "r", "--results-dir", str(res))
+    assert result.returncode == 1 and "samples.jsonl:3: not a JSON record" in result.stderr
+
+
+def test_bad_cli_values():
+    assert "expected key=value" in run_cli("run", "arithmetic", "-m", "gold", "-T", "count").stderr
+    out = run_cli("run", "arithmetic", "-m", "gold", "--thinking-budget", "lots")
+    assert out.returncode != 0 and "not a comma-separated list of int" in out.stderr
+
+
+def test_progress_line_shows_counts_tokens_cost_and_eta():
+    stats = RunStats(total=100, done=40, errors=2, prompt_tokens=1000, completion_tokens=234,
+                     cost=0.125, cached=5, done_at_start=10)
+    stats.started -= 30  # 30 generations in 30 s: 60 left take a minute
+    console = Console(width=200, record=True)
+    console.print(ProgressLine(stats, "run-1"))
+    text = console.export_text()
+    for part in ("run-1", "40/100", "errors 2", "tokens 1,234", "$0.1250", "cached 5"):
+        assert part in text, (part, text)
+    assert re.search(r"eta 0:01:0\d", text), text  # 60 left at 1/s, give or take a slow clock
+    stats.cost_known = False
+    console.print(ProgressLine(stats, "run-1"))
+    assert "cost n/a" in console.export_text()
