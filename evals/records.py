@@ -18,6 +18,9 @@ import orjson
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
+# Generations with these statuses were not scored (a failed call, or a grader's
+# infrastructure failing): counted apart, never as wrong, and redone on resume.
+UNSCORED = frozenset({"error", "infra_error"})
 
 
 def new_run_id() -> str:
@@ -83,7 +86,7 @@ class RunLog:
         for r in iter_records(self.samples_path):
             key = (r["task"], r["model"], r["setting"], r["sample_id"])
             gens = done.setdefault(key, set())
-            if r.get("status") == "error":
+            if r.get("status") in UNSCORED:
                 gens.discard(r["gen"])
             else:
                 gens.add(r["gen"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from evals.cache import ResponseCache
-from evals.records import RunLog
+from evals.records import UNSCORED, RunLog
 from evals.redact import scrub, scrub_options
 from evals.runner import ConfigError, Request, Response, Runner, RunnerError, make_runner
 from evals.task import Sample, Score, Task, TaskError
@@ -217,10 +217,14 @@ class Orchestrator:
         records = []
         share = 1.0 / max(1, len(response.completions))
         usage = response.usage
+        unscored = 0
         for gen, completion in zip(unit.gens, response.completions):
             score = await self.score(task, sample, completion.text)
+            if score.status in UNSCORED:
+                unscored += 1
             records.append({
-                **base, "gen": gen, "status": score.status, "score": score.value,
+                **base, "gen": gen, "status": score.status,
+                "score": None if score.status in UNSCORED else score.value,
                 "answer": score.answer, "target": sample.target,
                 "completion": completion.text, "reasoning": completion.reasoning,
                 "finish_reason": completion.finish_reason, "explanation": score.explanation,
@@ -235,6 +239,7 @@ class Orchestrator:
         self.log.append(records)
         stats = self.stats
         stats.done += len(records)
+        stats.errors += unscored
         stats.cached += len(records) if response.cached else 0
         stats.prompt_tokens += usage.prompt_tokens
         stats.completion_tokens += usage.completion_tokens

@@ -227,3 +227,31 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, kill_after_re
     want = expected_scores(30)
     assert all(score == want[key[0]] for key, score in latest.items())
     assert RunLog(tmp_path / "k9").read_meta()["status"] == "completed"
+
+
+def test_infra_error_is_unscored_and_rescored_on_resume_from_cache(tmp_path):
+    """A grader's infrastructure failure: not wrong, and retried without asking the model again."""
+    plugin = tmp_path / "flaky.py"
+    flag = tmp_path / "grader_up"
+    plugin.write_text(f'''
+import os
+from evals import Sample, Score, Task, task
+
+@task
+def flaky() -> Task:
+    def score(sample, completion):
+        if not os.path.exists({str(flag)!r}):
+            return Score(0.0, None, "sandbox down", status="infra_error")
+        return Score(1.0, completion)
+    return Task(dataset=[Sample(id=str(i), input=f"q{{i}}") for i in range(3)], scorer=score)
+''')
+    log = RunLog(tmp_path / "r")
+    with FakeServer() as srv:
+        cfg = config(srv, tasks=["flaky"], tasks_dirs=[str(plugin)])
+        stats = execute(cfg, log, ["evals"])
+        assert stats.errors == 3 and srv.count == 3
+        assert all(r["score"] is None for r in iter_records(log.samples_path))
+        flag.touch()
+        stats = execute(cfg, log, ["evals"])
+        assert stats.errors == 0 and stats.cached == 3 and srv.count == 3
+    assert [r["score"] for r in scores(log).values()] == [1.0, 1.0, 1.0]
