@@ -28,14 +28,14 @@ Only the standard library is imported (the CLI imports this module at start).
 from __future__ import annotations
 
 import itertools
-import sys
 import math
 import random
+import sys
 from array import array
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import truediv
+from operator import itemgetter, mul, truediv
 from statistics import NormalDist
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -62,10 +62,10 @@ def _check_nk(n: int, k: int) -> None:
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from ``n`` generations of which ``c`` are correct.
 
-    1 - C(n-c, k) / C(n, k), computed as the product
-    prod_{i=n-c+1..n} (1 - k/i) of c factors in (0, 1), so that it never
-    forms huge binomials and stays accurate for n in the thousands.  ``n - c < k`` gives 1.0 (every
-    k-subset holds a correct one).
+    1 - C(n-c, k) / C(n, k), computed as the product prod_{i=n-c+1..n} (1 - k/i)
+    of c factors in (0, 1), so that it never forms huge binomials and stays
+    accurate for n in the thousands.  ``n - c < k`` gives 1.0 (every k-subset
+    holds a correct one).  Invalid arguments raise ValueError.
     """
     _check_nk(n, k)
     if not isinstance(c, int) or not 0 <= c <= n:
@@ -92,23 +92,26 @@ def _weights(n: int, k: int) -> tuple[float, ...]:
     return tuple(math.comb(j, k) / total for j in range(n + 1))
 
 
+@lru_cache(maxsize=4096)
+def _top_probs(n: int, k: int) -> tuple[float, ...]:
+    """p[j-1] = C(j-1, k-1) / C(n, k): P(the j-th smallest of n is a random k-subset's max)."""
+    total = math.comb(n, k)
+    return tuple(math.comb(j - 1, k - 1) / total for j in range(1, n + 1))
+
+
 def _max_of_k(scores: Sequence[float], k: int) -> float:
     """Expected max score of a random k-subset (pass@k for scores in [0, 1]).
 
     The j-th smallest of n scores is the subset's max with probability
-    C(j-1, k-1) / C(n, k) = w[j] - w[j-1].  With 0/1 scores this is pass@k.
+    C(j-1, k-1) / C(n, k); ties do not matter, tied scores are equal.  With
+    0/1 scores this is pass@k.
     """
-    w = _weights(len(scores), k)
-    total = 0.0
-    prev = 0.0
-    for j, s in enumerate(sorted(scores), 1):
-        cur = w[j]
-        total += s * (cur - prev)
-        prev = cur
-    return total
+    return sum(map(mul, sorted(scores), _top_probs(len(scores), k)))
 
 
 # ------------------------------------------------------------------ best-of-k
+
+_FIRST = itemgetter(0)
 
 def _rank_groups(ranks: Sequence[float], scores: Sequence[float]) -> list[tuple[int, float]]:
     """(size, score sum) of each set of equal ranks, lowest rank first."""
@@ -116,7 +119,7 @@ def _rank_groups(ranks: Sequence[float], scores: Sequence[float]) -> list[tuple[
     last = None
     size = 0
     total = 0.0
-    for r, s in sorted(zip(ranks, scores), key=lambda p: p[0]):
+    for r, s in sorted(zip(ranks, scores), key=_FIRST):
         if size and r != last:
             groups.append((size, total))
             size, total = 0, 0.0
@@ -200,17 +203,17 @@ _COUNT_MAX_N = 1000  # coefficients must stay below the float range (2**1000)
 
 
 def _count_cost(counts: Sequence[int], n_none: int, kmax: int) -> float:
-    """Rough bytes of integer state of ``_maj_exact``; 0 when small enough not to matter."""
+    """Rough bytes of integer state of ``_maj_exact``'s general levels; 0 when surely small."""
     n = n_none + sum(counts)
     if n <= 256:
         return 0.0
     if n > _COUNT_MAX_N:
         return math.inf
     desc = sorted(counts, reverse=True)
-    second = desc[1] if len(desc) > 1 else 0
+    third = desc[2] if len(desc) > 2 else 0  # levels above it are cheap (_pair_levels)
     slot = (n + 1) * ((n + 7) // 8)
     return sum((sum(1 for c in desc if c >= v) + 1) * slot
-               for v in range(1, min(second, kmax) + 1))
+               for v in range(1, min(third, kmax) + 1))
 
 
 @lru_cache(maxsize=64)
@@ -234,7 +237,7 @@ def _third_count(desc: Sequence[int], groups: Mapping[int, list]) -> int:
 
 
 def _pair_levels(a: int, b: int, v_lo: int, v_hi: int, bits: int) -> int:
-    """Twice the packed sum over v in [v_lo, v_hi] of C(a, v) z^v (sum_{x<v} C(b, x) z^x + C(b, v) z^v / 2).
+    """Packed 2 * sum_{v=v_lo..v_hi} C(a, v) z^v (sum_{x<v} C(b, x) z^x + C(b, v) z^v / 2).
 
     An answer with ``a`` generations holding v votes against the only other
     answer that can reach v (``b`` generations): that one stays below v, or
@@ -327,7 +330,8 @@ def _maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
                          (runner_up, lead, groups[runner_up][1])]
             for own, other, s in pairs:
                 if s:
-                    twice = _pair_levels(own, other, third + 1, last, bits) * binom[n - own - other]
+                    twice = (_pair_levels(own, other, third + 1, last, bits)
+                             * binom[n - own - other])
                     for k in middle:
                         num[k] += 0.5 * s * ((twice >> (k * bits)) & mask) * inv_total[k]
         # The remaining levels, in general form.  ``big`` (the counts able to
@@ -830,7 +834,7 @@ class Aggregator:
                 raise ValueError(f"negative gen {gen} in record {rec.get('sample_id')!r}")
             g.records += 1
             score = rec["score"]
-            if score is None or rec["status"] == "error":
+            if score is None or rec.get("status") == "error":
                 slots[gen] = _ERROR
                 g.error_records += 1
                 cost = rec.get("cost")
@@ -891,7 +895,6 @@ class Aggregator:
         samples = 0
         errors = 0
         scored = 0
-        correct_sum = 0.0
         problems: list[list] = []
         for items, seen, err in self._problems(g):
             samples = max(samples, seen)
@@ -900,7 +903,6 @@ class Aggregator:
                 continue
             scored += len(items)
             ssum = math.fsum(x[0] for x in items)
-            correct_sum += ssum
             acc.append(ssum / len(items))
             if len(items) != 1:
                 single = False
@@ -967,7 +969,7 @@ class Aggregator:
                 corrs = [s for _, s in profile]
                 if _count_cost(counts, n_none, kk[-1]) <= _COUNT_BUDGET:
                     vals = _maj_exact(counts, corrs, n_none, kk)
-                else:  # beyond N ~ 1000: seeded Monte Carlo, see maj_at_k
+                else:  # too big to count (N in the hundreds+): maj_at_k's fallback
                     answers = [x[1] for x in items]
                     correct = {a: s / c for a, (c, s) in tally.items()}
                     vals = [maj_at_k(answers, correct, k) for k in kk]
@@ -978,9 +980,15 @@ class Aggregator:
             # best@K: generations without a rank rank below every ranked one.
             if g.ranked:
                 ninf = -math.inf
-                groups = _rank_groups([ninf if x[2] is None else x[2] for x in items], scores)
-                for k in kk:
-                    bests[k].append(_best_from_groups(groups, _weights(n, k)))
+                ranks = [ninf if x[2] is None else x[2] for x in items]
+                if len(set(ranks)) == n:  # no ties: the max-of-k weights apply as they are
+                    ordered = [s for _, s in sorted(zip(ranks, scores), key=_FIRST)]
+                    for k in kk:
+                        bests[k].append(sum(map(mul, ordered, _top_probs(n, k))))
+                else:
+                    groups = _rank_groups(ranks, scores)
+                    for k in kk:
+                        bests[k].append(_best_from_groups(groups, _weights(n, k)))
         for name, table in (("pass", passes), ("maj", majs), ("best", bests)):
             if name == "best" and not g.ranked:
                 continue

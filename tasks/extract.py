@@ -74,21 +74,22 @@ def strip_think(text: str) -> str:
 
 def balanced_braces(text: str, open_index: int) -> int | None:
     """Index just past the ``}`` matching the ``{`` at ``open_index``, or None."""
-    depth = 0
-    i = open_index
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
-            i += 2  # escaped brace
+    return _brace_pairs(text).get(open_index)
+
+
+def _brace_pairs(text: str) -> dict[int, int]:
+    """``{open index: index past its closing brace}`` for every matched ``{``,
+    in one pass (escaped ``\\{`` / ``\\}`` do not count)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for m in re.finditer(r"\\[{}]|[{}]", text):
+        if len(m.group()) == 2:
             continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return None
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            pairs[stack.pop()] = m.end()
+    return pairs
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -98,10 +99,13 @@ def boxed_contents(text: str) -> list[tuple[int, str]]:
     """Every ``\\boxed{...}`` / ``\\fbox{...}`` content, with nested braces,
     as ``(start offset, content)`` in order of appearance."""
     out = []
+    pairs: dict[int, int] | None = None
     for m in _BOXED.finditer(text):
-        end = balanced_braces(text, m.end() - 1)
+        if pairs is None:
+            pairs = _brace_pairs(text)
+        end = pairs.get(m.end() - 1)
         if end is not None:
-            out.append((m.start(), text[m.end():end - 1]))
+            out.append((m.start(), text[m.end():end - 1][:MAX_PAYLOAD]))
     return out
 
 
@@ -113,18 +117,25 @@ def last_boxed(text: str) -> str | None:
 
 # "ANSWER: X", "**Answer:** X", "Final Answer: X", "The answer is: X".
 _ANSWER_LABEL = re.compile(
-    r"(?<![A-Za-z])(?:final\s+|correct\s+)?answer\s*(?:\*\*|__)?\s*(?:is\s*)?(?:\*\*|__)?\s*[:：](?:\s*(?:\*\*|__)(?!\w))?",
+    r"(?<![A-Za-z])(?:final\s+|correct\s+)?answer\s*(?:(?:\*\*|__)\s*)?(?:is\s*)?"
+    r"(?:(?:\*\*|__)\s*)?[:：](?:\s*(?:\*\*|__)(?!\w))?",
     re.I)
+# Payloads are cut to this many characters: options are shorter, and it keeps
+# pathological completions (one 100k-character line) linear.
+MAX_PAYLOAD = 1000
+# Only the last this-many candidates of a rule are tried (the last one counts anyway).
+MAX_TRIES = 200
+
+
+def _line_from(text: str, start: int) -> str:
+    end = text.find("\n", start, start + MAX_PAYLOAD)
+    return text[start:start + MAX_PAYLOAD] if end < 0 else text[start:end]
 
 
 def answer_lines(text: str) -> list[tuple[int, str]]:
     """Every ``answer:`` label's payload (the rest of its line), as
     ``(label offset, payload)`` in order of appearance."""
-    out = []
-    for m in _ANSWER_LABEL.finditer(text):
-        end = text.find("\n", m.end())
-        out.append((m.start(), text[m.end():] if end < 0 else text[m.end():end]))
-    return out
+    return [(m.start(), _line_from(text, m.end())) for m in _ANSWER_LABEL.finditer(text)]
 
 
 def last_answer_line(text: str) -> str | None:
@@ -167,8 +178,9 @@ _LEAD = " \t*_`$\"'“”‘’:=-"
 _FILLER = re.compile(r"^(?:that\s+|therefore\s+|thus\s+|then\s+|probably\s+|clearly\s+)*"
                      r"(?:the\s+)?(?:option|choice|letter)?\s*[:#]?\s*", re.I)
 _BRACKETED = re.compile(r"[\(\[\{]\s*([A-Za-z])\s*[\)\]\}]")
-_ENUMERATION = re.compile(r"^[\(\[]?[A-Za-z][\)\]]?\s*(?:,|/|\bor\b|\band\b|&)\s*(?:or\s+|and\s+)?"
-                          r"[\(\[]?[A-Za-z][\)\]]?(?![A-Za-z0-9])", re.I)
+_ENUMERATION = re.compile(
+    r"[\(\[]?([A-Za-z])[\)\]]?\s*(?:,|/|&|(?i:or|and)(?![A-Za-z]))\s*(?:(?i:or|and)\s+)?"
+    r"[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z0-9])")
 _END_PUNCT = ".,;:!?)]}*'\"`$"
 
 
@@ -198,14 +210,15 @@ def parse_choice(payload: str, letters: str = "ABCD",
     option's text names that option's letter.
     """
     letters = letters.upper()
-    raw = unwrap_latex(payload).strip().lstrip(_LEAD).strip()
+    limit = max((len(o) for o in options), default=0) + 200 if options else 200
+    raw = unwrap_latex(payload[:2 * limit]).strip().lstrip(_LEAD).strip()[:limit]
     p = _FILLER.sub("", raw, count=1).lstrip(_LEAD)
     if not p:
         return None
-    if _ENUMERATION.match(p):
-        first = re.match(r"[\(\[]?([A-Za-z])", p)
-        if first and first.group(1).upper() in letters:
-            return None  # "A, B, C or D", "B or C": hedging, not an answer
+    m = _ENUMERATION.match(p)
+    if m and m.group(1).upper() in letters and m.group(2).upper() in letters \
+            and m.group(2) != "a":
+        return None  # "A, B, C or D", "B or C": hedging, not an answer
     m = _BRACKETED.match(p)
     if m and m.group(1).upper() in letters:
         return m.group(1).upper()
@@ -226,7 +239,7 @@ def parse_choice(payload: str, letters: str = "ABCD",
 
 
 _PHRASE = re.compile(
-    r"(?<![A-Za-z])(?:answer|option|choice)s?\s*(?:\*\*|__)?\s*"
+    r"(?<![A-Za-z])(?:answer|option|choice)s?\s*(?:(?:\*\*|__)\s*)?"
     r"(?:is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|=)(?![A-Za-z])"
     r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?\s+(?:choose|pick|select|go\s+with)"
     r"|i\s+am\s+going\s+with|i'm\s+going\s+with|my\s+(?:final\s+)?(?:answer|choice)\s*(?:is)?)"
@@ -267,7 +280,7 @@ class Choice:
 def _explicit(text: str, letters: str, options) -> tuple[str, str] | None:
     found = [(pos, payload, "answer_line") for pos, payload in answer_lines(text)]
     found += [(pos, payload, "boxed") for pos, payload in boxed_contents(text)]
-    for _, payload, rule in sorted(found, key=lambda f: f[0], reverse=True):
+    for _, payload, rule in sorted(found, key=lambda f: f[0], reverse=True)[:MAX_TRIES]:
         letter = parse_choice(payload, letters, options)
         if letter:
             return letter, rule
@@ -277,16 +290,16 @@ def _explicit(text: str, letters: str, options) -> tuple[str, str] | None:
 def _phrases(text: str, letters: str, options) -> tuple[str, str] | None:
     found: list[tuple[int, str, str]] = []  # (position, letter or payload, kind)
     for m in _PHRASE.finditer(text):
-        end = text.find("\n", m.end())
-        found.append((m.start(), text[m.end():] if end < 0 else text[m.end():end], "payload"))
+        found.append((m.start(), _line_from(text, m.end()), "payload"))
     for m in _reversed_phrase(letters).finditer(text):
         found.append((m.start(), (m.group(1) or m.group(2)).upper(), "letter"))
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if lines:
-        m = _lone_letter(letters).match(lines[-1])
+        last = " ".join(lines[-1].split())
+        m = _lone_letter(letters).match(last) if len(last) <= 40 else None
         if m:
             found.append((len(text), m.group(1).upper(), "lone_letter"))
-    for _, item, kind in sorted(found, key=lambda f: f[0], reverse=True):
+    for _, item, kind in sorted(found, key=lambda f: f[0], reverse=True)[:MAX_TRIES]:
         if kind == "payload":
             letter = parse_choice(item, letters, options)
             if letter:
@@ -301,6 +314,8 @@ def _option_text(text: str, letters: str, options) -> tuple[str, str] | None:
         return None
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
+        return None
+    if len(lines[-1]) > 4 * MAX_PAYLOAD:
         return None
     last = normalize_text(lines[-1])
     norms = [normalize_text(o) for o in options]

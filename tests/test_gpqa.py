@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import tasks.gpqa as gpqa_pkg
-from evals.task import Sample, TaskError, registry
+import tasks.gpqa  # noqa: F401 - registers the task
+from evals.task import TaskError, registry
 from tasks.extract import (boxed_contents, extract_choice, last_answer_line, last_boxed,
                            parse_choice, split_think, strip_think)
 from tasks.gpqa import (COT_TEMPLATE, DIRECT_TEMPLATE, breakdown, correct_letter,
@@ -31,6 +31,12 @@ COLUMNS = ["Record ID", "High-level domain", "Subdomain", "Question", "Correct A
 
 def build(**params):
     return registry()["gpqa"].build(params)
+
+
+def text(task, sample):
+    (message,) = task.prompt(sample)
+    assert message["role"] == "user"
+    return message["content"]
 
 
 def rows(n=3):
@@ -86,7 +92,8 @@ def test_loader_reads_gpqa_columns(tmp_path, writer, name):
         letter = s.target
         assert s.metadata["choices"]["ABCD".index(letter)] == f"right {i}"
         assert s.metadata["choice_ids"]["ABCD".index(letter)] == "correct"
-        assert f"Question {i}, with a comma\nand a second line?" in s.input
+        assert s.input == f"Question {i}, with a comma\nand a second line?"
+        assert s.input in text(task, s)
         assert s.solution == f"ANSWER: {letter}"
 
 
@@ -236,33 +243,38 @@ def test_correct_letter_uniform(seed):
 
 
 def test_cot_prompt_format():
-    s = next(iter(build(path="sample").samples()))
-    text = s.input
-    assert isinstance(text, str)
-    assert text.startswith("Answer the following multiple-choice question. Think step by step")
-    assert '"ANSWER: X"' in text
-    lines = text.splitlines()
+    task = build(path="sample")
+    s = next(iter(task.samples()))
+    prompt = text(task, s)
+    assert prompt == COT_TEMPLATE.format(question=s.input, A=s.metadata["choices"][0],
+                                         B=s.metadata["choices"][1], C=s.metadata["choices"][2],
+                                         D=s.metadata["choices"][3])
+    assert prompt.startswith("Answer the following multiple-choice question. Think step by step")
+    assert '"ANSWER: X"' in prompt
+    lines = prompt.splitlines()
     assert [ln[:3] for ln in lines[-4:]] == ["A) ", "B) ", "C) ", "D) "]
     assert [ln[3:] for ln in lines[-4:]] == s.metadata["choices"]
-    assert COT_TEMPLATE.splitlines()[0] in text
-    assert "$x=2L$" in text  # LaTeX in the question is left alone
+    assert "$x=2L$" in prompt  # LaTeX in the question is left alone
 
 
 def test_direct_prompt_and_custom_template(tmp_path):
-    s = next(iter(build(path="sample", cot="false").samples()))
-    assert s.input.startswith(DIRECT_TEMPLATE.split("{question}")[0])
-    assert "step by step" not in s.input
+    task = build(path="sample", cot="false")
+    prompt = text(task, next(iter(task.samples())))
+    assert prompt.startswith(DIRECT_TEMPLATE.split("{question}")[0])
+    assert "step by step" not in prompt
 
     t = "Q: {question}\n{choices}\nKeep \\frac{a}{b} and {other} as they are."
-    s = next(iter(build(path="sample", template=t).samples()))
-    assert s.input.startswith("Q: A particle")
-    assert "\nA) " in s.input and "\nD) " in s.input
-    assert s.input.endswith("Keep \\frac{a}{b} and {other} as they are.")
+    task = build(path="sample", template=t)
+    prompt = text(task, next(iter(task.samples())))
+    assert prompt.startswith("Q: A particle")
+    assert "\nA) " in prompt and "\nD) " in prompt
+    assert prompt.endswith("Keep \\frac{a}{b} and {other} as they are.")
 
     f = tmp_path / "t.txt"
     f.write_text("{question}\n(A) {A}\n(B) {B}\n(C) {C}\n(D) {D}\nANSWER: ?", encoding="utf-8")
-    s = next(iter(build(path="sample", template="@" + str(f)).samples()))
-    assert "\n(A) " + s.metadata["choices"][0] + "\n" in s.input
+    task = build(path="sample", template="@" + str(f))
+    s = next(iter(task.samples()))
+    assert "\n(A) " + s.metadata["choices"][0] + "\n" in text(task, s)
 
     with pytest.raises(TaskError, match=r"must contain \{question\}"):
         build(template="{choices}")
@@ -336,7 +348,7 @@ def test_votes_count_the_option_not_the_letter():
     record = Record("recVote", "Which?", ("right", "wrong one", "wrong two", "wrong three"),
                     "Physics", "Optics", "x:2")
     seeds = [seed for seed in range(50)]
-    samples = [make_sample(record, seed, COT_TEMPLATE) for seed in seeds]
+    samples = [make_sample(record, seed) for seed in seeds]
     letters = {s.metadata["choices"].index("wrong two") for s in samples}
     assert len(letters) == 4  # the option sits under every letter for some seed
     answers = set()
@@ -388,10 +400,9 @@ def test_breakdown_numbers():
 
 
 def test_breakdown_several_generations_and_empty():
-    records = [rec("a", 1.0, "ok", "Biology", "Genetics"), rec("a", 0.0, "ok", "Biology", "Genetics"),
-               rec("b", 1.0, "ok", "Biology", "Genetics"), rec("b", 1.0, "ok", "Biology", "Genetics"),
-               rec("c", 0.0, "no_answer", "Biology", "Genetics"),
-               rec("c", 0.0, "ok", "Biology", "Genetics")]
+    gen = [("a", 1.0, "ok"), ("a", 0.0, "ok"), ("b", 1.0, "ok"), ("b", 1.0, "ok"),
+           ("c", 0.0, "no_answer"), ("c", 0.0, "ok")]
+    records = [rec(sid, value, status, "Biology", "Genetics") for sid, value, status in gen]
     overall = breakdown(records)[0]
     assert overall["n"] == 3 and overall["records"] == 6
     assert overall["accuracy"] == pytest.approx(0.5) and overall["interval"] == "clt"
@@ -414,4 +425,3 @@ def test_scored_sample_records_feed_breakdown():
     assert by[("domain", "Physics")]["accuracy"] == 1.0
     assert by[("domain", "Biology")]["accuracy"] == 0.0
     assert by[("domain", "Biology")]["no_answer_rate"] == 1.0
-    assert isinstance(Sample, type)

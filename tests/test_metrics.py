@@ -191,6 +191,17 @@ def test_maj_at_k_auto_falls_back_beyond_counting_range():
         maj_at_k(answers, {"a": 1.0}, 3, method="count")
 
 
+def test_maj_at_k_counts_beyond_256_and_enumerates_when_it_must():
+    rng = random.Random(4)
+    answers = random_answers(rng, 300, 3, none_rate=0.1)
+    correct = {"a0": 1.0, "a2": 0.5}
+    assert maj_at_k(answers, correct, 2) == pytest.approx(brute_maj(answers, correct, 2),
+                                                          abs=1e-12)
+    # N > 1000 and few subsets: enumeration.
+    answers = ["a"] * 600 + ["b"] * 400 + [None]
+    assert maj_at_k(answers, {"a": 1.0, "b": 0.5}, 1) == pytest.approx(800 / 1001, abs=1e-12)
+
+
 def test_maj_at_k_rejects_bad_arguments():
     with pytest.raises(ValueError):
         maj_at_k([], {}, 1)
@@ -448,6 +459,23 @@ def test_summarize_random_records_match_per_problem_references():
         assert by[f"maj@{k}"].value == pytest.approx(maj, abs=1e-12)
         assert by[f"pass@{k}"].value == pytest.approx(pas, abs=1e-12)
         assert by[f"maj@{k}"].n == 30
+
+
+def test_summarize_fractional_scores():
+    # Partial credit: pass@K is the expected best score of K generations; an answer
+    # scored differently across generations counts at its mean score in votes.
+    scored = [(0.5, "x"), (0.25, "y"), (1.0, "z"), (0.0, "x")]
+    records = [rec("p", g, s, a) for g, (s, a) in enumerate(scored)]
+    records.append(rec("p", 4, None, status="error") | {"cost": 0.5})
+    by = rows_by_metric(summarize(records))
+    scores = [s for s, _ in scored]
+    for k in (1, 2, 4):
+        assert by[f"pass@{k}"].value == pytest.approx(brute_pass(scores, k))
+        assert by[f"maj@{k}"].value == pytest.approx(
+            brute_maj([a for _, a in scored], {"x": 0.25, "y": 0.25, "z": 1.0}, k))
+    assert by["accuracy"].samples == 5 and by["accuracy"].errors == 1
+    # The errored call's cost is spent: (4 * 0.01 + 0.5) over 4 scored generations.
+    assert by["accuracy"].cost_per_problem == pytest.approx(0.54 / 4)
 
 
 def test_default_ks():

@@ -20,28 +20,41 @@ from .metrics import breakdown
 from .prompt import COT_TEMPLATE, DIRECT_TEMPLATE, render, resolve_template
 from .scoring import score
 
-__all__ = ["gpqa", "make_samples", "load_records", "score", "breakdown", "permutation",
-           "correct_letter", "COT_TEMPLATE", "DIRECT_TEMPLATE", "OPTION_IDS", "SUBSETS"]
+__all__ = ["gpqa", "make_sample", "make_samples", "make_prompt", "load_records", "score",
+           "breakdown", "permutation", "correct_letter", "COT_TEMPLATE", "DIRECT_TEMPLATE",
+           "OPTION_IDS", "SUBSETS"]
 
 
-def make_sample(record: Record, seed: int, template: str, source: str = "") -> Sample:
-    """One record as a sample, options shuffled by ``permutation(record_id, seed)``."""
+def make_sample(record: Record, seed: int, source: str = "") -> Sample:
+    """One record as a sample, options shuffled by ``permutation(record_id, seed)``.
+
+    ``input`` is the question; the prompt function renders it with the
+    shuffled options (``metadata["choices"]``, in letter order).
+    """
     perm = permutation(record.record_id, seed)
-    choices = [record.options[i] for i in perm]
     letter = LETTERS[perm.index(0)]
     return Sample(
         id=record.record_id,
-        input=render(template, record.question, choices),
+        input=record.question,
         target=letter,
         metadata={"domain": record.domain, "subdomain": record.subdomain,
-                  "choices": choices, "choice_ids": [OPTION_IDS[i] for i in perm],
-                  "source": source},
+                  "choices": [record.options[i] for i in perm],
+                  "choice_ids": [OPTION_IDS[i] for i in perm], "source": source},
         solution=f"ANSWER: {letter}")
 
 
-def make_samples(records: list[Record], seed: int, template: str,
-                 source: str = "") -> list[Sample]:
-    return [make_sample(r, seed, template, source) for r in records]
+def make_samples(records: list[Record], seed: int, source: str = "") -> list[Sample]:
+    return [make_sample(r, seed, source) for r in records]
+
+
+def make_prompt(template: str):
+    """The task's prompt function: one user turn, ``template`` filled in."""
+
+    def prompt(sample: Sample) -> list[dict[str, str]]:
+        return [{"role": "user",
+                 "content": render(template, str(sample.input), sample.metadata["choices"])}]
+
+    return prompt
 
 
 def normalize_subset(subset: str) -> str:
@@ -70,6 +83,7 @@ def gpqa(subset: str = "diamond", path: str | None = None, shuffle_seed: int = 0
 
     def dataset() -> list[Sample]:
         records, source = load_records(subset, path)
-        return make_samples(records, shuffle_seed, prompt_template, source)
+        return make_samples(records, shuffle_seed, source)
 
-    return Task(dataset=dataset, scorer=score, metrics=["accuracy"])
+    return Task(dataset=dataset, scorer=score, prompt=make_prompt(prompt_template),
+                metrics=["accuracy"])
