@@ -158,18 +158,22 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> N
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
 
 
-def _summary_rows(log) -> list[dict]:
+def _summary_rows(log, rescored: bool = False) -> list[dict]:
     from dataclasses import asdict
 
     from evals.metrics import summarize
     from evals.records import iter_records
 
-    return [asdict(r) for r in summarize(iter_records(log.samples_path))]
+    return [asdict(r) for r in summarize(iter_records(log.records_path(rescored)))]
+
+
+Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore` output where present.")]
 
 
 @app.command()
 def show(run_id: str, results_dir: ResultsDir = Path("results"),
-         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+         rescored: Rescored = False) -> None:
     """A run's configuration, status and metrics."""
     import orjson
 
@@ -181,7 +185,7 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
         fail(f"no run {run_id!r} under {results_dir}")
     meta = log.read_meta()
     try:
-        rows = _summary_rows(log)
+        rows = _summary_rows(log, rescored)
     except ValueError as e:
         fail(str(e), 1)
     if as_json:
@@ -204,6 +208,7 @@ def leaderboard(
     task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
+    rescored: Rescored = False,
 ) -> None:
     """One table over every run in the results directory."""
     from evals.leaderboard import build_rows, render
@@ -211,7 +216,7 @@ def leaderboard(
     if format not in ("table", "markdown", "csv", "json"):
         fail(f"--format {format!r}: expected table, markdown, csv or json")
     try:
-        rows = build_rows(results_dir, tasks=task, models=model)
+        rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
         fail(str(e), 1)
     text = render(rows, format)
@@ -222,6 +227,87 @@ def leaderboard(
         Console().print(text)
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Run id of side A.")],
+    run_b: Annotated[Optional[str], typer.Argument(help="Run id of side B (default: A).")] = None,
+    setting_a: Annotated[Optional[str], typer.Option(help="Only this setting on side A.")] = None,
+    setting_b: Annotated[Optional[str], typer.Option(help="Compare against this setting on side B.")] = None,
+    model_a: Annotated[Optional[str], typer.Option(help="Only this model on side A.")] = None,
+    model_b: Annotated[Optional[str], typer.Option(help="Compare against this model on side B.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
+    results_dir: ResultsDir = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Paired difference B - A on shared problems, with its 95% interval and p-value.
+
+    Two runs: `evals compare RUN_A RUN_B` pairs equal task, model and setting.
+    Within a run: `evals compare RUN --setting-a effort=low --setting-b effort=high`.
+    """
+    import orjson
+
+    from evals.compare import Side, compare as paired
+    from evals.records import RunLog
+
+    logs = []
+    for run_id in (run_a, run_b or run_a):
+        log = RunLog(results_dir / run_id)
+        if not log.exists:
+            fail(f"no run {run_id!r} under {results_dir}")
+        logs.append(log)
+    if run_b is None and not (setting_b or model_b):
+        fail("within one run, name what to compare: --setting-b or --model-b")
+    try:
+        rows = paired(Side(logs[0].samples_path, run_a, setting_a, model_a),
+                      Side(logs[1].samples_path, run_b or run_a, setting_b, model_b), task)
+    except ValueError as e:
+        fail(str(e), 1)
+    if not rows:
+        fail("nothing to compare: no task, model and setting with shared scored problems", 1)
+    if as_json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="B - A, paired by problem")
+    for col in ("task", "A", "B", "n", "A mean", "B mean", "diff", "95% CI", "p"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["task"], r["a"], r["b"], str(r["n"]), f"{r['mean_a']:.3f}",
+                      f"{r['mean_b']:.3f}", f"{r['diff']:+.3f}",
+                      f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['p_value']:.3g}")
+    Console().print(table)
+
+
+@app.command()
+def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None) -> None:
+    """Score a run's stored completions again with the current scorers (no model calls).
+
+    Writes RUN/samples.rescored.jsonl beside the original records; read it with
+    `evals show RUN --rescored` or `evals leaderboard --rescored`.
+    """
+    from evals.progress import console, summary_table
+    from evals.records import RunLog
+    from evals.rescore import rescore as run_rescore
+
+    log = RunLog(results_dir / run_id)
+    if not log.exists:
+        fail(f"no run {run_id!r} under {results_dir}")
+    try:
+        summary = run_rescore(log, tasks_dir)
+    except (TaskError, ConfigError, ValueError) as e:
+        fail(str(e), 1)
+    before = {(r["task"], r["model"], r["setting"], r["metric"]): r for r in _summary_rows(log)}
+    after = _summary_rows(log, rescored=True)
+    for row in after:
+        old = before.get((row["task"], row["model"], row["setting"], row["metric"]))
+        row["metric"] += "" if old is None else f" (was {old['value']:.3f})"
+    console.print(summary_table(after, f"run {run_id}, rescored"))
+    console.print(f"{summary.rescored} generations rescored, {summary.changed} changed, "
+                  f"{summary.skipped} skipped -> {log.dir / 'samples.rescored.jsonl'}")
 
 
 @app.command()

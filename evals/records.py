@@ -18,6 +18,7 @@ import orjson
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
+RESCORED_FILE = "samples.rescored.jsonl"  # written by `evals rescore`, beside the original
 # Generations with these statuses were not scored (a failed call, or a grader's
 # infrastructure failing): counted apart, never as wrong, and redone on resume.
 UNSCORED = frozenset({"error", "infra_error"})
@@ -39,6 +40,11 @@ class RunLog:
         self.samples_path = self.dir / SAMPLES_FILE
         self.meta_path = self.dir / RUN_FILE
         self._fd: int | None = None
+
+    def records_path(self, rescored: bool = False) -> Path:
+        """The records to read: the rescored ones when asked for and present."""
+        path = self.dir / RESCORED_FILE
+        return path if rescored and path.exists() else self.samples_path
 
     @property
     def exists(self) -> bool:

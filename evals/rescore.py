@@ -1,0 +1,85 @@
+"""Re-score stored completions with today's scorers, without calling any model.
+
+After an extractor or verifier fix: the run's records stay as they are, and
+``samples.rescored.jsonl`` beside them holds each generation scored again,
+with the earlier verdict under ``previous``, so the two can be compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from evals.records import RESCORED_FILE, UNSCORED, RunLog, iter_records
+from evals.task import Sample, Score, Task, TaskError
+
+
+@dataclass
+class RescoreSummary:
+    records: int = 0
+    rescored: int = 0
+    changed: int = 0
+    skipped: int = 0  # failed calls (nothing to score) and samples the task no longer has
+
+
+async def _score(task: Task, sample: Sample, text: str) -> Score:
+    try:
+        result = task.scorer(sample, text)
+        return await result if inspect.isawaitable(result) else result
+    except Exception as e:
+        return Score(0.0, None, f"scorer raised {type(e).__name__}: {e}", "scorer_error")
+
+
+async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
+                       concurrency: int) -> RescoreSummary:
+    summary = RescoreSummary()
+    samples = {name: {s.id: s for s in task.samples()} for name, task in tasks.items()}
+    limiter = asyncio.Semaphore(concurrency)
+
+    async def one(record: dict) -> dict:
+        task = tasks.get(record["task"])
+        sample = samples.get(record["task"], {}).get(record["sample_id"])
+        if task is None or sample is None or record.get("status") in UNSCORED:
+            summary.skipped += 1
+            return record
+        async with limiter:
+            score = await _score(task, sample, record.get("completion") or "")
+        previous = {"score": record.get("score"), "answer": record.get("answer"),
+                    "status": record.get("status")}
+        new = {**record, "score": None if score.status in UNSCORED else score.value,
+               "answer": score.answer, "status": score.status,
+               "explanation": score.explanation, "score_metadata": score.metadata or None,
+               "previous": previous}
+        summary.rescored += 1
+        summary.changed += (new["score"], new["answer"], new["status"]) != tuple(previous.values())
+        return new
+
+    tmp = out_path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        batch: list[dict] = []
+        for record in iter_records(log.samples_path):
+            summary.records += 1
+            batch.append(record)
+            if len(batch) >= 1024:
+                out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
+                batch.clear()
+        out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
+    os.replace(tmp, out_path)  # an interrupted rescore leaves the previous file whole
+    return summary
+
+
+def rescore(log: RunLog, tasks_dirs: list[str] | None = None, concurrency: int = 16) -> RescoreSummary:
+    from evals.run import RunConfig, build_tasks
+
+    config = RunConfig(**log.read_meta()["config"])
+    if tasks_dirs:
+        config.tasks_dirs = list(tasks_dirs)
+    built = {t.name: t for t in build_tasks(config)}
+    if not built:
+        raise TaskError(f"run {log.dir.name!r} names no tasks")
+    return asyncio.run(_rescore_all(log, built, log.dir / RESCORED_FILE, concurrency))
