@@ -255,3 +255,25 @@ def flaky() -> Task:
         stats = execute(cfg, log, ["evals"])
         assert stats.errors == 0 and stats.cached == 3 and srv.count == 3
     assert [r["score"] for r in scores(log).values()] == [1.0, 1.0, 1.0]
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
+    args = ["run", "arithmetic", "--model", "openai/fake-model", "-T", "count=200",
+            "--concurrency", "2", "--results-dir", str(tmp_path), "--run-id", "c", "--no-progress"]
+    with FakeServer(script=arithmetic_script, latency=0.05) as srv:
+        args += ["--base-url", srv.url]
+        child = subprocess.Popen([sys.executable, "-m", "evals.cli", *args], cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        samples = tmp_path / "c" / "samples.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (samples.exists() and samples.stat().st_size):
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        assert child.returncode == 130, err
+        assert "evals resume c" in err
+        assert RunLog(tmp_path / "c").read_meta()["status"] == "interrupted"
+        result = run_cli("resume", "c", "--results-dir", str(tmp_path), "--concurrency", "32")
+        assert result.returncode == 0, result.stderr
+    seen, latest = _final_scores(samples)
+    assert len(latest) == 200 and max(seen.values()) == 1
