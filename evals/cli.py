@@ -86,6 +86,7 @@ def run(
     retries: Annotated[int, typer.Option(help="Retries per request on 429/5xx/timeouts.")] = 6,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    ranker: Annotated[Optional[str], typer.Option(help="LLM judge (model spec) ranking completions for best@k.")] = None,
     results_dir: ResultsDir = Path("results"),
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,
     tasks_dir: TasksDirs = None,
@@ -104,7 +105,7 @@ def run(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
         model_options=options, efforts=split_list(effort), thinking_budgets=split_list(thinking_budget, int),
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
-        tasks_dirs=list(tasks_dir or []), concurrency=concurrency, retries=retries,
+        tasks_dirs=list(tasks_dir or []), ranker=ranker, concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
     _execute(config, results_dir, run_id, progress)
 

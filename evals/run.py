@@ -62,6 +62,7 @@ class RunConfig:
     seed: int | None = None
     limit: int | None = None
     tasks_dirs: list[str] = field(default_factory=list)
+    ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
     # Not part of what the run computes; a resumed run may change these.
     concurrency: int = 32
     retries: int = 6
@@ -181,6 +182,12 @@ class Orchestrator:
         self.stats = stats
         self.cache = cache
         self.succeeded: dict[str, int] = {}
+        self.judge = None
+        if config.ranker:
+            from evals.judge import judge_ranker
+            self.judge = judge_ranker(make_runner(config.ranker, **config.model_options)
+                                      if not config.ranker.startswith("gold")
+                                      else make_runner(config.ranker), self.generate)
 
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:
@@ -222,6 +229,7 @@ class Orchestrator:
             score = await self.score(task, sample, completion.text)
             if score.status in UNSCORED:
                 unscored += 1
+            rank = await self.rank(task, sample, completion.text)
             records.append({
                 **base, "gen": gen, "status": score.status,
                 "score": None if score.status in UNSCORED else score.value,
@@ -234,7 +242,7 @@ class Orchestrator:
                 "latency": response.latency,
                 "cost": None if response.cost is None else response.cost * share,
                 "cached": response.cached, "metadata": sample.metadata,
-                "score_metadata": score.metadata or None,
+                "score_metadata": score.metadata or None, "rank": rank,
                 "settings": _settings_json(setting)})
         self.log.append(records)
         stats = self.stats
@@ -256,6 +264,16 @@ class Orchestrator:
             return result
         except Exception as e:  # a scorer bug marks the sample, it does not end the run
             return Score(0.0, None, f"scorer raised {type(e).__name__}: {e}", "scorer_error")
+
+    async def rank(self, task: Task, sample: Sample, text: str) -> float | None:
+        ranker = task.ranker or self.judge
+        if ranker is None:
+            return None
+        try:
+            result = ranker(sample, text)
+            return await result if inspect.isawaitable(result) else result
+        except RunnerError:  # a judge call that failed every retry leaves this one unranked
+            return None
 
     async def generate(self, runner: Runner, request: Request) -> Response:
         cache = self.cache

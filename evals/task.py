@@ -50,6 +50,9 @@ ScoreResult = Union[Score, Awaitable[Score]]
 # scorer(sample, completion_text) -> Score (sync or async)
 Scorer = Callable[[Sample, str], ScoreResult]
 PromptFn = Callable[[Sample], list[Message]]
+# ranker(sample, completion_text) -> float (higher = more likely right), sync or async:
+# a verifier's confidence or a reward model's score; it orders completions for best@k.
+Ranker = Callable[[Sample, str], Union[float, None, Awaitable[float | None]]]
 
 
 def chat_prompt(sample: Sample, system: str | None = None) -> list[Message]:
@@ -76,6 +79,7 @@ class Task:
     # Fields a run may not override per task (e.g. stop sequences); merged
     # into each request. Compute settings come from the run, not the task.
     stop: list[str] | None = None
+    ranker: Ranker | None = None
     name: str = ""
     description: str = ""
 

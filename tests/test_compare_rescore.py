@@ -109,3 +109,34 @@ def strict() -> Task:
     assert [m["value"] for m in shown["metrics"] if m["metric"] == "accuracy"] == [1.0]
     board = run_cli("leaderboard", "--results-dir", str(results), "-f", "json").stdout
     assert [r["value"] for r in json.loads(board) if r["metric"] == "accuracy"] == [0.0]
+
+
+def test_judge_ranker_gives_best_of_k(tmp_path):
+    """--ranker: an LLM judge (here the fake server) rates each completion; best@k follows."""
+
+    def script(body, index):
+        prompt = body["messages"][-1]["content"]
+        if prompt.startswith("You are grading"):
+            # the judge trusts completions that show their work
+            return "SCORE: 9" if "carefully" in prompt else "SCORE: 2"
+        expr = prompt.split("Compute ")[1].split(". Think")[0]
+        value = eval(expr)
+        return f"carefully: ANSWER: {value}" if index == 0 else f"ANSWER: {value + 1}"
+
+    with FakeServer(script=script) as srv:
+        cfg = RunConfig(tasks=["arithmetic"], models=["openai/fake-model"],
+                        model_options={"base_url": srv.url}, task_params={"count": "5"},
+                        samples=4, ranker="openai/fake-model")
+        execute(cfg, RunLog(tmp_path / "r"), ["evals"])
+        judge_calls = [b for b in srv.requests if b["messages"][0]["content"].startswith("You are grading")]
+        assert len(judge_calls) == 20 and all(b["temperature"] == 0.0 for b in judge_calls)
+    records = list(iter_records(tmp_path / "r" / "samples.jsonl"))
+    assert sorted({r["rank"] for r in records}) == [2.0, 9.0]
+    shown = json.loads(run_cli("show", "r", "--results-dir", str(tmp_path), "--json").stdout)
+    metrics = {m["metric"]: m["value"] for m in shown["metrics"]}
+    # one right completion in four, and the judge always ranks it first: best@k is the
+    # chance it is among k drawn, 1 - C(3, k) / C(4, k)
+    assert metrics["accuracy"] == pytest.approx(0.25)
+    assert metrics["best@1"] == pytest.approx(0.25)
+    assert metrics["best@2"] == pytest.approx(0.5)
+    assert metrics["best@4"] == pytest.approx(1.0)
