@@ -14,6 +14,15 @@ from evals.task import TaskError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate LLMs on hard benchmarks, across test-time compute settings.")
 
+
+def _mount_sandbox() -> None:
+    from sandbox.cli import sandbox_app  # typer only; docker is imported when a command runs
+
+    app.add_typer(sandbox_app, name="sandbox", help="Docker images for sandboxed grading.")
+
+
+_mount_sandbox()
+
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
 TaskParams = Annotated[Optional[list[str]], typer.Option(
     "-T", "--task-param", help="Task parameter key=value (or task.key=value for one task).")]
@@ -87,6 +96,7 @@ def run(
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
     ranker: Annotated[Optional[str], typer.Option(help="LLM judge (model spec) ranking completions for best@k.")] = None,
+    sandboxes: Annotated[Optional[int], typer.Option(help="Sandbox containers at once, for tasks that grade in Docker.")] = None,
     results_dir: ResultsDir = Path("results"),
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,
     tasks_dir: TasksDirs = None,
@@ -105,7 +115,8 @@ def run(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
         model_options=options, efforts=split_list(effort), thinking_budgets=split_list(thinking_budget, int),
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
-        tasks_dirs=list(tasks_dir or []), ranker=ranker, concurrency=concurrency, retries=retries,
+        tasks_dirs=list(tasks_dir or []), ranker=ranker, sandboxes=sandboxes,
+        concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
     _execute(config, results_dir, run_id, progress)
 
@@ -311,6 +322,20 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
                   f"{summary.skipped} skipped -> {log.dir / 'samples.rescored.jsonl'}")
 
 
+def _print_checks(config) -> None:
+    """A task's own soundness checks (e.g. an instance the sandbox could not grade fairly)."""
+    import itertools
+
+    from evals.run import build_tasks
+
+    for built in build_tasks(config):
+        if built.check is None:
+            continue
+        for sample in itertools.islice(built.samples(), config.limit):
+            for warning in built.check(sample):
+                typer.secho(f"warning: {built.name} {sample.id}: {warning}", fg="yellow", err=True)
+
+
 @app.command()
 def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = None,
              limit: Annotated[Optional[int], typer.Option()] = None,
@@ -326,6 +351,7 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
     with tempfile.TemporaryDirectory() as tmp:
         log = RunLog(Path(results_dir or tmp) / f"validate-{task}-{new_run_id()}")
         try:
+            _print_checks(config)
             execute(config, log, sys.argv)
         except (TaskError, ConfigError, ValueError) as e:
             fail(str(e), 1)

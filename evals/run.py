@@ -63,6 +63,7 @@ class RunConfig:
     limit: int | None = None
     tasks_dirs: list[str] = field(default_factory=list)
     ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
+    sandboxes: int | None = None  # given to tasks that take a `sandboxes` parameter
     # Not part of what the run computes; a resumed run may change these.
     concurrency: int = 32
     retries: int = 6
@@ -134,7 +135,11 @@ def build_tasks(config: RunConfig) -> list[Task]:
         if name not in registry:
             known = ", ".join(sorted(registry)) or "none"
             raise TaskError(f"unknown task {name!r} (known: {known})")
-        tasks.append(registry[name].build(config.params_for(name)))
+        spec = registry[name]
+        params = config.params_for(name)
+        if config.sandboxes and any(p.name == "sandboxes" for p in spec.params):
+            params.setdefault("sandboxes", str(config.sandboxes))
+        tasks.append(spec.build(params))
     return tasks
 
 
@@ -222,6 +227,9 @@ class Orchestrator:
             self.stats.done += len(unit.gens)
             return
         records = []
+        metadata = sample.metadata
+        if any(k.startswith("_") for k in metadata):
+            metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
         share = 1.0 / max(1, len(response.completions))
         usage = response.usage
         unscored = 0
@@ -241,7 +249,7 @@ class Orchestrator:
                           "reasoning": usage.reasoning_tokens * share},
                 "latency": response.latency,
                 "cost": None if response.cost is None else response.cost * share,
-                "cached": response.cached, "metadata": sample.metadata,
+                "cached": response.cached, "metadata": metadata,
                 "score_metadata": score.metadata or None, "rank": rank,
                 "settings": _settings_json(setting)})
         self.log.append(records)

@@ -24,6 +24,8 @@ class Sample:
     id: str
     input: str | list[Message]
     target: Any = None
+    # Copied into every record, except keys starting with "_" (large or secret
+    # fields the scorer needs but results should not repeat).
     metadata: dict[str, Any] = field(default_factory=dict)
     # What the gold runner answers with; defaults to str(target).
     solution: str | None = None
@@ -80,6 +82,8 @@ class Task:
     # into each request. Compute settings come from the run, not the task.
     stop: list[str] | None = None
     ranker: Ranker | None = None
+    # check(sample) -> warnings that `evals validate` prints (e.g. an unsound instance)
+    check: Callable[[Sample], list[str]] | None = None
     name: str = ""
     description: str = ""
 

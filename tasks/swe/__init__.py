@@ -1,0 +1,149 @@
+"""SWE: resolve a repository issue with a patch, graded by the repository's tests in a sandbox.
+
+``evals run swe`` reads instances in SWE-bench's schema: ``-T instances=bundled``
+(default: six instances over two small repositories made by this project),
+a local ``.jsonl``/``.json``/``.parquet`` file, or ``hub[:NAME]`` (default
+``princeton-nlp/SWE-bench_Verified``). docs/swe.md describes the sandbox,
+the grading rules and the outcomes.
+
+Importing this package is cheap: ``docker``, ``datasets`` and ``swebench``
+are imported only when used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from evals.task import Sample, Score, Task, TaskError, task
+
+from . import bundled, data, grading, prepare, prompt, specs
+from .data import HUB_DEFAULT, Instance
+from .evaluate import Holder, SweConfig, evaluate
+from .patch import extract_diff, refusal, touched_files
+
+__all__ = ["swe", "check_instance", "load_instances", "extract_diff", "OUTCOMES"]
+OUTCOMES = grading.OUTCOMES
+IMAGE_MODES = ("auto", "local", "published")
+
+
+def default_repos_dir() -> Path:
+    env = os.environ.get("EVALS_SWE_REPOS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "evals" / "swe" / "repos"
+
+
+def load_instances(source: str, repos_dir: Path, split: str = "test") -> list[Instance]:
+    name = source.strip()
+    if name.lower() == "bundled":
+        rows = bundled.instances(repos_dir)
+        return data.to_instances((f"bundled[{i}]", r) for i, r in enumerate(rows))
+    if name.lower() == "hub" or name.lower().startswith("hub:"):
+        return data.load_hub(name[4:] or HUB_DEFAULT, split)
+    return data.read_file(name)
+
+
+def to_sample(inst: Instance, files: dict[str, str], hints: bool) -> Sample:
+    return Sample(id=inst.instance_id, input=prompt.render(inst, files, hints), target="resolved",
+                  metadata={**inst.to_metadata(), "context_files": list(files)},
+                  solution=f"```diff\n{inst.patch}```\n")
+
+
+def check_instance(sample: Sample) -> list[str]:
+    """Warnings about an instance whose grading would not be sound (``evals validate``).
+
+    Names each file of the gold patch that the sandbox reverts or treats as
+    test infrastructure, so a gold run could not resolve it as shipped.
+    """
+    meta = sample.metadata
+    warnings: list[str] = []
+    gold = meta.get("_gold_patch", "")
+    if why := refusal(gold):
+        warnings.append(f"{sample.id}: the gold patch would be refused: {why}")
+    test_paths = touched_files(meta.get("_test_patch", "")).paths
+    test_dirs = sorted({p.rsplit("/", 1)[0] for p in test_paths if "/" in p})
+    files = touched_files(gold)
+    for path in files.paths:
+        reason = prepare.discovery_reason(path, test_dirs, path in files.added, [])
+        if reason:
+            warnings.append(f"{sample.id}: the gold patch touches {path} ({reason}); "
+                            f"the sandbox reverts it before the tests")
+        elif os.path.basename(path) in prepare.SECTIONED:
+            warnings.append(f"{sample.id}: the gold patch touches {path}; its test settings "
+                            f"are reverted if the patch changes them")
+        if path in test_paths:
+            warnings.append(f"{sample.id}: the gold patch touches {path}, a file of the test "
+                            f"patch; the sandbox restores it")
+    if not meta.get("FAIL_TO_PASS"):
+        warnings.append(f"{sample.id}: FAIL_TO_PASS is empty")
+    return warnings
+
+
+@task
+def swe(instances: str = "bundled", split: str = "test", repos: str | None = None,
+        clone: bool = True, context: str = "oracle", hints: bool = False,
+        specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
+        images: str = "auto", base_image: str | None = None, memory: str = "2g",
+        cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
+        network: str | None = None) -> Task:
+    """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
+    if context not in prompt.CONTEXTS:
+        raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
+    if images not in IMAGE_MODES:
+        raise TaskError(f"swe: -T images={images!r}: one of {', '.join(IMAGE_MODES)}")
+    if network not in (None, "", "none", "sealed"):
+        raise TaskError(f"swe: -T network={network!r}: none or sealed")
+    if sandboxes < 1:
+        raise TaskError("swe: -T sandboxes must be at least 1")
+    repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
+    spec_map = specs.read_spec_file(specs_file)
+    config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
+                       timeout or None, network or None)
+    semaphores: dict[int, asyncio.Semaphore] = {}
+
+    def dataset() -> list[Sample]:
+        out = []
+        for inst in load_instances(instances, repos_dir, split):
+            specs.resolve(inst, spec_map, swebench_specs)  # a bad spec fails here, with its place
+            mirror = _mirror(inst.repo, repos_dir, clone=False)
+            files = prompt.context_files(inst, mirror, context) if mirror else {}
+            out.append(to_sample(inst, files, hints))
+        return out
+
+    async def score(sample: Sample, completion: str) -> Score:
+        inst = Instance.from_metadata(sample.metadata)
+        spec = specs.resolve(inst, spec_map, swebench_specs)
+        diff = extract_diff(completion)
+        loop_id = id(asyncio.get_running_loop())
+        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(sandboxes))
+        holder = Holder()
+        async with semaphore:
+            try:
+                outcome = await asyncio.to_thread(_evaluate, inst, spec, diff, config, clone, holder)
+            except asyncio.CancelledError:  # Ctrl-C: the container goes now, not at its deadline
+                holder.cancelled = True
+                if holder.box is not None:
+                    holder.box.kill()
+                raise
+        return outcome.score(diff)
+
+    return Task(dataset=dataset, scorer=score, metrics=["accuracy"], check=check_instance)
+
+
+def _mirror(repo: str, repos_dir: Path, clone: bool) -> Path | None:
+    from sandbox.engine import SandboxError
+
+    from .repos import mirror_path
+
+    try:
+        return mirror_path(repos_dir, repo, clone=clone)
+    except SandboxError:
+        return None
+
+
+def _evaluate(inst: Instance, spec: specs.EnvSpec, diff: str, config: SweConfig, clone: bool,
+              holder: Holder):
+    mirror = None
+    if diff.strip() and config.repos_dir is not None:
+        mirror = _mirror(inst.repo, config.repos_dir, clone)
+    return evaluate(inst, spec, diff, config, mirror, holder)

@@ -1,0 +1,172 @@
+"""Environment specs: how to install a repository and run its tests.
+
+Sources, later ones overriding earlier ones field by field:
+
+1. defaults (``pytest -rA`` with the ``pytest`` parser);
+2. the ``swebench`` package's per-repo/version specs and log parser (4.1.0
+   is the last release with them as code), when it is installed and knows
+   the repository; imported lazily, only then;
+3. the instance's own ``env_spec`` object;
+4. a spec file (``-T specs_file=FILE``, JSON or YAML) mapping ``owner/name``,
+   ``owner/name@version`` or an ``instance_id`` to spec fields: the user's
+   explicit choice, so it overrides what the data carries;
+5. the instance's ``eval_script``, ``image`` and ``log_parser`` fields
+   (newer SWE-bench revisions), which always win.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from evals.task import TaskError
+
+from .data import Instance
+
+DIRECTIVES = ("pytest", "unittest", "swebench", "none")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    python: str | None = None  # major.minor; picks the base image's Debian suite
+    packages: tuple[str, ...] = ()  # pip requirements for the environment layer
+    requirements: str | None = None  # a file of the repo at environment_setup_commit
+    pre_install: tuple[str, ...] = ()  # shell commands in the repo before `install`
+    install: str | None = None  # e.g. "python -m pip install -e ." (instance layer)
+    test_cmd: str = "pytest -rA"
+    eval_commands: tuple[str, ...] = ()  # shell lines before the test command
+    log_parser: str = "pytest"
+    test_directives: str = "pytest"  # how test_patch files become test-command arguments
+    network: str = "none"  # none or sealed while the tests run
+    timeout: float = 1800.0
+    writable_repo: bool = False  # let the tests write into the repository
+    env: tuple[tuple[str, str], ...] = ()
+    image: str | None = None  # a ready instance image (e.g. SWE-bench's published ones)
+    eval_script: str | None = None  # replaces test_cmd + directives when given
+    source: tuple[str, ...] = field(default=(), compare=False)
+
+    def test_command(self, inst: Instance, test_paths: list[str]) -> str:
+        if self.eval_script:
+            return self.eval_script
+        args = directives(self.test_directives, inst, test_paths)
+        cmd = " ".join([self.test_cmd, *(shlex.quote(a) for a in args)])
+        return " && ".join([*self.eval_commands, cmd]) if self.eval_commands else cmd
+
+
+_LISTS = ("packages", "pre_install", "eval_commands")
+
+
+def _coerce(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    known = {f.name for f in fields(EnvSpec)} - {"source"}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = {"pip_packages": "packages", "parser": "log_parser"}.get(key, key)
+        if key not in known:
+            raise TaskError(f"{where}: unknown spec field {key!r} (known: {', '.join(sorted(known))})")
+        if key in _LISTS:
+            value = tuple(value.split() if key == "packages" and isinstance(value, str)
+                          else [value] if isinstance(value, str) else value)
+        elif key == "env":
+            value = tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
+        elif key == "test_cmd" and isinstance(value, (list, tuple)):
+            value = " && ".join(value)
+        elif key in ("timeout",):
+            value = float(value)
+        elif key == "test_directives" and value not in DIRECTIVES:
+            raise TaskError(f"{where}: test_directives {value!r}: one of {', '.join(DIRECTIVES)}")
+        elif key == "network" and value not in ("none", "sealed"):
+            raise TaskError(f"{where}: network {value!r}: none or sealed (tests never get a network)")
+        out[key] = value
+    return out
+
+
+def from_swebench(repo: str, version: str) -> dict[str, Any] | None:
+    """The swebench package's spec for ``repo`` at ``version``, as our fields."""
+    try:
+        from swebench.harness.constants import MAP_REPO_VERSION_TO_SPECS
+        from swebench.harness.log_parsers import MAP_REPO_TO_PARSER
+    except Exception:  # noqa: BLE001 - not installed: the spec must come from elsewhere
+        return None
+    spec = MAP_REPO_VERSION_TO_SPECS.get(repo, {}).get(version)
+    if spec is None:
+        return None
+    out: dict[str, Any] = {"python": spec.get("python"), "install": spec.get("install"),
+                           "test_cmd": spec.get("test_cmd", "pytest -rA"),
+                           "pre_install": list(spec.get("pre_install", [])),
+                           "eval_commands": list(spec.get("eval_commands", [])),
+                           "test_directives": "swebench"}
+    packages = spec.get("packages", "")
+    pip = list(spec.get("pip_packages", []))
+    if packages == "requirements.txt":
+        out["requirements"] = "requirements.txt"
+    elif packages and packages != "environment.yml":  # conda-only specs: pip gets what it can
+        pip = packages.split() + pip
+    out["packages"] = pip
+    if repo in MAP_REPO_TO_PARSER:
+        out["log_parser"] = repo
+    return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+def read_spec_file(path: str | None) -> dict[str, dict[str, Any]]:
+    if not path:
+        return {}
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise TaskError(f"swe: -T specs={path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - JSON and YAML errors alike
+        raise TaskError(f"swe: -T specs={path}: not valid {p.suffix or 'JSON'}: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise TaskError(f"{path}: expected a mapping of repo, repo@version or instance_id "
+                        f"to spec objects")
+    for key, value in data.items():
+        _coerce(value, f"{path}: {key}")  # fail at load, with the place
+    return data
+
+
+def resolve(inst: Instance, spec_file: dict[str, dict[str, Any]] | None = None,
+            use_swebench: bool = True) -> EnvSpec:
+    merged: dict[str, Any] = {}
+    sources: list[str] = []
+    layers: list[tuple[str, dict[str, Any] | None]] = []
+    if use_swebench:
+        layers.append(("swebench", from_swebench(inst.repo, inst.version)))
+    layers.append(("instance env_spec", inst.extra.get("env_spec")))
+    spec_file = spec_file or {}
+    for key in (inst.repo, f"{inst.repo}@{inst.version}", inst.instance_id):
+        layers.append((f"spec file[{key}]", spec_file.get(key)))
+    fields_ = {k: inst.extra[k] for k in ("eval_script", "image", "log_parser") if inst.extra.get(k)}
+    layers.append(("instance fields", fields_ or None))
+    for name, raw in layers:
+        if raw:
+            merged.update(_coerce(raw, f"{inst.where or inst.instance_id}: {name}"))
+            sources.append(name)
+    spec = EnvSpec(**merged)
+    if spec.eval_script:  # such scripts restore and patch test files themselves
+        spec = replace(spec, writable_repo=True)
+    return replace(spec, source=tuple(sources) or ("defaults",))
+
+
+def directives(kind: str, inst: Instance, test_paths: list[str]) -> list[str]:
+    tests = [p for p in test_paths if p.endswith(".py")]
+    if kind == "none":
+        return []
+    if kind == "unittest":
+        return [p[:-3].replace("/", ".") for p in tests]
+    if kind == "swebench":
+        try:
+            from swebench.harness.test_spec.python import get_test_directives
+        except Exception:  # noqa: BLE001
+            raise TaskError(f"{inst.instance_id}: test_directives=swebench needs the swebench "
+                            f"package (pip install swebench==4.1.0)") from None
+        return list(get_test_directives({"repo": inst.repo, "test_patch": inst.test_patch}))
+    return tests
