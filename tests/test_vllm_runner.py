@@ -1,0 +1,185 @@
+"""``vllm/`` without vLLM: a fake ``vllm`` executable on PATH serves evals.fake_openai.
+
+The fake takes the arguments ``vllm serve`` takes, records them with its pid, and
+execs ``python -m evals.fake_openai --port <its --port>``, so the real process
+management runs: spawn in a process group, health wait, requests, stop, kill on exit.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from evals.records import RunLog, iter_records
+from evals.run import RunConfig, execute
+from evals.runner import ConfigError, Request, make_runner
+from tests.conftest import REPO
+
+FAKE_VLLM = textwrap.dedent("""\
+    #!{python}
+    import json, os, sys, time
+    args = sys.argv[1:]
+    with open(os.environ["FAKE_VLLM_LOG"], "a") as f:
+        f.write(json.dumps({{"pid": os.getpid(), "args": args}}) + "\\n")
+    mode = os.environ.get("FAKE_VLLM_MODE", "serve")
+    if mode == "die":
+        print("INFO loading weights", flush=True)
+        print("ValueError: fake start-up failure: not enough GPU memory", flush=True)
+        sys.exit(3)
+    if mode == "hang":
+        time.sleep(600)
+    port = args[args.index("--port") + 1]
+    os.execv(sys.executable, [sys.executable, "-m", "evals.fake_openai", "--port", port])
+    """)
+
+
+@pytest.fixture
+def fake_vllm(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "vllm"
+    script.write_text(FAKE_VLLM.format(python=sys.executable))
+    script.chmod(0o755)
+    log = tmp_path / "fake_vllm.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+    def launches():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return launches
+
+
+def gone(pid: int) -> bool:
+    """Dead or a zombie (a container's init may be slow to reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_serves_requests_and_stops_the_server(fake_vllm):
+    runner = make_runner("vllm/org/fake-model", serve_args="--max-model-len 4096 --dtype bfloat16",
+                         reasoning_parser="qwen3", startup_timeout="30")
+    [launch] = fake_vllm()
+    args = launch["args"]
+    assert args[:2] == ["serve", "org/fake-model"]
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert int(args[args.index("--port") + 1]) == runner.server.port
+    assert args[args.index("--reasoning-parser") + 1] == "qwen3"
+    assert args[-4:] == ["--max-model-len", "4096", "--dtype", "bfloat16"]
+    assert runner.model == "vllm/org/fake-model"
+
+    async def go():
+        try:
+            return await runner.generate(Request([{"role": "user", "content": "hi"}], n=3))
+        finally:
+            await runner.aclose()
+    response = asyncio.run(go())
+    assert [c.text for c in response.completions] == ["ANSWER: 42"] * 3
+    assert wait_gone(launch["pid"])
+    assert runner.server.process is None
+
+
+def test_request_fields_reach_the_server_in_vllm_spelling(fake_vllm):
+    runner = make_runner("vllm/m")
+    try:
+        body = runner.client.body(Request([{"role": "user", "content": "x"}], n=4, seed=11,
+                                          max_tokens=64, thinking_budget=512, temperature=0.6), 4)
+        assert body["n"] == 4 and body["seed"] == 11 and body["max_tokens"] == 64
+        assert body["thinking_token_budget"] == 512 and body["model"] == "m"
+        assert runner.client.base_url == runner.server.base_url
+        assert runner.client._key == "EMPTY"
+    finally:
+        asyncio.run(runner.aclose())
+
+
+def test_end_to_end_through_the_orchestrator(fake_vllm, tmp_path):
+    config = RunConfig(tasks=["arithmetic"], models=["vllm/fake-model"], task_params={"count": "4"},
+                       max_tokens=8, thinking_budgets=[256], concurrency=4,
+                       model_options={"startup_timeout": "30"})
+    stats = execute(config, RunLog(tmp_path / "run"), [])
+    records = list(iter_records(tmp_path / "run" / "samples.jsonl"))
+    assert stats.done == 4 and stats.errors == 0 and len(records) == 4
+    assert {r["model"] for r in records} == {"vllm/fake-model"}
+    [launch] = fake_vllm()
+    assert wait_gone(launch["pid"])  # aclose() at the end of the run stopped it
+
+
+def test_vllm_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vllm executable anywhere
+    with pytest.raises(ConfigError, match="^vllm is not installed.*pip install 'evals\\[vllm\\]'"):
+        make_runner("vllm/org/model")
+    with pytest.raises(ConfigError, match="no such executable"):
+        make_runner("vllm/org/model", vllm_bin="/nowhere/vllm")
+
+
+def test_server_dying_during_start_up_shows_its_log(fake_vllm, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "die")
+    with pytest.raises(ConfigError) as err:
+        make_runner("vllm/org/model")
+    message = str(err.value)
+    assert "vllm serve exited with code 3 during start-up" in message
+    assert "fake start-up failure: not enough GPU memory" in message
+
+
+def test_start_up_timeout_kills_the_server(fake_vllm, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="did not answer .*/health within 1s"):
+        make_runner("vllm/org/model", startup_timeout="1", stop_timeout="2")
+    assert time.monotonic() - start < 10
+    [launch] = fake_vllm()
+    assert wait_gone(launch["pid"])
+
+
+def test_options_are_checked(fake_vllm):
+    with pytest.raises(ConfigError, match="starts its own server"):
+        make_runner("vllm/m", base_url="http://localhost:8000/v1")
+    with pytest.raises(ConfigError, match="no option 'dtype'"):
+        make_runner("vllm/m", dtype="bfloat16")
+    assert fake_vllm() == []  # nothing was started
+
+
+CHILD = textwrap.dedent("""\
+    import sys, time
+    from evals.runner import make_runner
+    runner = make_runner("vllm/m", startup_timeout="30")
+    print(runner.server.process.pid, flush=True)
+    time.sleep(60)
+    """)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_server_dies_with_the_evals_process(fake_vllm, sig):
+    """Ctrl-C: the atexit hook kills the group. SIGKILL: no hook runs; on Linux the
+    server's parent-death signal stops it."""
+    if sig == signal.SIGKILL and sys.platform != "linux":
+        pytest.skip("parent-death signal is Linux-only")
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                             cwd=REPO)
+    try:
+        pid = int(child.stdout.readline())
+        assert not gone(pid)
+        child.send_signal(sig)
+        child.wait(15)
+        assert wait_gone(pid), "the server outlived evals"
+    finally:
+        if child.poll() is None:
+            child.kill()
