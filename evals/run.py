@@ -209,8 +209,15 @@ class Orchestrator:
 
     async def run_unit(self, unit: Unit) -> None:
         task, sample, setting = unit.task, unit.sample, unit.setting
+        try:
+            messages = task.prompt(sample)
+        except TaskError:
+            raise
+        except Exception as e:  # a task bug: stop with one line naming the sample
+            raise TaskError(f"task {task.name!r}, sample {sample.id!r}: building the prompt "
+                            f"failed: {type(e).__name__}: {e}") from e
         request = Request(
-            messages=task.prompt(sample), n=len(unit.gens), max_tokens=setting.max_tokens,
+            messages=messages, n=len(unit.gens), max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
             reference=sample.solution if sample.solution is not None else str(sample.target))

@@ -99,3 +99,22 @@ def test_unknown_task_and_parameter_messages():
     result = run_cli("run", "arithmetic", "--model", "nosuch/model")
     assert result.returncode != 0 and "unknown model 'nosuch/model'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_prompt_that_raises_stops_the_run_with_one_line(tmp_path):
+    (tmp_path / "badprompt.py").write_text(textwrap.dedent('''
+        from evals import Sample, Score, Task, task
+
+        def prompt(sample):
+            return [{"role": "user", "content": sample.metadata["missing"]}]
+
+        @task
+        def badprompt() -> Task:
+            return Task(dataset=[Sample(id="a", input="q")], prompt=prompt,
+                        scorer=lambda s, c: Score(1.0, c))
+    '''))
+    result = run_cli("run", "badprompt", "--tasks-dir", str(tmp_path), "-m", "gold",
+                     "--results-dir", str(tmp_path / "res"), "--run-id", "x")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: task 'badprompt', sample 'a': building the prompt "
+                                     "failed: KeyError: 'missing'")
