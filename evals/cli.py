@@ -216,7 +216,7 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
 @app.command()
 def leaderboard(
     results_dir: ResultsDir = Path("results"),
-    format: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json")] = "table",
+    format: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv, json or html (needs -o)")] = "table",
     task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
@@ -225,8 +225,12 @@ def leaderboard(
     """One table over every run in the results directory."""
     from evals.leaderboard import build_rows, render
 
+    if format == "html":
+        if output is None:
+            fail("--format html needs -o FILE")
+        return report(results_dir, output, task, model)
     if format not in ("table", "markdown", "csv", "json"):
-        fail(f"--format {format!r}: expected table, markdown, csv or json")
+        fail(f"--format {format!r}: expected table, markdown, csv, json or html")
     try:
         rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
@@ -239,6 +243,26 @@ def leaderboard(
         Console().print(text)
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def report(
+    results_dir: ResultsDir = Path("results"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
+    x_axis: Annotated[str, typer.Option(help="tokens, cost, or auto (cost where every price is known)")] = "tokens",
+) -> None:
+    """A self-contained HTML report: leaderboard, accuracy vs compute with the Pareto front."""
+    from evals.report import build_report
+
+    if x_axis not in ("tokens", "cost", "auto"):
+        fail(f"--x-axis {x_axis!r}: expected tokens, cost or auto")
+    try:
+        path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
+    except ValueError as e:
+        fail(str(e), 1)
+    typer.echo(f"report -> {path}")
 
 
 @app.command()

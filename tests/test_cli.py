@@ -46,7 +46,14 @@ def test_offline_demo_run_show_and_leaderboard(tmp_path):
     filtered = run_cli("leaderboard", "--results-dir", res, "--format", "json", "--task", "other")
     assert json.loads(filtered.stdout) == []
     bad = run_cli("leaderboard", "--results-dir", res, "--format", "xml")
-    assert bad.returncode != 0 and "expected table, markdown, csv or json" in bad.stderr
+    assert bad.returncode != 0 and "expected table, markdown, csv, json or html" in bad.stderr
+    for args in (["report", "-o", str(tmp_path / "a.html")],
+                 ["leaderboard", "--format", "html", "-o", str(tmp_path / "b.html")]):
+        made = run_cli(*args, "--results-dir", res)
+        assert made.returncode == 0, made.stderr
+    html = (tmp_path / "a.html").read_text()
+    assert "arithmetic" in html and "effort=high,n=2" in html and "http" not in html.split("<body")[1]
+    assert (tmp_path / "b.html").read_text() == html
 
 
 def test_show_unknown_run(tmp_path):

@@ -1,0 +1,296 @@
+"""A self-contained HTML report over a results directory.
+
+``build_report(results_dir, out)`` writes one HTML file: the leaderboard
+table (one row per task x model x setting), per task a plot of score against
+compute with one line per model through its settings and the Pareto front,
+and per-category breakdowns where the records allow them (see
+``evals.report_data``).  CSS is inline and plots are inline SVG, so the file
+opens offline and holds no URL; no JavaScript.  docs/report.md defines every
+number.
+
+Standard library only (plus ``evals``), imported by the CLI on demand.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from html import escape
+from pathlib import Path
+from typing import Sequence
+
+from evals.metrics import CostRow
+from evals.report_data import Breakdown, Group, ReportData, collect
+from evals.report_svg import PALETTE, Point, fmt_cost, fmt_tokens, heatmap, scatter
+
+__all__ = ["build_report", "render_report", "X_AXES"]
+
+X_AXES = ("tokens", "cost", "auto")
+# The gold runner answers with the references at no cost: a check of the task, not a
+# contender, and it would sit alone on every Pareto front.  Table only.
+GOLD = "gold"
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:16px 0 6px}.meta,.note{color:#666;font-size:12px}
+table{border-collapse:collapse;margin:8px 0 16px;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #e4e4e4;padding:3px 6px;text-align:right;white-space:nowrap}
+table.leaderboard{font-size:13px}
+th{background:#f4f4f4;position:sticky;top:0;font-weight:600;white-space:normal;
+vertical-align:bottom}
+td.l,th.l{text-align:left}tr.task-start td{border-top:2px solid #999}
+tr.errors td.err{color:#b00;font-weight:600}tr.incomplete{background:#fff6e0}
+.badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;background:#eee}
+.badge.bad{background:#f7d4d4;color:#800}.badge.warn{background:#fde7b0;color:#704}
+.ci{color:#777;font-size:12px}svg text{font:11px system-ui,sans-serif;fill:#333}
+svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .cell text{fill:#111}
+.plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.legend span{margin-right:14px;white-space:nowrap}.sw{display:inline-block;width:12px;
+height:12px;border-radius:2px;vertical-align:-1px;margin-right:4px}
+"""
+
+
+def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = None,
+                 models: Sequence[str] | None = None, x_axis: str = "tokens",
+                 title: str | None = None) -> Path:
+    """Write the HTML report of ``results_dir`` to ``out`` and return ``out``.
+
+    ``tasks``/``models`` restrict it as ``evals leaderboard --task/--model`` do.
+    ``x_axis`` of the score-vs-compute plots, per problem: ``tokens`` (one generation's
+    mean completion tokens, k times that for an @k point), ``cost`` (the same in USD; a
+    task where some cost is unknown falls back to tokens, and says so) or ``auto``
+    (cost where every cost of the task is known, else tokens).  ``title`` defaults to
+    the results directory's name.
+    """
+    if x_axis not in X_AXES:
+        raise ValueError(f"x_axis must be one of {', '.join(X_AXES)}, got {x_axis!r}")
+    data = collect(Path(results_dir), list(tasks) if tasks else None,
+                   list(models) if models else None)
+    html = render_report(data, x_axis=x_axis,
+                         title=title or f"evals report: {Path(results_dir).resolve().name}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "evals report") -> str:
+    tasks = sorted({g.task for g in data.groups})
+    models = sorted({g.model for g in data.groups})
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{escape(title)}</h1><p class=\"meta\">generated "
+             f"{escape(time.strftime('%Y-%m-%d %H:%M:%S %z'))}; {len(data.groups)} rows from "
+             f"{len(data.runs)} runs; {len(tasks)} tasks, {len(models)} models. Definitions: "
+             f"docs/report.md in the evals repository.</p>"]
+    if not data.groups:
+        parts.append("<p>No results found.</p></body></html>")
+        return "".join(parts)
+    parts.append("<h2 id=\"leaderboard\">Leaderboard</h2>" + _table(data.groups))
+    for task in tasks:
+        groups = [g for g in data.groups if g.task == task]
+        parts.append(f"<h2 id=\"task-{escape(task)}\">{escape(task)}</h2>")
+        parts.append(_plot(task, [g for g in groups if g.model != GOLD], colors, x_axis,
+                           gold_left_out=any(g.model == GOLD for g in groups)))
+        for b in data.breakdowns:
+            if b.task == task:
+                parts.append(_domain_table(b, groups) if b.kind == "domain"
+                             else _needle_grids(b))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------ formatting
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _ci(row: dict | None) -> str:
+    if row is None or row.get("ci_low") is None:
+        return ""
+    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _latency(c: CostRow | None) -> str:
+    if c is None or c.latency_mean is None:
+        return ""
+    return f"{c.latency_mean:.2f} / {c.latency_p90:.2f} s"
+
+
+def _at_k(row: dict | None) -> str:
+    if row is None:
+        return "<td></td>"
+    return (f"<td title=\"95% CI {_ci(row)}, n={row['n']}\">{_num(row['value'])}"
+            f" <span class=\"ci\">@{row['k']}</span></td>")
+
+
+# ------------------------------------------------------------------ leaderboard
+
+_HEAD = ["task", "model", "setting", "accuracy", "95% CI", "pass@K", "maj@K", "best@K",
+         "problems", "errors", "tokens / problem", "cost / problem", "latency mean / p90",
+         "length-cut", "status"]
+
+
+def _table(groups: list[Group]) -> str:
+    head = "".join(f"<th class=\"{'l' if i < 3 or h == 'status' else ''}\">{h}</th>"
+                   for i, h in enumerate(_HEAD))
+    body = []
+    last_task = None
+    for g in groups:
+        acc, c = g.accuracy, g.cost
+        incomplete = g.status not in ("completed", "errors")
+        cls = ["row"] + (["task-start"] if g.task != last_task else [])
+        cls += (["errors"] if acc.get("errors") else []) + (["incomplete"] if incomplete else [])
+        last_task = g.task
+        badge = ("bad" if g.status == "failed" else "warn" if incomplete or acc.get("errors")
+                 else "")
+        tokens = "" if c is None else fmt_tokens(c.completion_tokens)
+        spend = ("" if c is None else f"prompt {c.prompt_tokens:,.0f}, completion "
+                 f"{c.completion_tokens:,.0f}, reasoning {c.reasoning_tokens:,.0f} per problem")
+        body.append(
+            f"<tr class=\"{' '.join(cls)}\" data-task=\"{escape(g.task)}\" "
+            f"data-model=\"{escape(g.model)}\" data-setting=\"{escape(g.setting)}\" "
+            f"data-status=\"{escape(g.status)}\"><td class=\"l\">{escape(g.task)}</td>"
+            f"<td class=\"l\">{escape(g.model)}</td><td class=\"l\">{escape(g.setting)}</td>"
+            f"<td><b>{_num(acc['value'])}</b></td><td class=\"ci\">{_ci(acc)}</td>"
+            f"{_at_k(g.top('pass'))}{_at_k(g.top('maj'))}{_at_k(g.top('best'))}"
+            f"<td>{acc['n']}</td><td class=\"err\">{acc.get('errors') or 0}</td>"
+            f"<td title=\"{escape(spend)}\">{tokens}</td>"
+            f"<td>{'' if c is None or c.cost_per_problem is None else fmt_cost(c.cost_per_problem)}"
+            f"</td><td>{_latency(c)}</td>"
+            f"<td>{'' if c is None or c.length_share is None else f'{c.length_share:.1%}'}</td>"
+            f"<td class=\"l\" title=\"run {escape(g.run)}\"><span class=\"badge {badge}\">"
+            f"{escape(g.status)}</span></td></tr>")
+    return (f"<table class=\"leaderboard\"><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table><p class=\"note\">Highlighted rows come "
+            f"from runs that did not complete; a red error count means generations that "
+            f"failed and were not scored. pass/maj/best are at the largest K (= samples per "
+            f"problem). Tokens and cost are per problem, all samples together.</p>")
+
+
+# ------------------------------------------------------------------ plots
+
+def _points(groups: list[Group], axis: str) -> list[Point]:
+    """Accuracy at one generation's cost; kind@k at k times that (k >= 2)."""
+    pts = []
+    for g in groups:
+        x1 = g.per_generation(axis)
+        if x1 is None:
+            continue
+        for row in g.metrics.values():
+            kind = row["metric"].partition("@")[0]
+            k = row.get("k") or 1
+            if (kind != "accuracy" and k < 2) or row["value"] is None \
+                    or math.isnan(row["value"]):
+                continue
+            pts.append(Point(g.model, g.setting, kind, k, x1 * k, row["value"],
+                             row.get("ci_low"), row.get("ci_high")))
+    return pts
+
+
+def _plot(task: str, groups: list[Group], colors: dict[str, str], x_axis: str, *,
+          gold_left_out: bool = False) -> str:
+    axis, note = "tokens", "The gold runner is in the table only. " if gold_left_out else ""
+    if x_axis in ("cost", "auto"):
+        if all(g.per_generation("cost") is not None for g in groups):
+            axis = "cost"
+        elif x_axis == "cost":
+            note += "Some costs are unknown (no price for a model): plotted against tokens. "
+    label = ("USD per problem" if axis == "cost"
+             else "mean completion tokens per problem")
+    svg = scatter(_points(groups, axis), {m: c for m, c in colors.items()
+                                          if any(g.model == m for g in groups)},
+                  title=f"{task}: score vs compute", x_label=label,
+                  fmt_x=fmt_cost if axis == "cost" else fmt_tokens)
+    if not svg:
+        return f"<p class=\"note\">{escape(note)}Nothing to plot (no token or cost figures).</p>"
+    legend = "".join(f"<span><i class=\"sw\" style=\"background:{c}\"></i>{escape(m)}</span>"
+                     for m, c in colors.items() if any(g.model == m for g in groups))
+    return (f"<div class=\"plots\">{svg}</div><p class=\"legend\">{legend}</p>"
+            f"<p class=\"note\">{escape(note)}Lines: accuracy (one sample) of each model "
+            f"through its settings, with 95% intervals. &#9632; maj@k, &#9670; best@k, "
+            f"&#9651; pass@k (an oracle's upper bound), each at k times one sample's "
+            f"compute. Ringed points and the dashed line: the Pareto front of what can be "
+            f"deployed (accuracy, maj@k, best@k).</p>")
+
+
+# ------------------------------------------------------------------ breakdowns
+
+def _domain_table(b: Breakdown, groups: list[Group]) -> str:
+    cols = [(g.model, g.setting) for g in groups]
+    head = "".join(f"<th>{escape(m)}<br><span class=\"meta\">{escape(s)}</span></th>"
+                   for m, s in cols)
+    rows = ["<tr class=\"overall\"><td class=\"l\"><b>overall</b></td><td>"
+            f"{max(g.accuracy['n'] for g in groups)}</td>" + "".join(
+                f"<td>{_num(g.accuracy['value'])} <span class=\"ci\">{_ci(g.accuracy)}</span></td>"
+                for g in groups) + "</tr>"]
+    for label in sorted(b.cells):
+        cells = b.cells[label]
+        sub = " / " in label
+        name = label.split(" / ", 1)[1] if sub else f"<b>{escape(label)}</b>"
+        n = max(r.n for r in cells.values())
+        tds = []
+        for col in cols:
+            r = cells.get(col)
+            tds.append("<td></td>" if r is None or math.isnan(r.value) else
+                       f"<td>{r.value:.3f} <span class=\"ci\">"
+                       f"{'' if r.ci_low is None else f'[{r.ci_low:.3f}, {r.ci_high:.3f}]'}"
+                       f"</span></td>")
+        rows.append(f"<tr class=\"{'sub' if sub else 'domain'}\"><td class=\"l\">"
+                    f"{'&nbsp;&nbsp;&nbsp;' + escape(name) if sub else name}</td><td>{n}</td>"
+                    f"{''.join(tds)}</tr>")
+    return (f"<h3>{escape(b.task)} by domain</h3><table class=\"breakdown\"><thead><tr>"
+            f"<th class=\"l\">domain / subdomain</th><th>problems</th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _sort_key(v: object) -> tuple:
+    try:
+        return (0, float(v), "")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def _fmt_length(v: object) -> str:
+    try:
+        n = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{n / 1024:g}K" if n >= 1024 and n % 1024 == 0 else fmt_tokens(n)
+
+
+def _fmt_depth(v: object) -> str:
+    if v is None:
+        return "-"
+    try:
+        d = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{d:.0%}" if 0.0 <= d <= 1.0 else f"{d:g}"
+
+
+def _needle_grids(b: Breakdown) -> str:
+    out = [f"<h3>{escape(b.task)}: score by context length and needle depth</h3>"
+           "<div class=\"plots\">"]
+    series: dict[tuple[str, str, str], dict[tuple[str, str], tuple[float, int]]] = {}
+    lengths: dict[str, set] = {}
+    depths: dict[str, set] = {}
+    for label, cells in b.cells.items():
+        variant, length, depth = b.needle_keys[label]
+        lengths.setdefault(variant, set()).add(length)
+        depths.setdefault(variant, set()).add(depth)
+        for (model, setting), row in cells.items():
+            if row.n and not math.isnan(row.value):
+                series.setdefault((model, setting, variant), {})[
+                    (_fmt_length(length), _fmt_depth(depth))] = (row.value, row.n)
+    for (model, setting, variant), grid in sorted(series.items()):
+        cols = [_fmt_length(v) for v in sorted(lengths[variant], key=_sort_key)]
+        rows = [_fmt_depth(v) for v in sorted(depths[variant], key=_sort_key)]
+        title = f"{model} | {setting}" + (f" | {variant}" if variant else "")
+        out.append(heatmap(grid, cols, rows, title=title, col_label="context length",
+                           row_label="depth"))
+    out.append("</div>")
+    return "".join(out)

@@ -1,0 +1,172 @@
+"""What the HTML report shows, gathered from a results directory.
+
+Metric rows come from ``evals.leaderboard.build_rows`` (the latest run holding
+each task, model and setting), so the report and ``evals leaderboard`` never
+disagree.  Spend (tokens, cost, latency) and the per-category breakdowns are
+computed here in one more pass over the records of exactly those runs, with
+``evals.metrics.Aggregator``: the same de-duplication (last record wins), the
+same error handling and the same intervals as the leaderboard.
+
+Breakdowns are generic: no task is imported by name.  Records whose sample
+metadata has ``domain`` (and ``subdomain``) get a per-domain table (GPQA-like
+tasks); records with ``length`` and ``depth`` (and optionally ``variant``)
+get a length x depth grid (needle-like tasks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow
+from evals.records import find_runs, iter_records
+
+_SEP = "\x1f"  # joins setting and category label inside a breakdown Aggregator's key
+
+
+@dataclass
+class Group:
+    """One (task, model, setting): its leaderboard rows by metric, and its spend."""
+
+    task: str
+    model: str
+    setting: str
+    run: str
+    status: str
+    metrics: dict[str, dict] = field(default_factory=dict)
+    cost: CostRow | None = None
+
+    @property
+    def key(self) -> GroupKey:
+        return (self.task, self.model, self.setting)
+
+    @property
+    def accuracy(self) -> dict:
+        return self.metrics["accuracy"]
+
+    @property
+    def samples(self) -> int:
+        return max(1, int(self.accuracy.get("samples") or 1))
+
+    def top(self, kind: str) -> dict | None:
+        """The ``kind@K`` row with the largest K (K = N when every problem has N)."""
+        rows = [r for r in self.metrics.values() if r["metric"].startswith(kind + "@")]
+        return max(rows, key=lambda r: r["k"] or 0) if rows else None
+
+    def per_generation(self, axis: str) -> float | None:
+        """Mean completion tokens (``axis="tokens"``) or USD (``"cost"``) of one generation."""
+        if axis == "cost":
+            cost = self.accuracy.get("cost_per_problem")  # spend / scored generations, k = 1
+            return None if cost is None else float(cost)
+        if self.cost is None or not self.cost.completion_tokens:
+            return None  # no usage recorded: nothing to place on a tokens axis
+        return self.cost.completion_tokens / self.samples
+
+
+@dataclass
+class Breakdown:
+    """Accuracy rows of one task split by a metadata category.
+
+    ``cells[label][(model, setting)]`` is the accuracy MetricRow of the problems in that
+    category.  ``kind`` is ``domain`` (labels "domain" and "domain / subdomain") or
+    ``needle`` (labels decoded by ``needle_keys``).
+    """
+
+    task: str
+    kind: str
+    cells: dict[str, dict[tuple[str, str], MetricRow]] = field(default_factory=dict)
+    needle_keys: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ReportData:
+    groups: list[Group]
+    breakdowns: list[Breakdown]
+    runs: list[str]
+
+
+class _Splitter:
+    """Feeds each record into per-category Aggregators (only accuracy is read back)."""
+
+    def __init__(self) -> None:
+        self.aggs: dict[tuple[str, str], Aggregator] = {}
+        self.needle_keys: dict[str, dict[str, tuple[str, Any, Any]]] = {}
+
+    def _feed(self, rec: Mapping[str, Any], kind: str, label: str) -> None:
+        agg = self.aggs.get((rec["task"], kind))
+        if agg is None:
+            agg = self.aggs[(rec["task"], kind)] = Aggregator()
+        # A small record: the category rides in the setting, the rest is what
+        # Aggregator needs for de-duplication, errors and scores.
+        agg.add({"task": rec["task"], "model": rec["model"],
+                 "setting": rec["setting"] + _SEP + label, "sample_id": rec["sample_id"],
+                 "gen": rec["gen"], "score": rec.get("score"), "status": rec.get("status")})
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        meta = rec.get("metadata")
+        if not isinstance(meta, dict):
+            return
+        domain = meta.get("domain")
+        if domain is not None:
+            self._feed(rec, "domain", str(domain))
+            sub = meta.get("subdomain")
+            if sub is not None:
+                self._feed(rec, "domain", f"{domain} / {sub}")
+        if "length" in meta and "depth" in meta:
+            key = (str(meta.get("variant") or ""), meta["length"], meta["depth"])
+            label = "|".join(map(str, key))
+            self.needle_keys.setdefault(rec["task"], {})[label] = key
+            self._feed(rec, "needle", label)
+
+    def breakdowns(self) -> list[Breakdown]:
+        out = []
+        for (task, kind), agg in sorted(self.aggs.items()):
+            b = Breakdown(task, kind, needle_keys=self.needle_keys.get(task, {}))
+            for row in agg.metric_rows(ks=[]):  # ks=[]: accuracy only
+                setting, _, label = row.setting.partition(_SEP)
+                b.cells.setdefault(label, {})[(row.model, setting)] = row
+            out.append(b)
+        return out
+
+
+def collect(results_dir: Path, tasks: list[str] | None = None,
+            models: list[str] | None = None) -> ReportData:
+    from evals.leaderboard import build_rows
+
+    groups: dict[GroupKey, Group] = {}
+    rows = build_rows(Path(results_dir), tasks=tasks, models=models)
+    for r in rows:
+        if r["metric"] == "accuracy":
+            groups[(r["task"], r["model"], r["setting"])] = Group(
+                r["task"], r["model"], r["setting"], r["run"], r["status"])
+    for r in rows:
+        g = groups.get((r["task"], r["model"], r["setting"]))
+        # Only rows of the run the accuracy row came from: a later, smaller run must
+        # not pair its accuracy with an older run's pass@64.
+        if g is not None and r["run"] == g.run:
+            g.metrics[r["metric"]] = r
+    by_run: dict[str, set[GroupKey]] = {}
+    for g in groups.values():
+        by_run.setdefault(g.run, set()).add(g.key)
+    splitter = _Splitter()
+    for log in find_runs(Path(results_dir)):
+        wanted = by_run.get(log.dir.name)
+        if not wanted:
+            continue
+        costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
+                                           splitter)).cost_rows()
+        for key in wanted:
+            groups[key].cost = costs.get(key)
+    ordered = sorted(groups.values(), key=lambda g: (
+        g.task, g.model, g.per_generation("tokens") or 0.0, g.setting))
+    return ReportData(ordered, splitter.breakdowns(), sorted(by_run))
+
+
+def _split(records: Iterator[dict[str, Any]], wanted: set[GroupKey],
+           splitter: _Splitter) -> Iterator[dict[str, Any]]:
+    """The records of the wanted groups, each also handed to the breakdowns."""
+    for rec in records:
+        if (rec["task"], rec["model"], rec["setting"]) in wanted:
+            splitter.add(rec)
+            yield rec
