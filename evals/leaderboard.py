@@ -18,11 +18,13 @@ from evals.records import find_runs, iter_records
 COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "n", "samples",
            "errors", "effort", "thinking_budget", "max_tokens", "prompt_tokens",
            "completion_tokens", "reasoning_tokens", "cost_per_problem", "cost_per_correct",
-           "latency_mean", "latency_p90", "length_share", "status", "run"]
+           "latency_mean", "latency_p90", "length_share", "budget_use", "over_budget_share",
+           "status", "run"]
 # Per-problem means that a k-sample metric spends k times (cost_per_problem comes from
 # the metric row, already multiplied by k).
 _SPEND = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
-_PER_SETTING = ("cost_per_correct", "latency_mean", "latency_p90", "length_share")
+_PER_SETTING = ("cost_per_correct", "latency_mean", "latency_p90", "length_share", "budget_use",
+                "over_budget_share")
 
 
 def build_rows(results_dir: Path, tasks: list[str] | None = None,

@@ -81,6 +81,9 @@ class CostRow:
     error record without a cost counts 0: failed calls are not billed).
     Latency and the share of ``finish_reason == "length"`` are over non-error
     records; latency is per record as logged (a request's wall time).
+    Under a thinking budget, ``budget_use`` is the mean of reasoning tokens /
+    budget and ``over_budget_share`` the share of generations whose reasoning
+    exceeded it (per record usage: a request's n generations share its mean).
     """
 
     task: str
@@ -99,6 +102,8 @@ class CostRow:
     latency_mean: float | None
     latency_p90: float | None
     length_share: float | None
+    budget_use: float | None = None
+    over_budget_share: float | None = None
     effort: str | None = None
     thinking_budget: int | None = None
     max_tokens: int | None = None
@@ -146,7 +151,7 @@ _INTERN_LIMIT = 1_000_000  # distinct (score, answer) tuples shared; beyond, sto
 class _Group:
     __slots__ = ("key", "settings", "problems", "records", "error_records", "prompt",
                  "completion", "reasoning", "cost", "cost_known", "latencies", "length",
-                 "finished", "ranked")
+                 "finished", "ranked", "budget", "budget_use", "over_budget")
 
     def __init__(self, key: GroupKey, settings: Mapping[str, Any] | None):
         self.key = key
@@ -164,6 +169,9 @@ class _Group:
         self.length = 0  # non-error records that stopped at the token limit
         self.finished = 0  # non-error records
         self.ranked = False
+        self.budget = self.settings.get("thinking_budget") or 0
+        self.budget_use = 0.0  # sum over non-error records of reasoning tokens / budget
+        self.over_budget = 0
 
 
 class Aggregator:
@@ -245,6 +253,10 @@ class Aggregator:
                     g.latencies.append(lat)
                 if rec.get("finish_reason") == "length":
                     g.length += 1
+                if g.budget and (usage := rec.get("usage")):
+                    use = (usage.get("reasoning") or 0.0) / g.budget
+                    g.budget_use += use
+                    g.over_budget += use > 1.0
             usage = rec.get("usage")
             if usage:
                 g.prompt += usage.get("prompt") or 0.0
@@ -399,6 +411,8 @@ class Aggregator:
                 latency_mean=math.fsum(lat) / len(lat) if lat else None,
                 latency_p90=_quantile(lat, 0.9) if lat else None,
                 length_share=g.length / g.finished if g.finished else None,
+                budget_use=g.budget_use / g.finished if g.budget and g.finished else None,
+                over_budget_share=g.over_budget / g.finished if g.budget and g.finished else None,
                 effort=st.get("effort"), thinking_budget=st.get("thinking_budget"),
                 max_tokens=st.get("max_tokens"))
         return out

@@ -253,3 +253,20 @@ def test_summarize_unanimous_generations_get_wilson_on_problems():
     records[1] = rec("p0", 1, 0.0, "8")
     assert rows_by_metric(summarize(records))["accuracy"].ci_method == "cluster-t"
 
+
+
+def test_thinking_budget_adherence():
+    def rec(sid, gen, reasoning, budget):
+        return {"task": "t", "model": "m", "setting": f"budget={budget}", "sample_id": sid,
+                "gen": gen, "status": "ok", "score": 1.0, "answer": "a",
+                "usage": {"prompt": 10, "completion": reasoning + 5, "reasoning": reasoning},
+                "latency": 0.1, "cost": None, "finish_reason": "stop",
+                "settings": {"thinking_budget": budget, "samples": 2}}
+    records = [rec("a", 0, 50, 100), rec("a", 1, 150, 100), rec("b", 0, 100, 100),
+               rec("b", 1, 0, 100), rec("a", 0, 999, None)]
+    rows = cost_summary(records)
+    budgeted = rows[("t", "m", "budget=100")]
+    assert budgeted.budget_use == pytest.approx((0.5 + 1.5 + 1.0 + 0.0) / 4)
+    assert budgeted.over_budget_share == pytest.approx(0.25)  # exactly at the budget is within
+    unbudgeted = rows[("t", "m", "budget=None")]
+    assert unbudgeted.budget_use is None and unbudgeted.over_budget_share is None
