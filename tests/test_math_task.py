@@ -339,7 +339,7 @@ def test_program_verifier(tmp_path):
     assert time.monotonic() - began < 4
     assert score(task, s, "\\boxed{crash}").status == "verifier_error"
     with pytest.raises(TaskError, match="not registered"):
-        build(path=path, verifier="run:true", program_runner="docker")
+        build(path=path, verifier="run:true", program_runner="nosuch")
 
 
 def test_program_runner_hook(tmp_path):

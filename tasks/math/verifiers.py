@@ -16,9 +16,10 @@ problem (the row's ``verifier`` field):
   ``incorrect``, a number in [0, 1], or a JSON object as above; a nonzero
   exit status is a verifier error. It runs through a *program runner*:
   ``local`` (a subprocess in its own process group, killed with the group
-  at the deadline) is built in; the Docker sandbox (``sandbox/``) will
-  register itself with :func:`register_program_runner` and be chosen with
-  ``-T program_runner=NAME``.
+  at the deadline) is built in, and ``docker`` (``sandbox/programs.py``: a
+  container with no network, as a non-root user, under the sandbox limits)
+  is chosen with ``-T program_runner=docker``; others can register with
+  :func:`register_program_runner`.
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ def register_program_runner(name: str, runner: ProgramRunner) -> None:
 
 
 def program_runner(name: str) -> ProgramRunner:
+    if name == "docker" and name not in _RUNNERS:
+        from sandbox.programs import run_program  # docker SDK only when asked for
+
+        _RUNNERS[name] = run_program
     if name not in _RUNNERS:
         raise TaskError(f"math: -T program_runner={name!r} is not registered "
                         f"(known: {', '.join(sorted(_RUNNERS))})")
