@@ -173,10 +173,12 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> N
 def _summary_rows(log, rescored: bool = False) -> list[dict]:
     from dataclasses import asdict
 
+    from evals.leaderboard import task_summary_rows
     from evals.metrics import summarize
     from evals.records import iter_records
 
-    return [asdict(r) for r in summarize(iter_records(log.records_path(rescored)))]
+    rows = [asdict(r) for r in summarize(iter_records(log.records_path(rescored)))]
+    return rows + task_summary_rows(log, rescored)
 
 
 Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore` output where present.")]

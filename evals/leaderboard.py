@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evals.metrics import Aggregator
-from evals.records import find_runs, iter_records
+from evals.records import RunLog, find_runs, iter_records
+from evals.task import TaskError
 
 COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "n", "samples",
            "errors", "effort", "thinking_budget", "max_tokens", "prompt_tokens",
@@ -52,7 +53,59 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
                 status = "errors"
             row.update(status=status, run=log.dir.name)
             latest[(row["task"], row["model"], row["setting"], row["metric"])] = row
+        for row in task_summary_rows(log, rescored):
+            if (tasks and row["task"] not in tasks) or (models and row["model"] not in models):
+                continue
+            row.update(status=meta.get("status", "unknown"), run=log.dir.name)
+            latest[(row["task"], row["model"], row["setting"], row["metric"])] = row
     return sorted(latest.values(), key=_order)
+
+
+def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
+    """Rows from tasks' own ``Task.summary`` (e.g. needle's effective context length).
+
+    The task is built again with the run's parameters (building is cheap: data loads
+    only when a run asks for samples); a task that no longer builds is left out.
+    """
+    from evals.plugins import load_tasks
+    from evals.run import RunConfig
+
+    config = RunConfig(**log.read_meta()["config"])
+    summaries = {}
+    try:
+        registry = load_tasks(config.tasks_dirs)
+    except TaskError:
+        return []
+    for name in config.tasks:
+        try:
+            built = registry[name].build(config.params_for(name)) if name in registry else None
+        except TaskError:
+            continue
+        if built is not None and built.summary is not None:
+            summaries[name] = built.summary
+    if not summaries:
+        return []
+    groups: dict[tuple, dict[tuple, dict]] = {}
+    for r in iter_records(log.records_path(rescored)):
+        if r["task"] in summaries:  # only what summaries read: completions can be long
+            slim = {k: r.get(k) for k in ("sample_id", "gen", "status", "score", "metadata",
+                                          "settings")}
+            groups.setdefault((r["task"], r["model"], r["setting"]), {})[
+                (r["sample_id"], r["gen"])] = slim
+    rows = []
+    for (task, model, setting), latest in sorted(groups.items()):
+        records = list(latest.values())
+        settings = records[0].get("settings") or {}
+        for metric, value in summaries[task](records).items():
+            rows.append({"task": task, "model": model, "setting": setting, "metric": metric,
+                         "value": value, "ci_low": None, "ci_high": None,
+                         "n": len({r["sample_id"] for r in records}),
+                         "samples": settings.get("samples"),
+                         "errors": sum(r.get("score") is None for r in records),
+                         "effort": settings.get("effort"),
+                         "thinking_budget": settings.get("thinking_budget"),
+                         "max_tokens": settings.get("max_tokens")})
+    return rows
 
 
 def _order(row: dict) -> tuple:
@@ -62,12 +115,8 @@ def _order(row: dict) -> tuple:
             -(row["value"] or 0), row["model"], row["setting"])
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def format_value(value) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def render(rows: list[dict], fmt: str) -> str:
@@ -89,7 +138,7 @@ def render(rows: list[dict], fmt: str) -> str:
         tokens = (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0)
         cost = "" if r.get("cost_per_problem") is None else f"{r['cost_per_problem']:.5f}"
         latency = "" if r.get("latency_mean") is None else f"{r['latency_mean']:.2f}s"
-        return [r["task"], r["model"], r["setting"], r["metric"], f"{r['value']:.3f}", ci,
+        return [r["task"], r["model"], r["setting"], r["metric"], format_value(r["value"]), ci,
                 str(r["n"]), str(r.get("errors") or 0), f"{tokens:,.0f}", cost, latency,
                 r["status"]]
 

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from evals.leaderboard import format_value
 from evals.run import RunStats
 
 console = Console(stderr=True)
@@ -63,6 +64,6 @@ def summary_table(rows: list[dict], title: str) -> Table:
         table.add_column(col, justify="right" if col in ("value", "n", "errors") else "left")
     for r in rows:
         ci = "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        table.add_row(r["task"], r["model"], r["setting"], r["metric"], f"{r['value']:.3f}",
+        table.add_row(r["task"], r["model"], r["setting"], r["metric"], format_value(r["value"]),
                       ci, str(r["n"]), str(r.get("errors", 0)))
     return table

@@ -84,6 +84,9 @@ class Task:
     ranker: Ranker | None = None
     # check(sample) -> warnings that `evals validate` prints (e.g. an unsound instance)
     check: Callable[[Sample], list[str]] | None = None
+    # summary(records of one model and setting) -> {name: value}: task-level figures
+    # (e.g. an effective context length) shown as extra rows in show and leaderboard
+    summary: Callable[[list[dict[str, Any]]], dict[str, float | None]] | None = None
     name: str = ""
     description: str = ""
 

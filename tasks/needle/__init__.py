@@ -140,7 +140,8 @@ def _check_room(samples: list[Sample], counter: Any) -> None:
 @task
 def needle(lengths: str = "1k,4k,16k,64k,128k", depths: str = "0,10,...,100",
            variant: str = "single", needles: int = 0, haystack: str = "essays",
-           tokenizer: str = "auto", model: str = "", repeats: int = 1, seed: int = 0) -> Task:
+           tokenizer: str = "auto", model: str = "", repeats: int = 1, seed: int = 0,
+           effective_mode: str = "absolute", effective_threshold: float = 0.0) -> Task:
     """Needle in a haystack (RULER variants) at exact token lengths; heatmap, effective length."""
     grid_lengths = parse_lengths(lengths)
     grid_depths = parse_depths(depths)
@@ -153,6 +154,8 @@ def needle(lengths: str = "1k,4k,16k,64k,128k", depths: str = "0,10,...,100",
     if repeats < 1:
         raise TaskError("needle: repeats must be at least 1")
     check_source(haystack)
+    if effective_mode not in ("absolute", "relative"):
+        raise TaskError("needle: effective_mode must be 'absolute' (RULER) or 'relative' (NoLiMa)")
     spec, inferred = resolve_spec(tokenizer, model or None)
     state: dict[str, Any] = {}
 
@@ -171,4 +174,10 @@ def needle(lengths: str = "1k,4k,16k,64k,128k", depths: str = "0,10,...,100",
     def prompt(sample: Sample) -> list[dict[str, str]]:
         return build_messages(sample, counter(), grid_lengths[-1])
 
-    return Task(dataset=dataset, scorer=score, prompt=prompt, metrics=["accuracy"])
+    def summary(records: list[dict[str, Any]]) -> dict[str, float | None]:
+        # threshold 0 means the mode's published default (RULER 85.6%, NoLiMa 85% of base)
+        found = effective(records, effective_threshold or None, effective_mode)
+        return {"effective_length": found.length, "effective_threshold": found.threshold}
+
+    return Task(dataset=dataset, scorer=score, prompt=prompt, metrics=["accuracy"],
+                summary=summary)
