@@ -143,9 +143,13 @@ def build_tasks(config: RunConfig) -> list[Task]:
     return tasks
 
 
+def build_runner(spec: str, config: RunConfig) -> Runner:
+    # -M options and --base-url are for model backends; gold takes none
+    return make_runner(spec) if spec.startswith("gold") else make_runner(spec, **config.model_options)
+
+
 def build_runners(config: RunConfig) -> list[Runner]:
-    return [make_runner(spec, **config.model_options) if not spec.startswith("gold")
-            else make_runner(spec) for spec in config.models]
+    return [build_runner(spec, config) for spec in config.models]
 
 
 def plan(tasks: list[Task], runners: list[Runner], settings: list[Setting], limit: int | None,
@@ -190,9 +194,7 @@ class Orchestrator:
         self.judge = None
         if config.ranker:
             from evals.judge import judge_ranker
-            self.judge = judge_ranker(make_runner(config.ranker, **config.model_options)
-                                      if not config.ranker.startswith("gold")
-                                      else make_runner(config.ranker), self.generate)
+            self.judge = judge_ranker(build_runner(config.ranker, config), self.generate)
 
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:
@@ -240,11 +242,16 @@ class Orchestrator:
         share = 1.0 / max(1, len(response.completions))
         usage = response.usage
         unscored = 0
-        for gen, completion in zip(unit.gens, response.completions):
-            score = await self.score(task, sample, completion.text)
+        completions = response.completions[:len(unit.gens)]
+        if len(completions) == 1:  # the common case, without gather's per-task cost
+            verdicts = [(await self.score(task, sample, completions[0].text),
+                         await self.rank(task, sample, completions[0].text))]
+        else:  # slow graders (a sandbox, a judge) work on all n at once
+            verdicts = await asyncio.gather(*(self.verdict(task, sample, c.text)
+                                              for c in completions))
+        for gen, completion, (score, rank) in zip(unit.gens, completions, verdicts):
             if score.status in UNSCORED:
                 unscored += 1
-            rank = await self.rank(task, sample, completion.text)
             records.append({
                 **base, "gen": gen, "status": score.status,
                 "score": None if score.status in UNSCORED else score.value,
@@ -270,6 +277,9 @@ class Orchestrator:
             stats.cost_known = False
         else:
             stats.cost += response.cost
+
+    async def verdict(self, task: Task, sample: Sample, text: str) -> tuple[Score, float | None]:
+        return await self.score(task, sample, text), await self.rank(task, sample, text)
 
     async def score(self, task: Task, sample: Sample, text: str) -> Score:
         try:
