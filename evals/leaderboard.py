@@ -70,7 +70,10 @@ def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
     from evals.plugins import load_tasks
     from evals.run import RunConfig
 
-    config = RunConfig(**log.read_meta()["config"])
+    stored = log.read_meta().get("config")
+    if not stored:  # records written by another tool: nothing to rebuild tasks from
+        return []
+    config = RunConfig(**stored)
     summaries = {}
     try:
         registry = load_tasks(config.tasks_dirs)

@@ -86,7 +86,11 @@ class Response:
 
 
 class Runner(Protocol):
-    """A model backend. ``model`` is the full spec, used in records and cache keys."""
+    """A model backend. ``model`` is the full spec, used in records and cache keys.
+
+    A backend whose calls carry their own timeout sets ``enforces_timeout = True``;
+    the orchestrator then adds no guard of its own (it costs a timer per call).
+    """
 
     model: str
 
