@@ -302,11 +302,13 @@ class Orchestrator:
 
     async def generate(self, runner: Runner, request: Request) -> Response:
         cache = self.cache
-        if cache is not None and (hit := cache.get(runner.model, request)) is not None:
+        # the endpoint and wire options, not just the model name, decide the answer
+        identity = getattr(runner, "cache_identity", runner.model)
+        if cache is not None and (hit := cache.get(identity, request)) is not None:
             return hit
         response = await self.call_with_retries(runner, request)
         if cache is not None:
-            cache.put(runner.model, request, response)
+            cache.put(identity, request, response)
         return response
 
     async def call_with_retries(self, runner: Runner, request: Request) -> Response:

@@ -90,6 +90,8 @@ class Runner(Protocol):
 
     A backend whose calls carry their own timeout sets ``enforces_timeout = True``;
     the orchestrator then adds no guard of its own (it costs a timer per call).
+    A backend whose answers depend on more than the spec (an endpoint URL, options)
+    sets ``cache_identity`` to a string naming all of it; the response cache keys on it.
     """
 
     model: str

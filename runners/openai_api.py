@@ -96,6 +96,10 @@ class OpenAIRunner:
         self.max_tokens_field = max_tokens_field or (
             "max_completion_tokens" if self.base_url == OPENAI_URL else "max_tokens")
         self.price = find_price(name, load_prices(prices))
+        # Two servers can serve one model name; the body's spelling of budgets and limits
+        # differs by option. The key itself never enters the identity.
+        self.cache_identity = (f"{self.model}@{self.base_url}|{self.thinking_style}|"
+                               f"{self.max_tokens_field}")
         self._session = None  # created inside the running loop
         self._client = None
         self._fan_out = False  # set once the server answers n>1 with fewer choices

@@ -277,3 +277,13 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
         assert result.returncode == 0, result.stderr
     seen, latest = _final_scores(samples)
     assert len(latest) == 200 and max(seen.values()) == 1
+
+
+def test_cache_keys_on_the_endpoint_not_just_the_model_name(tmp_path):
+    with FakeServer(default="ANSWER: 1") as one, FakeServer(default="ANSWER: 2") as two:
+        for srv, run in ((one, "a"), (two, "b")):
+            execute(config(srv, task_params={"count": "2"}), RunLog(tmp_path / run), ["evals"])
+        assert one.count == 2 and two.count == 2
+    answers = {run: {r["answer"] for r in iter_records(tmp_path / run / "samples.jsonl")}
+               for run in "ab"}
+    assert answers == {"a": {"1"}, "b": {"2"}}
