@@ -180,6 +180,19 @@ class BatchStats:
     sizes: list[int] = field(default_factory=list)  # rows per generate call, in order
 
 
+def _identity(spec: str, model: Any, opts: HFOptions) -> str:
+    """What decides this runner's answers, for the response cache: the spec, the options,
+    and for a local checkpoint its weights' sizes and times (a retrained checkpoint at
+    the same path must not be answered from the cache)."""
+    path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    stamp = ""
+    if path and os.path.isdir(path):
+        stamp = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}"
+                         for f in sorted(os.scandir(path), key=lambda f: f.name)
+                         if f.is_file() and f.name.endswith((".safetensors", ".bin", ".json")))
+    return f"{spec}|{sorted(vars(opts).items())}|{stamp}"
+
+
 class HFRunner:
     def __init__(self, spec: str, model: Any, tokenizer: Any, opts: HFOptions):
         """``model``/``tokenizer``: already loaded (``load()``, or built by a benchmark)."""
@@ -190,6 +203,7 @@ class HFRunner:
 
         self.model = spec
         self.opts = opts
+        self.cache_identity = _identity(spec, model, opts)
         self.tokenizer = tokenizer
         if opts.chat_template:
             template = opts.chat_template

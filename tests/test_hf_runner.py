@@ -287,3 +287,18 @@ def test_split_generation_finds_the_thought():
     plain = split_generation([5, 6, 7], think, opened=False)
     assert plain.thought is None and plain.answer == [5, 6, 7]
     assert split_generation([5, 2, 7], None, opened=True).answer == [5, 2, 7]
+
+
+def test_cache_identity_follows_the_checkpoint_and_options(models, tmp_path):
+    import os
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(models["thinker"], copy)
+    first = runner(copy).cache_identity
+    assert runner(copy).cache_identity == first
+    assert runner(copy, dtype="bfloat16").cache_identity != first
+    weights = next(p for p in copy.iterdir() if p.suffix == ".safetensors")
+    stamp = weights.stat().st_mtime + 100
+    os.utime(weights, (stamp, stamp))  # "retrained" at the same path
+    assert runner(copy).cache_identity != first
