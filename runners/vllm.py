@@ -223,10 +223,15 @@ def _signal_group(pid: int, sig: int) -> None:
 class VLLMRunner:
     """``generate`` through the OpenAI-compatible client; ``aclose`` stops the server."""
 
+    enforces_timeout = True  # the OpenAI client times out each call
+
     def __init__(self, spec: str, client: OpenAIRunner, server: VLLMServer):
         self.model = spec
         self.client = client
         self.server = server
+        # not the client's identity: the server's port changes with every start
+        self.cache_identity = (f"{spec}|{server.config.extra_args}|{client.thinking_style}|"
+                               f"{server.config.reasoning_parser}")
 
     def __repr__(self) -> str:
         return f"VLLMRunner({self.model!r}, base_url={self.server.base_url!r})"
