@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from evals.task import TaskError
+from tasks.rows import json_rows, jsonl_rows
 
 HUB_DATASET = "Idavidrein/gpqa"
 SUBSETS = ("diamond", "main", "extended")
@@ -133,27 +133,8 @@ def _csv_rows(path: Path, label: str,
             yield where, dict(zip(header, fields))  # short rows miss their last columns
 
 
-def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{label}:{number}: invalid JSON: {e.msg}") from None
-            yield f"{label}:{number}", row
 
 
-def _json_rows(path: Path, label: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise TaskError(f"{label}:{e.lineno}: invalid JSON: {e.msg}") from None
-    if not isinstance(data, list):
-        raise TaskError(f"{label}: expected a JSON list of rows (or use JSONL)")
-    for i, row in enumerate(data):
-        yield f"{label}[{i}]", row
 
 
 def read_file(path: str | os.PathLike) -> list[Record]:
@@ -165,9 +146,9 @@ def read_file(path: str | os.PathLike) -> list[Record]:
                         f"GPQA's columns, or path=sample for the bundled questions)")
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(p, label)
+        rows = jsonl_rows(p, label)
     elif suffix == ".json":
-        rows = _json_rows(p, label)
+        rows = json_rows(p, label)
     elif suffix == ".tsv":
         rows = _csv_rows(p, label, "\t")
     elif suffix in (".csv", ".txt") or not suffix:

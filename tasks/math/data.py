@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from evals.task import TaskError
+from tasks.rows import json_rows, jsonl_rows
 
 SAMPLE_FILE = Path(__file__).with_name("sample.jsonl")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -122,25 +123,8 @@ def to_problems(rows: Iterable[tuple[str, Any]], mapping: dict[str, str],
 # ------------------------------------------------------------------ files
 
 
-def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield f"{label}:{number}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TaskError(f"{label}:{number}: invalid JSON: {e.msg}") from None
 
 
-def _json_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise TaskError(f"{label}:{e.lineno}: invalid JSON: {e.msg}") from None
-    if not isinstance(data, list):
-        raise TaskError(f"{label}: expected a JSON list of rows (or use JSONL)")
-    for i, row in enumerate(data):
-        yield f"{label}[{i}]", row
 
 
 def _csv_rows(path: Path, label: str, delimiter: str) -> Iterator[tuple[str, Any]]:
@@ -184,9 +168,9 @@ def _parquet_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
 def file_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        return _jsonl_rows(path, label)
+        return jsonl_rows(path, label)
     if suffix == ".json":
-        return _json_rows(path, label)
+        return json_rows(path, label)
     if suffix == ".parquet":
         return _parquet_rows(path, label)
     if suffix in (".csv", ".tsv"):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from evals.task import TaskError
+from tasks.rows import json_rows, jsonl_rows
 
 HUB_DEFAULT = "princeton-nlp/SWE-bench_Verified"
 REQUIRED = ("instance_id", "repo", "base_commit", "patch", "test_patch", "problem_statement",
@@ -101,27 +102,8 @@ def to_instance(row: Any, where: str) -> Instance:
                     str(row.get("environment_setup_commit") or ""), extra, where)
 
 
-def _jsonl(path: Path, label: str) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield f"{label}:{number}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TaskError(f"{label}:{number}: invalid JSON: {e.msg}") from None
 
 
-def _json(path: Path, label: str) -> Iterator[tuple[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise TaskError(f"{label}:{e.lineno}: invalid JSON: {e.msg}") from None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        raise TaskError(f"{label}: expected a JSON list of instances (or use JSONL)")
-    for i, row in enumerate(data):
-        yield f"{label}[{i}]", row
 
 
 def _parquet(path: Path, label: str) -> Iterator[tuple[str, Any]]:
@@ -139,7 +121,8 @@ def read_file(path: str | os.PathLike) -> list[Instance]:
         raise TaskError(f"swe: -T instances={label}: no such file (use .jsonl, .json or "
                         f".parquet in SWE-bench's schema, `bundled`, or hub[:NAME])")
     suffix = p.suffix.lower()
-    readers = {".jsonl": _jsonl, ".ndjson": _jsonl, ".json": _json, ".parquet": _parquet}
+    readers = {".jsonl": jsonl_rows, ".ndjson": jsonl_rows, ".parquet": _parquet,
+               ".json": lambda p, label: json_rows(p, label, single_object=True, noun="instances")}
     if suffix not in readers:
         raise TaskError(f"swe: -T instances={label}: unknown file type {suffix!r} "
                         f"(expected .jsonl, .json or .parquet)")
