@@ -74,21 +74,9 @@ class TimedServer(FakeServer):
         self.requests.clear()
         return web.Response(body=orjson.dumps(before), content_type="application/json")
 
-    async def _serve(self) -> None:
-        # FakeServer._serve builds its app inside the method and aiohttp freezes the router
-        # on setup, so routes cannot be added afterwards: this mirrors it with two more.
-        app = web.Application(client_max_size=256 * 2**20)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/health", self._health)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/stats", self._get_stats)
         app.router.add_post("/stats/reset", self._reset_stats)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                     shutdown_timeout=0.25)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
 
 
 def load_answers(path: Path) -> dict[str, str]:

@@ -244,11 +244,15 @@ class FakeServer:
     async def _health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
+    def add_routes(self, app: web.Application) -> None:
+        """A subclass's own routes (the router is frozen once the server starts)."""
+
     async def _serve(self) -> None:
         app = web.Application(client_max_size=256 * 2**20)  # long-context prompts are big
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
+        self.add_routes(app)
         # handler_cancellation: a client that gives up on a "hang" must not pin a task;
         # a short shutdown_timeout keeps stop() quick while a "hang" is still connected.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
