@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from evals.runner import Request, Response
+from evals.runner import Response
 
 COMMIT_EVERY_S = 1.0
 
@@ -36,17 +36,17 @@ class ResponseCache:
         self._pending: list[tuple[str, bytes]] = []
         self._last_commit = time.monotonic()
 
-    def get(self, model: str, request: Request) -> Response | None:
-        row = self._db.execute("SELECT value FROM responses WHERE key = ?",
-                               (request.cache_key(model),)).fetchone()
+    def get(self, key: str) -> Response | None:
+        """``key``: ``Request.cache_key(identity)``, computed once per request by the caller."""
+        row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         response = Response.from_json(orjson.loads(row[0]))
         response.cached = True
         return response
 
-    def put(self, model: str, request: Request, response: Response) -> None:
-        self._pending.append((request.cache_key(model), orjson.dumps(response.to_json())))
+    def put(self, key: str, response: Response) -> None:
+        self._pending.append((key, orjson.dumps(response.to_json())))
         if time.monotonic() - self._last_commit > COMMIT_EVERY_S:
             self.flush()
 

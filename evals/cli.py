@@ -96,6 +96,8 @@ def run(
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
     ranker: Annotated[Optional[str], typer.Option(help="LLM judge (model spec) ranking completions for best@k.")] = None,
+    ranker_option: Annotated[Optional[list[str]], typer.Option(
+        "--ranker-option", help="The judge's backend option key=value, e.g. base_url=...")] = None,
     sandboxes: Annotated[Optional[int], typer.Option(help="Sandbox containers at once, for tasks that grade in Docker.")] = None,
     results_dir: ResultsDir = Path("results"),
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,
@@ -108,14 +110,21 @@ def run(
 
     if samples < 1 or concurrency < 1:
         fail("--samples and --concurrency must be at least 1")
+    if (limit is not None and limit < 0) or (max_tokens is not None and max_tokens < 1) \
+            or retries < 0 or timeout <= 0:
+        fail("--limit must be >= 0, --max-tokens >= 1, --retries >= 0 and --timeout > 0")
+    budgets = split_list(thinking_budget, int)
+    if any(b is not None and b < 0 for b in budgets):
+        fail(f"--thinking-budget {thinking_budget!r}: budgets are token counts >= 0")
     options = parse_pairs(model_option, "-M")
     if base_url:
         options["base_url"] = base_url
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
-        model_options=options, efforts=split_list(effort), thinking_budgets=split_list(thinking_budget, int),
+        model_options=options, efforts=split_list(effort), thinking_budgets=budgets,
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
-        tasks_dirs=list(tasks_dir or []), ranker=ranker, sandboxes=sandboxes,
+        tasks_dirs=list(tasks_dir or []), ranker=ranker,
+        ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
     _execute(config, results_dir, run_id, progress)
@@ -126,13 +135,13 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
            progress: bool = True) -> None:
     """Resume an interrupted run with the configuration it was started with."""
-    from evals.records import RunLog
     from evals.run import RunConfig
 
-    log = RunLog(results_dir / run_id)
-    if not log.exists:
-        fail(f"no run {run_id!r} under {results_dir}")
-    config = RunConfig(**log.read_meta()["config"])
+    log, meta = open_run(results_dir, run_id)
+    try:
+        config = RunConfig.from_json(meta.get("config") or {}, str(log.meta_path))
+    except ValueError as e:
+        fail(str(e), 1)
     if any(v == "***" for v in config.model_options.values()):
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
@@ -140,11 +149,37 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
     _execute(config, results_dir, run_id, progress)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, `timeout`, `docker stop`) ends like Ctrl-C
+
+
+def open_run(results_dir: Path, run_id: str):
+    """A run's log and metadata, or one line saying why not."""
+    from evals.records import RunLog
+
+    log = RunLog(results_dir / run_id)
+    if not log.exists:
+        fail(f"no run {run_id!r} under {results_dir}")
+    try:
+        return log, log.read_meta()
+    except ValueError as e:
+        fail(str(e), 1)
+
+
+def check_results_dir(results_dir: Path) -> None:
+    if results_dir.exists() and not results_dir.is_dir():
+        fail(f"--results-dir {results_dir} is a file, not a directory")
+
+
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> None:
+    import signal
+
     from evals.progress import console, live_progress, summary_table
     from evals.records import RunLog, new_run_id
     from evals.run import FatalRunError, execute
 
+    check_results_dir(results_dir)
+    signal.signal(signal.SIGTERM, _terminate)
     run_id = run_id or new_run_id()
     log = RunLog(results_dir / run_id)
     holder = {}
@@ -192,12 +227,8 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
     import orjson
 
     from evals.progress import summary_table
-    from evals.records import RunLog
 
-    log = RunLog(results_dir / run_id)
-    if not log.exists:
-        fail(f"no run {run_id!r} under {results_dir}")
-    meta = log.read_meta()
+    log, meta = open_run(results_dir, run_id)
     try:
         rows = _summary_rows(log, rescored)
     except ValueError as e:
@@ -227,6 +258,7 @@ def leaderboard(
     """One table over every run in the results directory."""
     from evals.leaderboard import build_rows, render
 
+    check_results_dir(results_dir)
     if format == "html":
         if output is None:
             fail("--format html needs -o FILE")
@@ -287,14 +319,10 @@ def compare(
     import orjson
 
     from evals.compare import Side, compare as paired
-    from evals.records import RunLog
 
     logs = []
     for run_id in (run_a, run_b or run_a):
-        log = RunLog(results_dir / run_id)
-        if not log.exists:
-            fail(f"no run {run_id!r} under {results_dir}")
-        logs.append(log)
+        logs.append(open_run(results_dir, run_id)[0])
     if run_b is None and not (setting_b or model_b):
         fail("within one run, name what to compare: --setting-b or --model-b")
     try:
@@ -328,12 +356,9 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
     `evals show RUN --rescored` or `evals leaderboard --rescored`.
     """
     from evals.progress import console, summary_table
-    from evals.records import RunLog
     from evals.rescore import rescore as run_rescore
 
-    log = RunLog(results_dir / run_id)
-    if not log.exists:
-        fail(f"no run {run_id!r} under {results_dir}")
+    log, _ = open_run(results_dir, run_id)
     try:
         summary = run_rescore(log, tasks_dir)
     except (TaskError, ConfigError, ValueError) as e:

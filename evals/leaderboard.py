@@ -73,7 +73,10 @@ def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
     stored = log.read_meta().get("config")
     if not stored:  # records written by another tool: nothing to rebuild tasks from
         return []
-    config = RunConfig(**stored)
+    try:
+        config = RunConfig.from_json(stored, str(log.meta_path))
+    except (ValueError, TypeError):
+        return []  # an unreadable configuration: the metric rows still show
     summaries = {}
     try:
         registry = load_tasks(config.tasks_dirs)

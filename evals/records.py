@@ -19,9 +19,10 @@ import orjson
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 RESCORED_FILE = "samples.rescored.jsonl"  # written by `evals rescore`, beside the original
-# Generations with these statuses were not scored (a failed call, or a grader's
-# infrastructure failing): counted apart, never as wrong, and redone on resume.
-UNSCORED = frozenset({"error", "infra_error"})
+# Generations with these statuses were not scored (a failed call, a grader's
+# infrastructure failing, a scorer raising): counted apart, never as wrong, and
+# redone on resume (from the cached response: the model is not asked again).
+UNSCORED = frozenset({"error", "infra_error", "scorer_error"})
 
 
 def new_run_id() -> str:
@@ -51,7 +52,13 @@ class RunLog:
         return self.meta_path.exists()
 
     def read_meta(self) -> dict[str, Any]:
-        return orjson.loads(self.meta_path.read_bytes())
+        try:
+            meta = orjson.loads(self.meta_path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"{self.meta_path}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{self.meta_path}: not a run record (expected a JSON object)")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
 def rescore(log: RunLog, tasks_dirs: list[str] | None = None, concurrency: int = 16) -> RescoreSummary:
     from evals.run import RunConfig, build_tasks
 
-    config = RunConfig(**log.read_meta()["config"])
+    config = RunConfig.from_json(log.read_meta().get("config") or {}, str(log.meta_path))
     if tasks_dirs:
         config.tasks_dirs = list(tasks_dirs)
     built = {t.name: t for t in build_tasks(config)}

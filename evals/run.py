@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from evals.cache import ResponseCache
 from evals.records import UNSCORED, RunLog
-from evals.redact import scrub, scrub_options
+from evals.redact import remember, scrub, scrub_options
 from evals.runner import ConfigError, Request, Response, Runner, RunnerError, make_runner
 from evals.task import Sample, Score, Task, TaskError
 
@@ -63,6 +63,7 @@ class RunConfig:
     limit: int | None = None
     tasks_dirs: list[str] = field(default_factory=list)
     ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
+    ranker_options: dict[str, str] = field(default_factory=dict)
     sandboxes: int | None = None  # given to tasks that take a `sandboxes` parameter
     # Not part of what the run computes; a resumed run may change these.
     concurrency: int = 32
@@ -71,6 +72,23 @@ class RunConfig:
     cache: bool = True
 
     RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache")
+
+    def __post_init__(self) -> None:
+        # a name given twice would run (and bill) everything twice
+        for name in ("tasks", "models", "efforts", "thinking_budgets"):
+            setattr(self, name, list(dict.fromkeys(getattr(self, name))))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = "run.json") -> "RunConfig":
+        """A stored configuration; keys this version does not know are named, not crashed on."""
+        known = {f for f in cls.__dataclass_fields__}
+        if unknown := sorted(set(data) - known):
+            raise ConfigError(f"{where}: configuration has fields this version of evals does "
+                              f"not know ({', '.join(unknown)}); upgrade evals to read it")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ConfigError(f"{where}: not a complete run configuration ({e})") from None
 
     def settings(self) -> list[Setting]:
         return [Setting(e, b, self.max_tokens, self.samples)
@@ -89,6 +107,7 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["model_options"] = scrub_options(self.model_options)
+        data["ranker_options"] = scrub_options(self.ranker_options)
         return data
 
     def differences(self, other: "RunConfig") -> list[str]:
@@ -130,6 +149,11 @@ def build_tasks(config: RunConfig) -> list[Task]:
     from evals.plugins import load_tasks
 
     registry = load_tasks(config.tasks_dirs)
+    for key in config.task_params:  # a misspelt task scope would be silently ignored
+        scope, dot, _ = key.rpartition(".")
+        if dot and scope not in config.tasks:
+            raise TaskError(f"-T {key}=...: {scope!r} is not a task of this run "
+                            f"({', '.join(config.tasks)})")
     tasks = []
     for name in config.tasks:
         if name not in registry:
@@ -191,10 +215,12 @@ class Orchestrator:
         self.stats = stats
         self.cache = cache
         self.succeeded: dict[str, int] = {}
-        self.judge = None
+        self.judge = self.judge_runner = None
         if config.ranker:
             from evals.judge import judge_ranker
-            self.judge = judge_ranker(build_runner(config.ranker, config), self.generate)
+            # the judge has options of its own: the evaluated model's -M/--base-url are not its
+            self.judge_runner = make_runner(config.ranker, **config.ranker_options)
+            self.judge = judge_ranker(self.judge_runner, self.generate)
 
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:
@@ -275,7 +301,7 @@ class Orchestrator:
         stats.completion_tokens += usage.completion_tokens
         if response.cost is None:
             stats.cost_known = False
-        else:
+        elif not response.cached:  # the progress line shows what this run spends
             stats.cost += response.cost
 
     async def verdict(self, task: Task, sample: Sample, text: str) -> tuple[Score, float | None]:
@@ -299,16 +325,21 @@ class Orchestrator:
             return await result if inspect.isawaitable(result) else result
         except RunnerError:  # a judge call that failed every retry leaves this one unranked
             return None
+        except FatalRunError:
+            raise
+        except Exception:  # a task's ranker bug leaves this one unranked, not the run ended
+            return None
 
     async def generate(self, runner: Runner, request: Request) -> Response:
         cache = self.cache
         # the endpoint and wire options, not just the model name, decide the answer
-        identity = getattr(runner, "cache_identity", runner.model)
-        if cache is not None and (hit := cache.get(identity, request)) is not None:
+        if cache is None:
+            return await self.call_with_retries(runner, request)
+        key = request.cache_key(getattr(runner, "cache_identity", runner.model))
+        if (hit := cache.get(key)) is not None:
             return hit
         response = await self.call_with_retries(runner, request)
-        if cache is not None:
-            cache.put(identity, request, response)
+        cache.put(key, response)
         return response
 
     async def call_with_retries(self, runner: Runner, request: Request) -> Response:
@@ -383,13 +414,18 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     meta: dict[str, Any] = {}
     if log.exists:
         meta = log.read_meta()
-        previous = RunConfig(**{k: v for k, v in meta["config"].items()})
+        previous = RunConfig.from_json(meta.get("config") or {}, str(log.meta_path))
         if diffs := previous.differences(config):
             raise ConfigError(f"run {log.dir.name!r} exists with another configuration "
                               f"({diffs[0]}); resume it with the same options or use a new --run-id")
+    remember(config.model_options)
+    remember(config.ranker_options)
     tasks = build_tasks(config)
     runners = build_runners(config)
     settings = config.settings()
+    stats = RunStats()
+    cache = ResponseCache(cache_dir) if config.cache else None
+    orchestrator = Orchestrator(config, log, stats, cache)  # builds the judge: may refuse
     log.repair()
     done = log.done_generations()
     loaded, todo, finished = plan(tasks, runners, settings, config.limit, done)
@@ -405,15 +441,14 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
         meta["resumed"].append(now)
     log.write_meta(meta)
 
-    stats = RunStats(total=todo + finished, done=finished, done_at_start=finished)
-    cache = ResponseCache(cache_dir) if config.cache else None
-    orchestrator = Orchestrator(config, log, stats, cache)
-    if on_start:
-        on_start(stats)
+    stats.total, stats.done, stats.done_at_start = todo + finished, finished, finished
     status = "failed"
     try:
+        if on_start:
+            on_start(stats)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run_all(orchestrator, units(loaded, runners, settings, done), runners))
+            closing = runners + ([orchestrator.judge_runner] if orchestrator.judge_runner else [])
+            runner.run(_run_all(orchestrator, units(loaded, runners, settings, done), closing))
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"

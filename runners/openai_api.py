@@ -59,8 +59,12 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:  # an HTTP date; anything else is no advice at all
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (ValueError, TypeError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 class OpenAIRunner:
@@ -239,19 +243,33 @@ def _status_error(status: int, raw: bytes, retry_after: str | None, base_url: st
                        retry_after=_retry_after(retry_after))
 
 
-def parse_chat_completion(data: dict[str, Any]) -> tuple[list[Completion], Usage]:
-    choices = data.get("choices")
-    if not choices:
-        raise RunnerError(f"response has no choices: {str(data)[:120]}", retryable=True)
+def _text(content: Any) -> str:
+    """Message content as text: a string, or a list of parts (some servers send parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def parse_chat_completion(data: Any) -> tuple[list[Completion], Usage]:
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list) \
+            or not all(isinstance(c, dict) for c in choices):
+        raise RunnerError(f"response has no usable choices: {str(data)[:120]}", retryable=True)
     completions = []
-    for choice in sorted(choices, key=lambda c: c.get("index", 0)):
-        message = choice.get("message") or {}
+    for choice in sorted(choices, key=lambda c: c.get("index") or 0):
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise RunnerError(f"a choice has no message: {str(choice)[:120]}", retryable=True)
         completions.append(Completion(
-            message.get("content") or "",
+            _text(message.get("content")),
             message.get("reasoning_content") or message.get("reasoning"),
             choice.get("finish_reason")))
-    raw_usage = data.get("usage") or {}
+    raw_usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     details = raw_usage.get("completion_tokens_details") or {}
+    if not isinstance(details, dict):
+        details = {}
     usage = Usage(raw_usage.get("prompt_tokens") or 0, raw_usage.get("completion_tokens") or 0,
                   details.get("reasoning_tokens") or 0)
     return completions, usage

@@ -126,7 +126,7 @@ def test_judge_ranker_gives_best_of_k(tmp_path):
     with FakeServer(script=script) as srv:
         cfg = RunConfig(tasks=["arithmetic"], models=["openai/fake-model"],
                         model_options={"base_url": srv.url}, task_params={"count": "5"},
-                        samples=4, ranker="openai/fake-model")
+                        samples=4, ranker="openai/fake-model", ranker_options={"base_url": srv.url})
         execute(cfg, RunLog(tmp_path / "r"), ["evals"])
         judge_calls = [b for b in srv.requests if b["messages"][0]["content"].startswith("You are grading")]
         assert len(judge_calls) == 20 and all(b["temperature"] == 0.0 for b in judge_calls)
