@@ -52,13 +52,25 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
             if status == "completed" and row.get("errors"):
                 status = "errors"
             row.update(status=status, run=log.dir.name)
-            latest[(row["task"], row["model"], row["setting"], row["metric"])] = row
+            latest[_key(row, meta)] = row
         for row in task_summary_rows(log, rescored):
             if (tasks and row["task"] not in tasks) or (models and row["model"] not in models):
                 continue
             row.update(status=meta.get("status", "unknown"), run=log.dir.name)
-            latest[(row["task"], row["model"], row["setting"], row["metric"])] = row
+            latest[_key(row, meta)] = row
     return sorted(latest.values(), key=_order)
+
+
+def _key(row: dict, meta: dict) -> tuple:
+    """A later run replaces a row only when it measured the same thing: a smoke run with
+    --limit 2, other task parameters or another temperature gets a row of its own."""
+    config = meta.get("config") or {}
+    scoped = {k.rpartition(".")[2]: v for k, v in (config.get("task_params") or {}).items()
+              if "." not in k or k.rpartition(".")[0] == row["task"]}
+    options = config.get("model_options") or {}
+    variant = repr((sorted(scoped.items()), config.get("limit"), config.get("temperature"),
+                    config.get("seed"), options.get("base_url")))
+    return (row["task"], row["model"], row["setting"], variant, row["metric"])
 
 
 def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:

@@ -429,7 +429,7 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     log.repair()
     done = log.done_generations()
     loaded, todo, finished = plan(tasks, runners, settings, config.limit, done)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = _now()
     meta.update({
         "run_id": log.dir.name, "command": [scrub(a) for a in command],
         "config": config.to_json(), "settings": [{"name": s.name, **_settings_json(s)}
@@ -457,11 +457,18 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
         if cache is not None:
             cache.close()
         log.close()
-        meta.update({"status": status, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        meta.update({"status": status, "ended": _now(),
                      "counts": {"generations": stats.total, "done": stats.done,
                                 "errors": stats.errors, "cached": stats.cached}})
         log.write_meta(meta)
     return stats
+
+
+def _now() -> str:
+    # milliseconds: runs started within one second still sort in the order they began
+    from datetime import datetime
+
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def _loop_factory():

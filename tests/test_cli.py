@@ -124,3 +124,16 @@ def test_task_summary_rows_reach_show_and_leaderboard(tmp_path):
     assert metrics["effective_threshold"] == pytest.approx(0.85)  # 85% of a perfect base score
     board = json.loads(run_cli("leaderboard", "--results-dir", res, "-f", "json").stdout)
     assert [r["value"] for r in board if r["metric"] == "effective_length"] == [2048]
+
+
+def test_a_smoke_run_does_not_replace_the_full_run(tmp_path):
+    res = str(tmp_path / "results")
+    assert run_cli("run", "arithmetic", "-m", "gold", "-T", "count=6", "--results-dir", res,
+                   "--run-id", "full").returncode == 0
+    assert run_cli("run", "arithmetic", "-m", "gold", "-T", "count=6", "--limit", "2",
+                   "--results-dir", res, "--run-id", "smoke").returncode == 0
+    assert run_cli("run", "arithmetic", "-m", "gold", "-T", "count=6", "--results-dir", res,
+                   "--run-id", "again").returncode == 0
+    board = json.loads(run_cli("leaderboard", "--results-dir", res, "-f", "json").stdout)
+    accuracy = sorted((r["run"], r["n"]) for r in board if r["metric"] == "accuracy")
+    assert accuracy == [("again", 6), ("smoke", 2)]  # "again" replaced "full"

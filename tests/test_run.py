@@ -205,7 +205,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, kill_after_re
     args = ["run", "arithmetic", "--model", "openai/fake-model", "-T", "count=30",
             "--samples", "2", "--effort", "low,high", "--concurrency", "4",
             "--results-dir", str(tmp_path), "--run-id", "k9", "--no-progress"]
-    with FakeServer(script=arithmetic_script, latency=0.02) as srv:
+    with FakeServer(script=arithmetic_script, latency=0.05) as srv:
         args[args.index("--model") + 2:args.index("--model") + 2] = ["--base-url", srv.url]
         env = {**os.environ, "EVALS_CACHE_DIR": str(tmp_path / "cache")}
         child = subprocess.Popen([sys.executable, "-m", "evals.cli", *args], env=env, cwd=REPO,
