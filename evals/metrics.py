@@ -222,6 +222,9 @@ class Aggregator:
             elif gen < 0:
                 raise ValueError(f"negative gen {gen} in record {rec.get('sample_id')!r}")
             g.records += 1
+            # A cached answer re-scored after an unscored attempt (infra_error, scorer_error)
+            # replaces that attempt's verdict; its tokens and cost were already counted.
+            replay = slots[gen] is not None and rec.get("cached")
             score = rec["score"]
             if score is None or rec.get("status") == "error":
                 slots[gen] = _ERROR
@@ -242,6 +245,8 @@ class Aggregator:
                 else:
                     g.ranked = True
                 slots[gen] = item
+                if replay:
+                    continue
                 g.finished += 1
                 cost = rec.get("cost")
                 if cost is None:

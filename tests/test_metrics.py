@@ -270,3 +270,15 @@ def test_thinking_budget_adherence():
     assert budgeted.over_budget_share == pytest.approx(0.25)  # exactly at the budget is within
     unbudgeted = rows[("t", "m", "budget=None")]
     assert unbudgeted.budget_use is None and unbudgeted.over_budget_share is None
+
+
+def test_a_cached_replay_of_an_unscored_generation_is_not_spent_twice():
+    def rec(status, score, cached):
+        return {"task": "t", "model": "m", "setting": "s", "sample_id": "a", "gen": 0,
+                "status": status, "score": score, "answer": "x", "cached": cached,
+                "usage": {"prompt": 10, "completion": 5, "reasoning": 0}, "latency": 1.0,
+                "cost": 0.5, "finish_reason": "stop", "settings": {"samples": 1}}
+    once = cost_summary([rec("ok", 1.0, False)])[("t", "m", "s")]
+    replayed = cost_summary([rec("infra_error", None, False), rec("ok", 1.0, True)])[("t", "m", "s")]
+    assert (replayed.prompt_tokens, replayed.cost_per_problem) == (once.prompt_tokens, once.cost_per_problem)
+    assert replayed.generations == 1 and replayed.errors == 0
