@@ -331,7 +331,10 @@ def compare(
     except ValueError as e:
         fail(str(e), 1)
     if not rows:
-        fail("nothing to compare: no task, model and setting with shared scored problems", 1)
+        settings = sorted({s["name"] for log in logs for s in log.read_meta().get("settings", [])})
+        models = sorted({m for log in logs for m in log.read_meta()["config"]["models"]})
+        fail("nothing to compare: no task, model and setting with shared scored problems "
+             f"(settings here: {', '.join(settings)}; models: {', '.join(models)})", 1)
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return

@@ -140,3 +140,10 @@ def test_judge_ranker_gives_best_of_k(tmp_path):
     assert metrics["best@1"] == pytest.approx(0.25)
     assert metrics["best@2"] == pytest.approx(0.5)
     assert metrics["best@4"] == pytest.approx(1.0)
+
+
+def test_compare_names_what_there_is_when_nothing_matches(effort_run):
+    result = run_cli("compare", "sweep", "--setting-a", "effort=low,n=2", "--setting-b",
+                     "effort=extreme", "--results-dir", str(effort_run))
+    assert result.returncode == 1
+    assert "settings here: effort=high,n=2, effort=low,n=2; models: openai/fake-model" in result.stderr
