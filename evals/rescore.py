@@ -44,7 +44,8 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
     async def one(record: dict) -> dict:
         task = tasks.get(record["task"])
         sample = samples.get(record["task"], {}).get(record["sample_id"])
-        if task is None or sample is None or record.get("status") in UNSCORED:
+        if task is None or sample is None or record.get("status") in UNSCORED \
+                or record.get("redacted"):  # no text was kept to score again
             summary.skipped += 1
             return record
         async with limiter:

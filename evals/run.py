@@ -282,7 +282,8 @@ class Orchestrator:
                 **base, "gen": gen, "status": score.status,
                 "score": None if score.status in UNSCORED else score.value,
                 "answer": score.answer, "target": sample.target,
-                "completion": completion.text, "reasoning": completion.reasoning,
+                **(_redacted(completion) if task.redact else
+                   {"completion": completion.text, "reasoning": completion.reasoning}),
                 "finish_reason": completion.finish_reason, "explanation": score.explanation,
                 "usage": {"prompt": usage.prompt_tokens * share,
                           "completion": usage.completion_tokens * share,
@@ -373,6 +374,12 @@ def backoff(attempt: int, retry_after: float | None, base: float = 1.0, cap: flo
     if retry_after is not None:
         return min(retry_after, 300.0) + random.uniform(0, 0.1 * base)
     return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+def _redacted(completion) -> dict[str, Any]:
+    return {"completion": None, "reasoning": None, "redacted": True,
+            "completion_chars": len(completion.text),
+            "reasoning_chars": len(completion.reasoning or "")}
 
 
 def _settings_json(setting: Setting) -> dict[str, Any]:

@@ -87,6 +87,9 @@ class Task:
     # summary(records of one model and setting) -> {name: value}: task-level figures
     # (e.g. an effective context length) shown as extra rows in show and leaderboard
     summary: Callable[[list[dict[str, Any]]], dict[str, float | None]] | None = None
+    # Private data: records keep no completion or reasoning text (only its length),
+    # since a model's text restates the problem and the answer. Such runs cannot be rescored.
+    redact: bool = False
     name: str = ""
     description: str = ""
 

@@ -260,8 +260,9 @@ def test_redacted_run_records(tmp_path):
     record = json.loads(records.splitlines()[0])
     assert record["score"] == 1.0 and "31337" not in str(record["target"])
     assert "31337" not in str(record["answer"]) and "31337" not in record["explanation"]
-    # The completion itself is still recorded (the gold runner's solution here).
-    assert "31337" in record["completion"]
+    # Nor the completion: the model's text restates the answer (here the gold solution).
+    assert record["redacted"] and record["completion"] is None and record["completion_chars"] > 0
+    assert "31337" not in records
 
 
 # ------------------------------------------------------------------ custom verifiers
@@ -391,3 +392,4 @@ def test_redaction_key_is_stable_and_private(tmp_path, monkeypatch):
     assert key.stat().st_mode & 0o777 == 0o600
     monkeypatch.setenv("EVALS_MATH_REDACT_KEY", "another key")
     assert next(iter(build(path=path, redact="true").samples())).target != first
+
