@@ -83,7 +83,7 @@ def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model spec, e.g. openai/gpt-4o, gold (repeatable).")],
     task_param: TaskParams = None,
     model_option: Annotated[Optional[list[str]], typer.Option(
-        "-M", "--model-option", help="Backend option key=value, e.g. transport=sdk.")] = None,
+        "-M", "--model-option", help="Backend option key=value (all models) or SPEC@key=value (one).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="First N samples of each task.")] = None,
     samples: Annotated[int, typer.Option(help="Generations per problem.")] = 1,
     effort: Annotated[Optional[str], typer.Option(help="Reasoning efforts, comma-separated.")] = None,

@@ -167,9 +167,23 @@ def build_tasks(config: RunConfig) -> list[Task]:
     return tasks
 
 
+def options_for(spec: str, options: dict[str, str]) -> dict[str, str]:
+    """``-M key=v`` goes to every model; ``-M SPEC@key=v`` to that model only (and wins)."""
+    out = {k: v for k, v in options.items() if "@" not in k}
+    out.update({k.rpartition("@")[2]: v for k, v in options.items()
+                if "@" in k and k.rpartition("@")[0] == spec})
+    return out
+
+
 def build_runner(spec: str, config: RunConfig) -> Runner:
-    # -M options and --base-url are for model backends; gold takes none
-    return make_runner(spec) if spec.startswith("gold") else make_runner(spec, **config.model_options)
+    for key in config.model_options:  # a misspelt model scope would be silently ignored
+        scope = key.rpartition("@")[0]
+        if scope and scope not in config.models:
+            raise ConfigError(f"-M {key}=...: {scope!r} is not a model of this run "
+                              f"({', '.join(config.models)})")
+    if spec.startswith("gold"):  # gold takes no options
+        return make_runner(spec)
+    return make_runner(spec, **options_for(spec, config.model_options))
 
 
 def build_runners(config: RunConfig) -> list[Runner]:

@@ -2,19 +2,18 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 
-import orjson
 import pytest
 
 import evals.run as run_module
 from evals.fake_openai import FakeServer
 from evals.records import RunLog, iter_records
-from evals.run import FatalRunError, RunConfig, execute
+from evals.run import RunConfig, execute
+from evals.runner import ConfigError
 from tasks.arithmetic import make_samples
 from tests.conftest import REPO, run_cli
 
@@ -287,3 +286,17 @@ def test_cache_keys_on_the_endpoint_not_just_the_model_name(tmp_path):
     answers = {run: {r["answer"] for r in iter_records(tmp_path / run / "samples.jsonl")}
                for run in "ab"}
     assert answers == {"a": {"1"}, "b": {"2"}}
+
+
+def test_model_options_scoped_to_one_model(tmp_path):
+    with FakeServer(default="ANSWER: 1") as one, FakeServer(default="ANSWER: 2") as two:
+        cfg = RunConfig(tasks=["arithmetic"], models=["openai/a", "openai/b"],
+                        task_params={"count": "2"},
+                        model_options={"base_url": one.url, "openai/b@base_url": two.url})
+        execute(cfg, RunLog(tmp_path / "r"), ["evals"])
+        assert {b["model"] for b in one.requests} == {"a"}
+        assert {b["model"] for b in two.requests} == {"b"}
+    bad = RunConfig(tasks=["arithmetic"], models=["openai/a"],
+                    model_options={"openai/typo@base_url": "http://127.0.0.1:9/v1"})
+    with pytest.raises(ConfigError, match="'openai/typo' is not a model of this run"):
+        execute(bad, RunLog(tmp_path / "bad"), ["evals"])
