@@ -1,7 +1,6 @@
 """Bad input and hostile responses: one clear line, nothing lost, no secret written."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,6 @@ from scipy import stats
 from evals.fake_openai import FakeServer
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
-from tasks.arithmetic import make_samples
 from tests.conftest import run_cli
 
 N = 30

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from evals.task import Sample, TaskError, registry
+from evals.task import TaskError, registry
 from evals.plugins import load_tasks
 from tests.conftest import REPO, run_cli
 
