@@ -106,7 +106,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
 ) -> None:
     """Run tasks x models x compute settings; resumable with --run-id."""
-    from evals.run import RunConfig
+    from evals.config import RunConfig
 
     if samples < 1 or concurrency < 1:
         fail("--samples and --concurrency must be at least 1")
@@ -135,7 +135,7 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
            progress: bool = True) -> None:
     """Resume an interrupted run with the configuration it was started with."""
-    from evals.run import RunConfig
+    from evals.config import RunConfig
 
     log, meta = open_run(results_dir, run_id)
     try:
@@ -398,7 +398,8 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
     import tempfile
 
     from evals.records import RunLog, iter_records, new_run_id
-    from evals.run import RunConfig, execute
+    from evals.config import RunConfig
+    from evals.run import execute
 
     config = RunConfig(tasks=[task], models=["gold"], task_params=parse_pairs(task_param, "-T"),
                        tasks_dirs=list(tasks_dir or []), limit=limit, cache=False)

@@ -80,7 +80,7 @@ def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
     only when a run asks for samples); a task that no longer builds is left out.
     """
     from evals.plugins import load_tasks
-    from evals.run import RunConfig
+    from evals.config import RunConfig
 
     stored = log.read_meta().get("config")
     if not stored:  # records written by another tool: nothing to rebuild tasks from

@@ -75,7 +75,8 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
 
 
 def rescore(log: RunLog, tasks_dirs: list[str] | None = None, concurrency: int = 16) -> RescoreSummary:
-    from evals.run import RunConfig, build_tasks
+    from evals.config import RunConfig
+    from evals.run import build_tasks
 
     config = RunConfig.from_json(log.read_meta().get("config") or {}, str(log.meta_path))
     if tasks_dirs:

@@ -1,0 +1,112 @@
+"""What a run computes: its compute settings and its configuration.
+
+A ``Setting`` is one point on the compute axis (effort, thinking budget, max
+tokens, samples); it is data on every request and record. ``RunConfig`` is
+everything that decides a run's results, stored in run.json and compared on
+resume (``RESUMABLE_FIELDS`` may change between sessions).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evals.redact import scrub_options
+from evals.runner import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point on the compute axis. It is data on every request and record."""
+
+    effort: str | None = None
+    thinking_budget: int | None = None
+    max_tokens: int | None = None
+    samples: int = 1
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.effort is not None:
+            parts.append(f"effort={self.effort}")
+        if self.thinking_budget is not None:
+            parts.append(f"budget={self.thinking_budget}")
+        if self.max_tokens is not None:
+            parts.append(f"max_tokens={self.max_tokens}")
+        if self.samples != 1:
+            parts.append(f"n={self.samples}")
+        return ",".join(parts) or "default"
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str]
+    models: list[str]
+    task_params: dict[str, str] = field(default_factory=dict)  # "key" or "task.key"
+    model_options: dict[str, str] = field(default_factory=dict)
+    efforts: list[str | None] = field(default_factory=lambda: [None])
+    thinking_budgets: list[int | None] = field(default_factory=lambda: [None])
+    max_tokens: int | None = None
+    samples: int = 1
+    temperature: float | None = None
+    seed: int | None = None
+    limit: int | None = None
+    tasks_dirs: list[str] = field(default_factory=list)
+    ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
+    ranker_options: dict[str, str] = field(default_factory=dict)
+    sandboxes: int | None = None  # given to tasks that take a `sandboxes` parameter
+    # Not part of what the run computes; a resumed run may change these.
+    concurrency: int = 32
+    retries: int = 6
+    timeout: float = 600.0
+    cache: bool = True
+
+    RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache")
+
+    def __post_init__(self) -> None:
+        # a name given twice would run (and bill) everything twice
+        for name in ("tasks", "models", "efforts", "thinking_budgets"):
+            setattr(self, name, list(dict.fromkeys(getattr(self, name))))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = "run.json") -> "RunConfig":
+        """A stored configuration; keys this version does not know are named, not crashed on."""
+        known = {f for f in cls.__dataclass_fields__}
+        if unknown := sorted(set(data) - known):
+            raise ConfigError(f"{where}: configuration has fields this version of evals does "
+                              f"not know ({', '.join(unknown)}); upgrade evals to read it")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ConfigError(f"{where}: not a complete run configuration ({e})") from None
+
+    def settings(self) -> list[Setting]:
+        return [Setting(e, b, self.max_tokens, self.samples)
+                for e, b in itertools.product(self.efforts, self.thinking_budgets)]
+
+    def params_for(self, task_name: str) -> dict[str, str]:
+        out = {}
+        for key, value in self.task_params.items():
+            scope, dot, name = key.rpartition(".")
+            if not dot:
+                out[key] = value
+            elif scope == task_name:
+                out[name] = value
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model_options"] = scrub_options(self.model_options)
+        data["ranker_options"] = scrub_options(self.ranker_options)
+        return data
+
+    def differences(self, other: "RunConfig") -> list[str]:
+        a, b = self.to_json(), other.to_json()
+        return [f"{k}: {a[k]!r} then {b[k]!r}" for k in a
+                if k not in self.RESUMABLE_FIELDS and a[k] != b.get(k)]
+
+
+def settings_json(setting: Setting) -> dict[str, Any]:
+    return {"effort": setting.effort, "thinking_budget": setting.thinking_budget,
+            "max_tokens": setting.max_tokens, "samples": setting.samples}
