@@ -26,9 +26,7 @@ until SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,15 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--answers", type=Path, help="JSONL of {input, target}: answer correctly")
     a = p.parse_args(argv)
     script = load_answers(a.answers) if a.answers else None
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    srv = TimedServer(script=script, default=a.reply, latency=a.latency, host=a.host,
-                      port=a.port, record=False).start()
-    print(f"listening on {srv.url}", flush=True)
-    done.wait()
-    srv.stop()
-    print(f"served {srv.count} requests (max in flight {srv.max_in_flight})", flush=True)
+    TimedServer(script=script, default=a.reply, latency=a.latency, host=a.host,
+                port=a.port, record=False).serve_until_signal()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -182,17 +183,10 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> N
     signal.signal(signal.SIGTERM, _terminate)
     run_id = run_id or new_run_id()
     log = RunLog(results_dir / run_id)
-    holder = {}
     try:
-        def start(stats):
-            holder["stats"] = stats
-            holder["live"] = live_progress(stats, run_id, progress)
-            holder["live"].__enter__()
-        try:
-            stats = execute(config, log, sys.argv, on_start=start)
-        finally:
-            if "live" in holder:
-                holder["live"].__exit__(None, None, None)
+        with ExitStack() as display:  # the live line starts once the run knows its totals
+            stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
+                live_progress(s, run_id, progress)))
     except (TaskError, ConfigError, FatalRunError, ValueError) as e:
         fail(str(e), 1)
     except KeyboardInterrupt:

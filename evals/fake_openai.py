@@ -244,6 +244,17 @@ class FakeServer:
     async def _health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
+    def serve_until_signal(self) -> None:
+        """For a command line: print the URL, serve until SIGINT or SIGTERM, then stop."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        print(f"listening on {self.url}", flush=True)
+        done.wait()
+        self.stop()
+        print(f"served {self.count} requests (max in flight {self.max_in_flight})", flush=True)
+
     def add_routes(self, app: web.Application) -> None:
         """A subclass's own routes (the router is frozen once the server starts)."""
 
@@ -312,15 +323,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--api-key", default=None)
     p.add_argument("--no-record", action="store_true", help="do not keep request bodies")
     a = p.parse_args(argv)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    srv = FakeServer(default=a.reply, latency=a.latency, api_key=a.api_key, host=a.host,
-                     port=a.port, record=not a.no_record).start()
-    print(f"listening on {srv.url}", flush=True)
-    done.wait()
-    srv.stop()
-    print(f"served {srv.count} requests (max in flight {srv.max_in_flight})", flush=True)
+    FakeServer(default=a.reply, latency=a.latency, api_key=a.api_key, host=a.host,
+               port=a.port, record=not a.no_record).serve_until_signal()
 
 
 if __name__ == "__main__":

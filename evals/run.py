@@ -85,19 +85,16 @@ def options_for(spec: str, options: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def build_runner(spec: str, config: RunConfig) -> Runner:
+def build_runners(config: RunConfig) -> list[Runner]:
     for key in config.model_options:  # a misspelt model scope would be silently ignored
         scope = key.rpartition("@")[0]
         if scope and scope not in config.models:
             raise ConfigError(f"-M {key}=...: {scope!r} is not a model of this run "
                               f"({', '.join(config.models)})")
-    if spec.startswith("gold"):  # gold takes no options
-        return make_runner(spec)
-    return make_runner(spec, **options_for(spec, config.model_options))
-
-
-def build_runners(config: RunConfig) -> list[Runner]:
-    return [build_runner(spec, config) for spec in config.models]
+    # gold takes no options; -M and --base-url are for model backends
+    return [make_runner(spec) if spec.startswith("gold")
+            else make_runner(spec, **options_for(spec, config.model_options))
+            for spec in config.models]
 
 
 def plan(tasks: list[Task], runners: list[Runner], settings: list[Setting], limit: int | None,

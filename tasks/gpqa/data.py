@@ -3,16 +3,15 @@ deterministic per-question shuffle of the four options."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from evals.task import TaskError
-from tasks.rows import json_rows, jsonl_rows
+from tasks.rows import csv_rows, json_rows, jsonl_rows
 
 HUB_DATASET = "Idavidrein/gpqa"
 SUBSETS = ("diamond", "main", "extended")
@@ -101,42 +100,6 @@ def to_records(rows: Iterable[tuple[str, dict[str, Any]]]) -> list[Record]:
     return records
 
 
-def _csv_rows(path: Path, label: str,
-             delimiter: str = ",") -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise TaskError(f"{label}:1: bad CSV: {e}") from None
-        header = [h.strip() for h in header]
-        for column in REQUIRED:
-            if column not in header:
-                raise TaskError(f"{label}:1: missing column {column!r} "
-                                f"(the header has: {', '.join(header)})")
-        while True:
-            start = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise TaskError(f"{label}:{start}: bad CSV: {e}") from None
-            where = f"{label}:{start}"
-            if not fields or all(not x.strip() for x in fields):
-                continue
-            if len(fields) > len(header):
-                raise TaskError(f"{where}: {len(fields)} fields, but the header has "
-                                f"{len(header)} (an unquoted comma?)")
-            yield where, dict(zip(header, fields))  # short rows miss their last columns
-
-
-
-
-
-
 def read_file(path: str | os.PathLike) -> list[Record]:
     """Records from a CSV, JSONL (or JSON list) file in GPQA's own columns."""
     p = Path(path)
@@ -150,9 +113,9 @@ def read_file(path: str | os.PathLike) -> list[Record]:
     elif suffix == ".json":
         rows = json_rows(p, label)
     elif suffix == ".tsv":
-        rows = _csv_rows(p, label, "\t")
+        rows = csv_rows(p, label, "\t", REQUIRED)
     elif suffix in (".csv", ".txt") or not suffix:
-        rows = _csv_rows(p, label)
+        rows = csv_rows(p, label, ",", REQUIRED)
     else:
         raise TaskError(f"gpqa: -T path={label}: unknown file type {suffix!r} "
                         f"(expected .csv, .tsv, .jsonl or .json)")

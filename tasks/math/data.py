@@ -11,7 +11,6 @@ with common aliases (``question`` for ``problem``, ``final_answer`` for
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from evals.task import TaskError
-from tasks.rows import json_rows, jsonl_rows
+from tasks.rows import csv_rows, json_rows, jsonl_rows
 
 SAMPLE_FILE = Path(__file__).with_name("sample.jsonl")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
@@ -123,35 +122,6 @@ def to_problems(rows: Iterable[tuple[str, Any]], mapping: dict[str, str],
 # ------------------------------------------------------------------ files
 
 
-
-
-
-
-def _csv_rows(path: Path, label: str, delimiter: str) -> Iterator[tuple[str, Any]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise TaskError(f"{label}:1: bad CSV: {e}") from None
-        while True:
-            start = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise TaskError(f"{label}:{start}: bad CSV: {e}") from None
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) > len(header):
-                raise TaskError(f"{label}:{start}: {len(cells)} fields, but the header has "
-                                f"{len(header)} (an unquoted comma?)")
-            yield f"{label}:{start}", {k: v for k, v in zip(header, cells) if v != ""}
-
-
 def _parquet_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
     try:
         import pandas as pd
@@ -174,7 +144,8 @@ def file_rows(path: Path, label: str) -> Iterator[tuple[str, Any]]:
     if suffix == ".parquet":
         return _parquet_rows(path, label)
     if suffix in (".csv", ".tsv"):
-        return _csv_rows(path, label, "\t" if suffix == ".tsv" else ",")
+        rows = csv_rows(path, label, "\t" if suffix == ".tsv" else ",")
+        return ((where, {k: v for k, v in row.items() if v != ""}) for where, row in rows)
     raise TaskError(f"math: {label}: unknown file type {suffix!r} "
                     f"(expected {', '.join(SUFFIXES)})")
 
