@@ -24,9 +24,13 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 
 ONE_B = dict(hidden=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab=128256)
 TINY = dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=2048)

@@ -106,6 +106,26 @@ def test_batched_greedy_equals_one_by_one(models):
         assert b.usage.completion_tokens == count(r, c.text) == 10
 
 
+def test_every_batch_runs_on_the_runners_one_generation_thread(models):
+    # torch caches per thread (cuBLAS handles, cuDNN attention graphs): a fresh thread per
+    # batch made an H100 decode 4x slower (bench/README.md), also across event loops.
+    import threading
+
+    r = runner(models["thinker"], think_start="none", batch_size=2)
+    threads, engine_run = [], r.engine.run
+
+    def recording_run(jobs):
+        threads.append(threading.current_thread())
+        return engine_run(jobs)
+
+    r.engine.run = recording_run
+    run(gather(r, [ask(p, max_tokens=2) for p in PROMPTS[:4]]))
+    run(r.generate(ask("hmm", max_tokens=2)))
+    assert r.stats.sizes == [2, 2, 1]
+    assert len(set(threads)) == 1 and threads[0] is not threading.main_thread()
+    assert threads[0].name.startswith("hf-generate")
+
+
 def test_batch_size_caps_sequences_and_groups_by_settings(models):
     r = runner(models["thinker"], think_start="none", batch_size=4)
     requests = [ask(p, max_tokens=4) for p in PROMPTS[:5]]
