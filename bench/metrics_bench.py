@@ -7,7 +7,12 @@ each in a fresh child process so that peak RSS is the step's own:
 * ``read``: ``iter_records`` alone (JSON parsing: the floor),
 * ``metrics``: one ``Aggregator`` pass (what ``summarize`` + ``cost_summary``
   compute, in one read), then ``metric_rows`` (accuracy, pass@k, maj@k for
-  k = 1, 2, 4, ..., 64, with intervals) and ``cost_rows``.
+  k = 1, 2, 4, ..., 64, with intervals) and ``cost_rows``: parsing every record;
+* ``indexed``: the same rows from the score index a run writes beside
+  samples.jsonl (``evals.metrics_columnar.aggregate``, what ``evals leaderboard``
+  and ``evals show`` do), checked equal to the ``metrics`` step's.
+
+Also prints what the index costs the run that writes it (encoding, per record).
 
 Prints wall time, CPU time (user + sys) and peak RSS of each.
 
@@ -18,6 +23,7 @@ Prints wall time, CPU time (user + sys) and peak RSS of each.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -47,8 +53,11 @@ def generate(path: Path, problems: int, samples: int, seed: int = 0, lean: bool 
     settings = {"effort": "high", "thinking_budget": None, "max_tokens": 16384,
                 "samples": samples}
     setting = f"effort=high,max_tokens=16384,n={samples}"
+    from evals import score_index
+
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
+    encoder, end = score_index.Encoder(), 0
+    with open(tmp, "wb") as f, open(score_index.index_path(tmp), "wb") as index:
         for p in range(problems):
             # Problem difficulty: a model's chance of the right answer, spread over [0, 1]
             # (many easy problems, some hard ones), and 1-4 distractors that split votes.
@@ -90,7 +99,26 @@ def generate(path: Path, problems: int, samples: int, seed: int = 0, lean: bool 
                     rec = {k: rec[k] for k in LEAN}
                 lines.append(orjson.dumps(rec))
             f.write(b"\n".join(lines) + b"\n")
+            entries = []  # as RunLog.append writes them
+            for line in lines:
+                end += len(line) + 1
+                entries.append(encoder.entry(orjson.loads(line), end))
+            index.write(b"".join(entries))
     os.replace(tmp, path)
+    os.replace(score_index.index_path(tmp), score_index.index_path(path))
+
+
+def _digest(out: dict, rows: list, costs: dict) -> None:
+    """What the two ways must agree on (every row and cost, rounded to 12 digits)."""
+    from dataclasses import asdict
+
+    out["rows"] = len(rows)
+    acc = next(r for r in rows if r.metric == "accuracy")
+    out["accuracy"] = [acc.value, acc.ci_low, acc.ci_high]
+    rounded = [{k: round(v, 12) if isinstance(v, float) else v for k, v in asdict(r).items()}
+               for r in [*rows, *costs.values()]]
+    blob = json.dumps(rounded, sort_keys=True, default=str).encode()
+    out["digest"] = hashlib.sha256(blob).hexdigest()
 
 
 def measure(mode: str, path: Path, profile: bool) -> dict:
@@ -110,7 +138,13 @@ def measure(mode: str, path: Path, profile: bool) -> dict:
             prof.enable()
         # Phases in CPU seconds: wall time is at the mercy of whatever else runs.
         t = time.process_time()
-        agg = Aggregator().update(iter_records(path))
+        if mode == "indexed":
+            from evals.metrics_columnar import ColumnarMetrics, aggregate
+
+            agg = aggregate(path)
+            assert isinstance(agg, ColumnarMetrics), "no usable index"
+        else:
+            agg = Aggregator().update(iter_records(path))
         out["update_s"] = time.process_time() - t
         t = time.process_time()
         rows = agg.metric_rows()
@@ -122,12 +156,7 @@ def measure(mode: str, path: Path, profile: bool) -> dict:
             import pstats
             prof.disable()
             pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(18)
-        out["rows"] = len(rows)
-        acc = next(r for r in rows if r.metric == "accuracy")
-        maj = max((r for r in rows if r.metric.startswith("maj@")), key=lambda r: r.k or 0)
-        out["accuracy"] = [acc.value, acc.ci_low, acc.ci_high]
-        out[maj.metric] = maj.value
-        out["cost_per_problem"] = next(iter(costs.values())).cost_per_problem
+        _digest(out, rows, costs)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out["wall_s"] = time.perf_counter() - start
     out["cpu_s"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -144,7 +173,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the metrics step")
     ap.add_argument("--lean", action="store_true",
                     help="records with only the fields metrics read (no text, target, metadata)")
-    ap.add_argument("--measure", choices=("read", "metrics"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure", choices=("read", "metrics", "indexed"), help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.measure:
@@ -154,18 +183,21 @@ def main() -> None:
         folder = a.dir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"samples-{a.problems}x{a.samples}{'-lean' if a.lean else ''}.jsonl"
-        if not path.exists():
+        from evals import score_index
+
+        if not path.exists() or not score_index.index_path(path).exists():
             t = time.perf_counter()
             generate(path, a.problems, a.samples, lean=a.lean)
             print(f"generated {path.name}: {path.stat().st_size / 1e9:.2f} GB in "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
         size = path.stat().st_size
         results = []
-        for mode in ("read", "metrics"):
+        for mode in ("read", "metrics", "indexed"):
             cmd = [sys.executable, __file__, "--measure", mode, "--file", str(path)]
             done = subprocess.run(cmd + (["--profile"] if a.profile else []),
                                   stdout=subprocess.PIPE, text=True, check=True)
             results.append(json.loads(done.stdout))
+        encode_us = _encode_cost(path)  # after the children: they would inherit its memory
     n = a.problems * a.samples
     print(f"\n{a.problems:,} problems x {a.samples} samples = {n:,} records "
           f"({'lean, ' if a.lean else ''}{size / n:.0f} bytes each); "
@@ -175,11 +207,30 @@ def main() -> None:
     for r in results:
         print(f"{r['mode']:<10}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['peak_rss_mb']:>13.0f}"
               f"{n / r['wall_s']:>12,.0f}")
-    m = results[1]
-    print(f"metrics step, CPU s: read + update {m['update_s']:.1f}, metric_rows "
-          f"{m['metric_rows_s']:.1f}, cost_rows {m['cost_rows_s']:.2f}; {m['rows']} rows; accuracy "
-          f"{m['accuracy'][0]:.4f} [{m['accuracy'][1]:.4f}, {m['accuracy'][2]:.4f}]")
-    assert math.isfinite(m["accuracy"][0])
+    for m, what in ((results[1], "read + update"), (results[2], "load index")):
+        print(f"{m['mode']} step, CPU s: {what} {m['update_s']:.1f}, metric_rows "
+              f"{m['metric_rows_s']:.1f}, cost_rows {m['cost_rows_s']:.2f}; {m['rows']} rows; "
+              f"accuracy {m['accuracy'][0]:.4f} [{m['accuracy'][1]:.4f}, "
+              f"{m['accuracy'][2]:.4f}]")
+    assert math.isfinite(results[1]["accuracy"][0])
+    assert results[1]["digest"] == results[2]["digest"], "indexed rows differ from the JSON pass"
+    print(f"index: {score_index.index_path(path).stat().st_size / n:.0f} bytes a record; "
+          f"writing it costs the run {encode_us:.1f} us a record (encoding)")
+
+
+def _encode_cost(path: Path, count: int = 100_000) -> float:
+    """Microseconds to encode one record's index entry, as RunLog.append does."""
+    from itertools import islice
+
+    from evals import score_index
+    from evals.records import iter_records
+
+    records = list(islice(iter_records(path), count))
+    encoder = score_index.Encoder()
+    start = time.perf_counter()
+    for i, rec in enumerate(records):
+        encoder.entry(rec, i)
+    return (time.perf_counter() - start) / len(records) * 1e6
 
 
 if __name__ == "__main__":

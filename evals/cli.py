@@ -203,10 +203,9 @@ def _summary_rows(log, rescored: bool = False) -> list[dict]:
     from dataclasses import asdict
 
     from evals.leaderboard import task_summary_rows
-    from evals.metrics import summarize
-    from evals.records import iter_records
+    from evals.metrics_columnar import aggregate
 
-    rows = [asdict(r) for r in summarize(iter_records(log.records_path(rescored)))]
+    rows = [asdict(r) for r in aggregate(log.records_path(rescored)).metric_rows()]
     return rows + task_summary_rows(log, rescored)
 
 

@@ -12,7 +12,7 @@ import io
 from dataclasses import asdict
 from pathlib import Path
 
-from evals.metrics import Aggregator
+from evals.metrics_columnar import aggregate
 from evals.records import RunLog, find_runs, iter_records
 from evals.task import TaskError
 
@@ -33,7 +33,7 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
     latest: dict[tuple, dict] = {}
     for log in find_runs(results_dir):
         meta = log.read_meta()
-        aggregator = Aggregator().update(iter_records(log.records_path(rescored)))
+        aggregator = aggregate(log.records_path(rescored))
         costs = aggregator.cost_rows()
         for metric_row in aggregator.metric_rows():
             row = asdict(metric_row)

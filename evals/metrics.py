@@ -19,7 +19,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass
 from operator import itemgetter, mul
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from evals.estimators import (
     _COUNT_BUDGET, _FIRST, _best_from_groups, _count_cost, _maj_exact, _max_of_k,
@@ -287,7 +287,6 @@ class Aggregator:
 
     def _group_rows(self, g: _Group, ks: Sequence[int] | None, confidence: float
                     ) -> list[MetricRow]:
-        task, model, setting = g.key
         acc: list[float] = []
         samples = 0
         errors = 0
@@ -303,29 +302,9 @@ class Aggregator:
             acc.append(math.fsum(scores) / len(items))
             problems.append((items, scores))
         per_gen = g.cost / scored if g.cost_known and scored else None
-        st = g.settings
-
-        def row(metric: str, values: Sequence[float], k: int | None) -> MetricRow:
-            # Wilson when every per-problem value is 0 or 1 (see evals.stats).
-            ci = _interval(values, confidence)
-            defined = ci.method != "none"
-            return MetricRow(task, model, setting, metric, ci.mean,
-                             ci.low if defined else None, ci.high if defined else None,
-                             ci.n, samples, errors, st.get("effort"), st.get("thinking_budget"),
-                             st.get("max_tokens"),
-                             None if per_gen is None else per_gen * (k or 1), k,
-                             ci.se if defined else None, ci.method)
-
-        rows = [row("accuracy", acc, None)]
-        if samples <= 1 or not problems:
-            return rows
-        wanted = sorted(set(ks)) if ks is not None else default_ks(samples)
-        if any(not isinstance(k, int) or k < 1 for k in wanted):
-            raise ValueError(f"ks must be positive integers, got {ks!r}")
-        wanted = [k for k in wanted if k <= samples]
-        passes: dict[int, list[float]] = {k: [] for k in wanted}
-        majs: dict[int, list[float]] = {k: [] for k in wanted}
-        bests: dict[int, list[float]] = {k: [] for k in wanted}
+        wanted = _wanted(ks, samples) if samples > 1 and problems else []
+        tables: dict[str, dict[int, list[float]]] = {
+            name: {k: [] for k in wanted} for name in ("pass", "maj", "best")}
         maj_cache: dict[tuple, list[float]] = {}
         for items, scores in problems:
             n = len(items)
@@ -335,11 +314,10 @@ class Aggregator:
             # pass@K: expected best score of K generations (= unbiased pass@K for 0/1).
             ones = scores.count(1.0)
             if ones + scores.count(0.0) == n:
-                for k in kk:
-                    passes[k].append(1.0 - _weights(n, k)[n - ones])
+                vals = [1.0 - _weights(n, k)[n - ones] for k in kk]
             else:
-                for k in kk:
-                    passes[k].append(_max_of_k(scores, k))
+                vals = [_max_of_k(scores, k) for k in kk]
+            _extend(tables["pass"], kk, vals)
             # maj@K: an answer's score is the mean score of its generations.
             pairs = Counter(map(_VOTE, items))
             tally: dict[str, list] = {}
@@ -355,72 +333,128 @@ class Aggregator:
                     e[0] += c
                     e[1] += score * c
             profile = tuple(sorted((c, s / c) for c, s in tally.values()))
-            ck = (n_none, profile, tuple(kk))
-            vals = maj_cache.get(ck)
-            if vals is None:
-                counts = [c for c, _ in profile]
-                corrs = [s for _, s in profile]
-                if _count_cost(counts, n_none, kk[-1]) <= _COUNT_BUDGET:
-                    vals = _maj_exact(counts, corrs, n_none, kk)
-                else:  # too big to count (N in the hundreds+): maj_at_k's fallback
-                    answers = [x[1] for x in items]
-                    correct = {a: s / c for a, (c, s) in tally.items()}
-                    vals = [maj_at_k(answers, correct, k) for k in kk]
-                if len(maj_cache) < 100_000:
-                    maj_cache[ck] = vals
-            for k, v in zip(kk, vals):
-                majs[k].append(v)
-            # best@K: generations without a rank rank below every ranked one.
-            if g.ranked:
-                ninf = -math.inf
-                ranks = [ninf if x[2] is None else x[2] for x in items]
-                if len(set(ranks)) == n:  # no ties: the max-of-k weights apply as they are
-                    ordered = [s for _, s in sorted(zip(ranks, scores), key=_FIRST)]
-                    for k in kk:
-                        bests[k].append(sum(map(mul, ordered, _top_probs(n, k))))
-                else:
-                    groups = _rank_groups(ranks, scores)
-                    for k in kk:
-                        bests[k].append(_best_from_groups(groups, _weights(n, k)))
-        for name, table in (("pass", passes), ("maj", majs), ("best", bests)):
-            if name == "best" and not g.ranked:
-                continue
-            for k in wanted:
-                values = table[k]
-                if values:
-                    rows.append(row(f"{name}@{k}", values, k))
-        return rows
+            _extend(tables["maj"], kk, maj_values(
+                n_none, profile, kk, maj_cache,
+                lambda: ([x[1] for x in items], {a: s / c for a, (c, s) in tally.items()})))
+            if g.ranked:  # generations without a rank rank below every ranked one
+                ranks = [-math.inf if x[2] is None else x[2] for x in items]
+                _extend(tables["best"], kk, best_values(ranks, scores, kk))
+        return assemble_rows(g.key, g.settings, samples, errors, per_gen, acc, tables,
+                             g.ranked, wanted, confidence)
 
     def cost_rows(self) -> dict[GroupKey, CostRow]:
         out: dict[GroupKey, CostRow] = {}
         for key in sorted(self._groups):
             g = self._groups[key]
-            problems = len(g.problems)
             scored = errors = 0
             correct = 0.0
             for items, _, err in self._problems(g):
                 scored += len(items)
                 errors += err
                 correct += math.fsum(map(_SCORE, items))
-            lat = g.latencies
-            known = g.cost_known
-            per = 1.0 / problems if problems else math.nan
-            st = g.settings
-            out[key] = CostRow(
-                *key, problems=problems, generations=scored, errors=errors, records=g.records,
-                prompt_tokens=g.prompt * per, completion_tokens=g.completion * per,
-                reasoning_tokens=g.reasoning * per,
-                cost_per_problem=g.cost * per if known and problems else None,
-                cost_per_generation=g.cost / scored if known and scored else None,
-                cost_per_correct=g.cost / correct if known and correct > 0 else None,
-                latency_mean=math.fsum(lat) / len(lat) if lat else None,
-                latency_p90=_quantile(lat, 0.9) if lat else None,
-                length_share=g.length / g.finished if g.finished else None,
-                budget_use=g.budget_use / g.finished if g.budget and g.finished else None,
-                over_budget_share=g.over_budget / g.finished if g.budget and g.finished else None,
-                effort=st.get("effort"), thinking_budget=st.get("thinking_budget"),
-                max_tokens=st.get("max_tokens"))
+            out[key] = cost_row(key, g.settings, len(g.problems), scored, errors, correct,
+                                g.records, (g.prompt, g.completion, g.reasoning), g.cost,
+                                g.cost_known, g.latencies, g.length, g.finished, g.budget_use,
+                                g.over_budget)
         return out
+
+
+# ------------------------------------------------ shared with evals.metrics_columnar
+
+def _wanted(ks: Sequence[int] | None, samples: int) -> list[int]:
+    wanted = sorted(set(ks)) if ks is not None else default_ks(samples)
+    if any(not isinstance(k, int) or k < 1 for k in wanted):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    return [k for k in wanted if k <= samples]
+
+
+def _extend(table: dict[int, list[float]], kk: Sequence[int], values: Iterable[float]) -> None:
+    for k, v in zip(kk, values):
+        table[k].append(v)
+
+
+def maj_values(n_none: int, profile: tuple, kk: Sequence[int], cache: dict,
+               answers_and_scores: Callable[[], tuple[list, dict]]) -> list[float]:
+    """maj@K for each K in ``kk`` of one problem whose vote profile is ``profile``
+    (sorted (votes, mean score) per answer) with ``n_none`` generations voting for
+    nothing. Problems share profiles, so values are cached by them."""
+    ck = (n_none, profile, tuple(kk))
+    vals = cache.get(ck)
+    if vals is None:
+        counts = [c for c, _ in profile]
+        corrs = [s for _, s in profile]
+        if _count_cost(counts, n_none, kk[-1]) <= _COUNT_BUDGET:
+            vals = _maj_exact(counts, corrs, n_none, kk)
+        else:  # too big to count (N in the hundreds+): maj_at_k's fallback
+            answers, correct = answers_and_scores()
+            vals = [maj_at_k(answers, correct, k) for k in kk]
+        if len(cache) < 100_000:
+            cache[ck] = vals
+    return vals
+
+
+def best_values(ranks: Sequence[float], scores: Sequence[float], kk: Sequence[int]
+                ) -> list[float]:
+    """best@K for each K in ``kk`` of one problem (``ranks``: -inf for unranked)."""
+    n = len(ranks)
+    if len(set(ranks)) == n:  # no ties: the max-of-k weights apply as they are
+        ordered = [s for _, s in sorted(zip(ranks, scores), key=_FIRST)]
+        return [sum(map(mul, ordered, _top_probs(n, k))) for k in kk]
+    groups = _rank_groups(ranks, scores)
+    return [_best_from_groups(groups, _weights(n, k)) for k in kk]
+
+
+def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: int,
+             errors: int, correct: float, records: int, tokens: tuple[float, float, float],
+             cost: float, cost_known: bool, latencies: array, length: int, finished: int,
+             budget_use: float, over_budget: int) -> CostRow:
+    """A CostRow from one group's sums (see CostRow for the definitions)."""
+    per = 1.0 / problems if problems else math.nan
+    budget = settings.get("thinking_budget")
+    return CostRow(
+        *key, problems=problems, generations=scored, errors=errors, records=records,
+        prompt_tokens=tokens[0] * per, completion_tokens=tokens[1] * per,
+        reasoning_tokens=tokens[2] * per,
+        cost_per_problem=cost * per if cost_known and problems else None,
+        cost_per_generation=cost / scored if cost_known and scored else None,
+        cost_per_correct=cost / correct if cost_known and correct > 0 else None,
+        latency_mean=math.fsum(latencies) / len(latencies) if latencies else None,
+        latency_p90=_quantile(latencies, 0.9) if latencies else None,
+        length_share=length / finished if finished else None,
+        budget_use=budget_use / finished if budget and finished else None,
+        over_budget_share=over_budget / finished if budget and finished else None,
+        effort=settings.get("effort"), thinking_budget=budget,
+        max_tokens=settings.get("max_tokens"))
+
+
+def assemble_rows(key: GroupKey, settings: Mapping[str, Any], samples: int, errors: int,
+                  per_gen: float | None, acc: Sequence[float],
+                  tables: Mapping[str, Mapping[int, Sequence[float]]], ranked: bool,
+                  wanted: Sequence[int], confidence: float) -> list[MetricRow]:
+    """The rows of one group from its per-problem values: accuracy, then pass@K,
+    maj@K and (when ranked) best@K for each K some problem reached."""
+    task, model, setting = key
+
+    def row(metric: str, values: Sequence[float], k: int | None) -> MetricRow:
+        # Wilson when every per-problem value is 0 or 1 (see evals.stats).
+        ci = _interval(values, confidence)
+        defined = ci.method != "none"
+        return MetricRow(task, model, setting, metric, ci.mean,
+                         ci.low if defined else None, ci.high if defined else None,
+                         ci.n, samples, errors, settings.get("effort"),
+                         settings.get("thinking_budget"), settings.get("max_tokens"),
+                         None if per_gen is None else per_gen * (k or 1), k,
+                         ci.se if defined else None, ci.method)
+
+    rows = [row("accuracy", acc, None)]
+    for name in ("pass", "maj", "best"):
+        if name == "best" and not ranked:
+            continue
+        for k in wanted:
+            values = tables[name][k]
+            if values:
+                rows.append(row(f"{name}@{k}", values, k))
+    return rows
 
 
 def summarize(records: Iterable[Mapping[str, Any]], *, ks: Sequence[int] | None = None,

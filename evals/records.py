@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import orjson
+
+from evals import score_index
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -41,6 +44,8 @@ class RunLog:
         self.samples_path = self.dir / SAMPLES_FILE
         self.meta_path = self.dir / RUN_FILE
         self._fd: int | None = None
+        self._size = 0
+        self._index: score_index.IndexWriter | None = None
 
     def records_path(self, rescored: bool = False) -> Path:
         """The records to read: the rescored ones when asked for and present."""
@@ -107,19 +112,30 @@ class RunLog:
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         # One write() of whole lines on an O_APPEND descriptor: a kill leaves
-        # at most one torn line at the end, which repair() removes.
+        # at most one torn line at the end, which repair() removes. The score
+        # index (evals.score_index) follows each write: a kill in between only
+        # leaves it behind the file, which its readers and sync() handle.
         if self._fd is None:
             self.dir.mkdir(parents=True, exist_ok=True)
+            score_index.sync(self.samples_path)
             self._fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        data = memoryview(b"".join(orjson.dumps(r) + b"\n" for r in records))
+            self._size = os.fstat(self._fd).st_size
+            self._index = score_index.IndexWriter(self.samples_path)
+        records = list(records)
+        lines = [orjson.dumps(r) + b"\n" for r in records]
+        data = memoryview(b"".join(lines))
         while data:
             data = data[os.write(self._fd, data):]
+        ends = list(accumulate(map(len, lines), initial=self._size))[1:]
+        self._size = ends[-1] if ends else self._size
+        self._index.append(records, ends)
 
     def close(self) -> None:
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+            self._index.close()
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:

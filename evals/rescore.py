@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from evals import score_index
 from evals.records import RESCORED_FILE, UNSCORED, RunLog, iter_records
 from evals.task import Sample, Score, Task, TaskError
 
@@ -70,7 +71,9 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
                 out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
                 batch.clear()
         out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
+    score_index.index_path(out_path).unlink(missing_ok=True)  # it describes the old file
     os.replace(tmp, out_path)  # an interrupted rescore leaves the previous file whole
+    score_index.sync(out_path)
     return summary
 
 
