@@ -354,8 +354,8 @@ class Aggregator:
                 correct += math.fsum(map(_SCORE, items))
             out[key] = cost_row(key, g.settings, len(g.problems), scored, errors, correct,
                                 g.records, (g.prompt, g.completion, g.reasoning), g.cost,
-                                g.cost_known, g.latencies, g.length, g.finished, g.budget_use,
-                                g.over_budget)
+                                g.cost_known, _latency(g.latencies), g.length, g.finished,
+                                g.budget_use, g.over_budget)
         return out
 
 
@@ -404,11 +404,18 @@ def best_values(ranks: Sequence[float], scores: Sequence[float], kk: Sequence[in
     return [_best_from_groups(groups, _weights(n, k)) for k in kk]
 
 
+def _latency(values: array) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return math.fsum(values) / len(values), _quantile(values, 0.9)
+
+
 def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: int,
              errors: int, correct: float, records: int, tokens: tuple[float, float, float],
-             cost: float, cost_known: bool, latencies: array, length: int, finished: int,
-             budget_use: float, over_budget: int) -> CostRow:
-    """A CostRow from one group's sums (see CostRow for the definitions)."""
+             cost: float, cost_known: bool, latency: tuple[float | None, float | None],
+             length: int, finished: int, budget_use: float, over_budget: int) -> CostRow:
+    """A CostRow from one group's sums (see CostRow for the definitions);
+    ``latency``: (mean, p90)."""
     per = 1.0 / problems if problems else math.nan
     budget = settings.get("thinking_budget")
     return CostRow(
@@ -418,8 +425,7 @@ def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: 
         cost_per_problem=cost * per if cost_known and problems else None,
         cost_per_generation=cost / scored if cost_known and scored else None,
         cost_per_correct=cost / correct if cost_known and correct > 0 else None,
-        latency_mean=math.fsum(latencies) / len(latencies) if latencies else None,
-        latency_p90=_quantile(latencies, 0.9) if latencies else None,
+        latency_mean=latency[0], latency_p90=latency[1],
         length_share=length / finished if finished else None,
         budget_use=budget_use / finished if budget and finished else None,
         over_budget_share=over_budget / finished if budget and finished else None,

@@ -18,26 +18,26 @@ agrees with it, else the streaming Aggregator.
 from __future__ import annotations
 
 import math
-from array import array
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from evals import score_index
+from evals.estimators import _COUNT_BUDGET, _count_cost, _maj_exact, maj_at_k
 from evals.metrics import (
-    Aggregator, CostRow, GroupKey, MetricRow, _extend, _max_of_k, _wanted, _weights,
-    assemble_rows, best_values, cost_row, maj_values,
+    Aggregator, CostRow, GroupKey, MetricRow, _extend, _max_of_k, _quantile, _wanted, _weights,
+    assemble_rows, best_values, cost_row,
 )
 from evals.records import iter_records
-from evals.score_index import CACHED, ERROR, LENGTH, USAGE
+from evals.score_index import CACHED, ERROR, LENGTH, USAGE, StaleIndex
 
 # Below this, parsing the JSON takes well under a second and numpy/pandas would
 # cost more to import than they save.
 MIN_BYTES = 32 * 2**20
+PARALLEL_MIN = 2000  # distinct maj@K profiles before counting them in worker processes
 _MIX = 0x9E3779B97F4A7C15  # odd: (group, sample id) hashes -> one 64-bit problem key
-
-
-class StaleIndex(Exception):
-    """The index does not describe the file (edited or replaced by hand)."""
 
 
 def aggregate(samples: Path, min_bytes: int = MIN_BYTES) -> "Aggregator | ColumnarMetrics":
@@ -53,90 +53,178 @@ def aggregate(samples: Path, min_bytes: int = MIN_BYTES) -> "Aggregator | Column
     return Aggregator().update(iter_records(samples))
 
 
-class ColumnarMetrics:
-    """``metric_rows`` and ``cost_rows`` as ``Aggregator`` gives them, from index entries."""
+def _count_maj(key: tuple) -> list[float]:
+    n_none, profile, kk = key
+    return _maj_exact([c for c, _ in profile], [m for _, m in profile], n_none, kk)
 
-    def __init__(self, samples: Path, entries: Any):
+
+def _map(fn: Callable[[Any], Any], items: list) -> list:
+    """``map`` over worker processes when it pays: 22k distinct vote profiles of
+    100,000 problems take ~3 s of exact counting on one core."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    workers = min(cpus, 8)
+    if workers < 2 or len(items) < PARALLEL_MIN or "fork" not in mp.get_all_start_methods():
+        return list(map(fn, items))
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (workers * 8))))
+
+
+class ColumnarMetrics:
+    """``metric_rows`` and ``cost_rows`` as ``Aggregator`` gives them, from index entries.
+
+    Two passes over the entries in chunks, so memory is a few compact columns, not the
+    index: the first finds each (problem, gen) slot's records, the second sums what
+    each record counts for and keeps the winning records' score, answer and rank.
+    """
+
+    chunk = 1 << 20  # entries per read: ~93 MB
+
+    def __init__(self, samples: Path, entries: score_index.Entries):
         import numpy as np
         import pandas as pd  # factorize: hash-based, linear; np.unique sorts
 
-        e = entries
-        flags = e["flags"]
-        err = (flags & ERROR) != 0
-        gi, ghashes = pd.factorize(e["group"])
-        self.G = G = len(ghashes)
+        R = len(entries)
+        gi = np.empty(R, dtype=np.int32)  # group code
+        problem = np.empty(R, dtype=np.uint64)  # (group, sample id) hash
+        gen = np.empty(R, dtype=np.uint32)
+        codes: dict[int, int] = {}
+        firsts: list[int] = []  # each group's first entry
+        last_end, at = 0, 0
+        for chunk in entries.chunks(self.chunk):
+            n = len(chunk)
+            ends = chunk["end"]
+            if ends[0] <= last_end or (n > 1 and not bool(np.all(ends[1:] > ends[:-1]))):
+                raise StaleIndex(f"{samples}: its index is out of order")
+            last_end = int(ends[-1])
+            local, uniques = pd.factorize(chunk["group"])
+            for j, h in enumerate(uniques.tolist()):
+                if h not in codes:
+                    codes[h] = len(codes)
+                    firsts.append(at + int(np.argmax(local == j)))
+            gi[at:at + n] = np.array([codes[h] for h in uniques.tolist()], dtype=np.int32)[local]
+            problem[at:at + n] = chunk["problem"] ^ (chunk["group"] * np.uint64(_MIX))
+            gen[at:at + n] = chunk["gen"]
+            at += n
+        self.G = G = len(codes)
         # Names and settings from each group's first line, which also checks the index.
-        starts = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])
-        _, at = np.unique(gi[starts], return_index=True)
         self.keys: list[GroupKey] = []
         self.settings: list[dict] = []
-        for i in [*starts[at].tolist(), len(e) - 1]:
-            rec = score_index.read_record(samples, e, i)
+        for i in [*firsts, R - 1]:
+            rec = score_index.read_record(samples, entries, i)
             if rec is None:
-                raise StaleIndex(f"{samples}: its index does not match line {i + 1}")
+                raise StaleIndex(f"{samples}: its index does not match the record at entry {i}")
             if len(self.keys) < G:
                 self.keys.append((rec["task"], rec["model"], rec["setting"]))
                 self.settings.append(dict(rec.get("settings") or {}))
 
         # Slots (problem, gen): the last record wins, as in Aggregator.update.
-        pk = e["problem"] ^ (e["group"] * np.uint64(_MIX))
-        pi, problem_keys = pd.factorize(pk)
+        pi, problem_keys = pd.factorize(problem)
+        del problem
         P = len(problem_keys)
-        gen = e["gen"].astype(np.int64)
+        pg = np.empty(P, dtype=np.int64)  # problem -> group
+        pg[pi] = gi
         width = int(gen.max()) + 1
         if P * width >= 2**62:
-            raise StaleIndex("too many problems x generations for one slot number")
-        slot = pi * width + gen
+            raise StaleIndex("too many problems x generations to number their slots")
+        slot = pi * width
+        slot += gen
+        del gen
         order = np.argsort(slot, kind="stable")  # records arrive nearly sorted: cheap
         ordered = slot[order]
-        new = np.empty(len(e), dtype=bool)
+        del slot
+        new = np.empty(R, dtype=bool)
         new[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+        del ordered
         first = np.empty_like(new)
         first[order] = new
-        last = np.empty_like(new)
-        last[:-1], last[-1] = new[1:], True
-        final = order[last]  # one record per slot, by problem (first seen) then gen
-
-        # A cached re-score after an unscored attempt replaces its verdict but was
-        # already paid for: it counts for nothing else.
-        replay = ((flags & CACHED) != 0) & ~err & ~first
-        counted = ~replay
-        scored_new = ~err & ~replay
-        cost = e["cost"]
-        cost_nan = np.isnan(cost)
-
-        def per_group(mask: Any = None, weights: Any = None) -> Any:
-            idx = gi if mask is None else gi[mask]
-            w = None if weights is None else (weights if mask is None else weights[mask])
-            return np.bincount(idx, weights=w, minlength=G)
-
-        self.records = per_group()
-        self.cost = per_group(weights=np.where(counted & ~cost_nan, cost, 0.0))
-        self.cost_known = per_group(scored_new & cost_nan) == 0
-        self.tokens = [per_group(weights=np.where(counted, e[f], 0.0))
-                       for f in ("prompt", "completion", "reasoning")]
-        self.finished = per_group(scored_new)
-        self.length = per_group(scored_new & ((flags & LENGTH) != 0))
-        lat = e["latency"]
-        has_lat = scored_new & ~np.isnan(lat)
-        lat_g, lat_v = gi[has_lat], lat[has_lat]
-        by = np.argsort(lat_g, kind="stable")
-        bounds = np.searchsorted(lat_g[by], np.arange(G + 1))
-        self.latencies = [array("d", lat_v[by[a:b]].tobytes()) for a, b in zip(bounds, bounds[1:])]
-        budget = np.array([float(s.get("thinking_budget") or 0) for s in self.settings])
-        under = scored_new & ((flags & USAGE) != 0) & (budget[gi] > 0)
-        use = np.where(under, e["reasoning"] / np.where(budget[gi] > 0, budget[gi], 1.0), 0.0)
-        self.budget_use = per_group(weights=use)
-        self.over_budget = per_group(under & (use > 1.0))
-        self.ranked = per_group(~err & ~np.isnan(e["rank"])) > 0
-
-        # Per problem, from the winning records.
+        is_last = np.empty_like(new)
+        is_last[:-1], is_last[-1] = new[1:], True
+        final = order[is_last]  # one record per slot, by problem (first seen) then gen
+        del order, new, is_last
+        F = len(final)
+        place = np.full(R, -1, dtype=np.int32 if F < 2**31 else np.int64)  # record -> final row
+        place[final] = np.arange(F)
         fp = pi[final]
-        ferr = err[final]
-        fscore, fans, frank = e["score"][final], e["answer"][final], e["rank"][final]
-        self.pg = pg = np.empty(P, dtype=np.int64)
-        pg[pi] = gi
+        del final, pi
+
+        # Second pass: what each record counts for, and the winning records' verdicts.
+        budget = np.array([float(st.get("thinking_budget") or 0) for st in self.settings])
+        zeros = lambda: np.zeros(G)  # noqa: E731
+        self.records = np.bincount(gi, minlength=G)
+        self.cost, self.budget_use = zeros(), zeros()
+        self.tokens = [zeros(), zeros(), zeros()]
+        self.unknown_cost, self.finished, self.length, self.over_budget, ranks_seen = (
+            zeros(), zeros(), zeros(), zeros(), zeros())
+        latencies: list[list[Any]] = [[] for _ in range(G)]
+        ferr = np.empty(F, dtype=bool)
+        fscore = np.empty(F)
+        fans = np.empty(F, dtype=np.uint64)
+        frank = None  # allocated when a rank shows up: most runs have none
+        at = 0
+        for chunk in entries.chunks(self.chunk):
+            n = len(chunk)
+            g = gi[at:at + n]
+            flags = chunk["flags"]
+            err = (flags & ERROR) != 0
+            # A cached re-score after an unscored attempt replaces its verdict but was
+            # already paid for: it counts for nothing else.
+            replay = ((flags & CACHED) != 0) & ~err & ~first[at:at + n]
+            counted = ~replay
+            scored_new = ~err & counted
+            cost = chunk["cost"]
+            cost_nan = np.isnan(cost)
+
+            def add(total: Any, mask: Any, weights: Any = None) -> None:
+                total += np.bincount(g[mask], None if weights is None else weights[mask],
+                                     minlength=G)
+
+            add(self.cost, counted & ~cost_nan, cost)
+            add(self.unknown_cost, scored_new & cost_nan)
+            for total, name in zip(self.tokens, ("prompt", "completion", "reasoning")):
+                add(total, counted, chunk[name])
+            add(self.finished, scored_new)
+            add(self.length, scored_new & ((flags & LENGTH) != 0))
+            lat = chunk["latency"]
+            has_lat = scored_new & ~np.isnan(lat)
+            lat_g, lat_v = g[has_lat], lat[has_lat]
+            by = np.argsort(lat_g, kind="stable")
+            bounds = np.searchsorted(lat_g[by], np.arange(G + 1))
+            for k in range(G):
+                latencies[k].append(lat_v[by[bounds[k]:bounds[k + 1]]])
+            b = budget[g]
+            under = scored_new & ((flags & USAGE) != 0) & (b > 0)
+            use = chunk["reasoning"] / np.where(b > 0, b, 1.0)
+            add(self.budget_use, under, use)
+            add(self.over_budget, under & (use > 1.0))
+            rank = chunk["rank"]
+            has_rank = ~np.isnan(rank)
+            add(ranks_seen, ~err & has_rank)
+            rows = place[at:at + n]
+            won = rows >= 0
+            to = rows[won]
+            ferr[to] = err[won]
+            fscore[to] = chunk["score"][won]
+            fans[to] = chunk["answer"][won]
+            if frank is None and has_rank.any():
+                frank = np.full(F, np.nan)
+            if frank is not None:
+                frank[to] = rank[won]
+            at += n
+        del place, first, gi
+        self.latency = []  # (mean, p90) per group
+        for parts in latencies:
+            values = np.concatenate(parts)
+            parts.clear()
+            self.latency.append((float(values.mean()), _quantile(values, 0.9)) if len(values)
+                                else (None, None))
+        self.cost_known = self.unknown_cost == 0
+        self.ranked = ranks_seen > 0
+
+        # Per problem, from the winning records (fp ascends: slots sort by problem).
         seen = np.bincount(fp, minlength=P)
         perr = np.bincount(fp[ferr], minlength=P)
         n_items = seen - perr
@@ -148,24 +236,23 @@ class ColumnarMetrics:
         self.scored = np.bincount(pg, weights=n_items, minlength=G)
         self.correct = np.bincount(pg, weights=psum, minlength=G)
         self.problems = np.bincount(pg, minlength=G)
-        self.n_items, self.psum = n_items, psum
+        self.pg, self.n_items, self.psum = pg, n_items, psum
         self.ones = np.bincount(fp[ok & (fscore == 1.0)], minlength=P)
         self.binary = self.ones + np.bincount(fp[ok & (fscore == 0.0)], minlength=P) == n_items
-        self.bounds = np.concatenate([[0], np.cumsum(seen)])  # problem p: final[b[p]:b[p+1]]
+        self.bounds = np.concatenate([[0], np.cumsum(seen)])  # problem p: rows b[p]:b[p+1]
         self.fok, self.fscore, self.fans, self.frank = ok, fscore, fans, frank
-        # Vote runs: (problem, answer) with its votes and mean score, by problem.
+        # Vote runs, one per (problem, answer): its votes and mean score. Factorizing a
+        # (problem, answer) hash numbers them in order of first appearance, hence by problem.
         voted = ok & (fans != 0)
         self.n_none = np.bincount(fp[ok & (fans == 0)], minlength=P)
-        codes = pd.factorize(fans[voted])[0]
         vp = fp[voted]
-        key = vp * (int(codes.max(initial=0)) + 1) + codes
-        o = np.argsort(key)
-        run = np.flatnonzero(np.r_[True, key[o][1:] != key[o][:-1]]) if len(o) else o
-        votes = np.diff(np.r_[run, len(o)])
-        sums = np.add.reduceat(fscore[voted][o], run) if len(o) else np.zeros(0)
-        self.run_bounds = np.searchsorted(vp[o][run], np.arange(P + 1))
+        run, run_count = pd.factorize(fans[voted] ^ (vp.astype(np.uint64) * np.uint64(_MIX)))
+        votes = np.bincount(run, minlength=len(run_count))
+        sums = np.bincount(run, weights=fscore[voted], minlength=len(run_count))
+        run_problem = np.empty(len(run_count), dtype=np.int64)
+        run_problem[run] = vp
+        self.run_bounds = np.searchsorted(run_problem, np.arange(P + 1))
         self.run_votes, self.run_means = votes.tolist(), (sums / np.maximum(votes, 1)).tolist()
-
     def metric_rows(self, ks: Sequence[int] | None = None, confidence: float = 0.95
                     ) -> list[MetricRow]:
         rows: list[MetricRow] = []
@@ -196,21 +283,38 @@ class ColumnarMetrics:
             for j in np.flatnonzero(~bin_k).tolist():
                 values[j] = _max_of_k(self._scores(int(mine[reach][j])), k)
             tables["pass"][k] = values.tolist()
-        cache: dict[tuple, list[float]] = {}
         rb, votes, means = self.run_bounds.tolist(), self.run_votes, self.run_means
+        n_none = self.n_none.tolist()
+        keyed: list[tuple[int, tuple]] = []  # (problem, its maj@K key), problems in order
         for p, size in zip(mine.tolist(), n.tolist()):
-            kk = [k for k in wanted if k <= size]
-            if not kk:
-                continue
-            a, b = rb[p], rb[p + 1]
-            profile = tuple(sorted(zip(votes[a:b], means[a:b])))
-            _extend(tables["maj"], kk, maj_values(int(self.n_none[p]), profile, kk, cache,
-                                                  lambda p=p: self._answers(p)))
+            kk = tuple(k for k in wanted if k <= size)
+            if kk:
+                a, b = rb[p], rb[p + 1]
+                keyed.append((p, (n_none[p], tuple(sorted(zip(votes[a:b], means[a:b]))), kk)))
+        maj = self._maj_by_key(keyed)
+        for p, key in keyed:
+            kk = key[2]
+            _extend(tables["maj"], kk, maj[key])
             if self.ranked[g]:
                 ranks = [-math.inf if r != r else r for r in self._ranks(p)]
                 _extend(tables["best"], kk, best_values(ranks, self._scores(p), kk))
         return assemble_rows(self.keys[g], self.settings[g], samples, int(self.errors[g]),
                              per_gen, acc, tables, bool(self.ranked[g]), wanted, confidence)
+
+    def _maj_by_key(self, keyed: list[tuple[int, tuple]]) -> dict[tuple, list[float]]:
+        """maj@K values per distinct (no-vote count, vote profile, Ks): counted exactly,
+        on all CPUs when there are many; maj_at_k's fallback where counting is too big,
+        from the first problem with that key (as the Aggregator's cache does)."""
+        first: dict[tuple, int] = {}
+        for p, key in keyed:
+            first.setdefault(key, p)
+        countable = [key for key in first if _count_cost(
+            [c for c, _ in key[1]], key[0], key[2][-1]) <= _COUNT_BUDGET]
+        out = dict(zip(countable, _map(_count_maj, countable)))
+        for key in first.keys() - out.keys():
+            answers, correct = self._answers(first[key])
+            out[key] = [maj_at_k(answers, correct, k) for k in key[2]]
+        return out
 
     def _items(self, p: int) -> slice:
         return slice(int(self.bounds[p]), int(self.bounds[p + 1]))
@@ -244,6 +348,6 @@ class ColumnarMetrics:
                 key, self.settings[g], int(self.problems[g]), int(self.scored[g]),
                 int(self.errors[g]), float(self.correct[g]), int(self.records[g]),
                 tuple(float(t[g]) for t in self.tokens), float(self.cost[g]),
-                bool(self.cost_known[g]), self.latencies[g], int(self.length[g]),
+                bool(self.cost_known[g]), self.latency[g], int(self.length[g]),
                 int(self.finished[g]), float(self.budget_use[g]), int(self.over_budget[g]))
         return out

@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -129,17 +130,7 @@ def sync(samples: Path) -> None:
     path = index_path(samples)
     size = samples.stat().st_size if samples.exists() else 0
     have = path.stat().st_size if path.exists() else 0
-    entries = have // ENTRY.size
-    keep, covered = 0, 0
-    if entries:
-        with open(path, "rb") as f:
-            # Entries end in increasing order: walk back from the last to one inside the file.
-            for i in range(entries - 1, -1, -1):
-                f.seek(i * ENTRY.size)
-                end = ENTRY.unpack(f.read(ENTRY.size))[0]
-                if end <= size:
-                    keep, covered = i + 1, end
-                    break
+    keep, covered = _inside(path, have // ENTRY.size, size) if have else (0, 0)
     if keep * ENTRY.size != have:
         with open(path, "r+b") as f:
             f.truncate(keep * ENTRY.size)
@@ -175,50 +166,106 @@ def iter_lines(samples: Path, start: int, stop: int) -> Iterator[tuple[dict, int
                     raise ValueError(f"{samples}: bad JSON at byte {pos - len(line)} ({e})") from None
 
 
-def load(samples: Path) -> Any:
-    """The entries for every complete line of ``samples`` as a numpy structured array:
-    the index's entries that end inside the file, plus entries encoded now for lines it
-    lags behind. None when there is no usable index (missing, out of order, or covering
-    less than half the file: then parsing the JSON is as fast)."""
-    import numpy as np
+class StaleIndex(Exception):
+    """The index does not describe its records file (changed by hand, or while read)."""
 
+
+@dataclass
+class Entries:
+    """The entries for every complete line of a records file, read in chunks: the index's
+    first ``count`` entries (those that end inside the file), then ``tail``, entries
+    encoded on reading for the lines the index lags behind."""
+
+    path: Path  # the index file
+    count: int
+    tail: bytes = b""
+
+    def __len__(self) -> int:
+        return self.count + len(self.tail) // ENTRY.size
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[Any]:
+        """numpy structured arrays of at most ``size`` entries, in file order."""
+        import numpy as np
+
+        dtype = np.dtype(FIELDS)
+        buffer = np.empty(min(size, self.count), dtype=dtype)  # one buffer: no page faults
+        with open(self.path, "rb") as f:
+            for start in range(0, self.count, size):
+                chunk = buffer[:min(size, self.count - start)]
+                if f.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
+                    raise StaleIndex(f"{self.path}: shorter than when it was opened")
+                yield chunk  # valid until the next one is read
+        if self.tail:
+            yield np.frombuffer(self.tail, dtype=dtype)
+
+    def end(self, i: int) -> int:
+        """Where entry ``i``'s line ends in the records file."""
+        if i < self.count:
+            with open(self.path, "rb") as f:
+                f.seek(i * ENTRY.size)
+                return ENTRY.unpack(f.read(ENTRY.size))[0]
+        return ENTRY.unpack_from(self.tail, (i - self.count) * ENTRY.size)[0]
+
+    def unpack(self, i: int) -> tuple:
+        if i < self.count:
+            with open(self.path, "rb") as f:
+                f.seek(i * ENTRY.size)
+                return ENTRY.unpack(f.read(ENTRY.size))
+        return ENTRY.unpack_from(self.tail, (i - self.count) * ENTRY.size)
+
+
+def load(samples: Path) -> Entries | None:
+    """The usable entries of ``samples``'s index; None when there is none worth using
+    (missing, or covering less than half the file: then parsing the JSON is as fast).
+    That the entries ascend is checked by their reader (ColumnarMetrics)."""
     path = index_path(samples)
     if not samples.exists() or not path.exists():
         return None
     size = samples.stat().st_size
-    dtype = np.dtype(FIELDS)
-    assert dtype.itemsize == ENTRY.size
-    entries = np.fromfile(path, dtype=dtype, count=path.stat().st_size // ENTRY.size)
-    ends = entries["end"]
-    if len(ends) > 1 and not bool(np.all(ends[1:] > ends[:-1])):
-        return None
-    inside = int(np.searchsorted(ends, size, side="right"))
-    covered = int(ends[inside - 1]) if inside else 0
+    entries = path.stat().st_size // ENTRY.size
+    inside, covered = _inside(path, entries, size)
     if covered * 2 < size:
         return None
-    entries = entries[:inside]
+    tail = b""
     if covered < size:
         encoder = Encoder()
         try:
             tail = b"".join(encoder.entry(r, e) for r, e in iter_lines(samples, covered, size))
         except (KeyError, TypeError, ValueError, OverflowError, struct.error):
             return None
-        entries = np.concatenate([entries, np.frombuffer(tail, dtype=dtype)])
-    return entries
+    return Entries(path, inside, tail)
 
 
-def read_record(samples: Path, entries: Any, i: int) -> dict | None:
+def _inside(path: Path, entries: int, size: int) -> tuple[int, int]:
+    """How many entries end inside a file of ``size`` bytes, and where the last of them
+    ends (entries ascend: a binary search)."""
+    def end_of(i: int) -> int:
+        f.seek(i * ENTRY.size)
+        return ENTRY.unpack(f.read(ENTRY.size))[0]
+
+    with open(path, "rb") as f:
+        lo, hi = 0, entries  # entries before lo end inside; from hi on they do not
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if end_of(mid) <= size:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo, end_of(lo - 1) if lo else 0
+
+
+def read_record(samples: Path, entries: Entries, i: int) -> dict | None:
     """The record of entry ``i``, re-read from samples.jsonl; None unless it matches the
     entry (its group, sample id and gen): the check that index and file agree."""
-    start = int(entries["end"][i - 1]) if i else 0
+    _, group, problem, _, gen, *_ = entries.unpack(i)
+    start = entries.end(i - 1) if i else 0
     with open(samples, "rb") as f:
         f.seek(start)
-        line = f.read(int(entries["end"][i]) - start)
+        line = f.read(entries.end(i) - start)
     try:
         rec = orjson.loads(line)
-        same = (hash64([rec["task"], rec["model"], rec["setting"]]) == int(entries["group"][i])
-                and hash64(rec["sample_id"]) == int(entries["problem"][i])
-                and rec["gen"] == int(entries["gen"][i]))
+        same = (hash64([rec["task"], rec["model"], rec["setting"]]) == group
+                and hash64(rec["sample_id"]) == problem and rec["gen"] == gen)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
     return rec if same else None
