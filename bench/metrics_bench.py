@@ -10,7 +10,8 @@ each in a fresh child process so that peak RSS is the step's own:
   k = 1, 2, 4, ..., 64, with intervals) and ``cost_rows``: parsing every record;
 * ``indexed``: the same rows from the score index a run writes beside
   samples.jsonl (``evals.metrics_columnar.aggregate``, what ``evals leaderboard``
-  and ``evals show`` do), checked equal to the ``metrics`` step's.
+  and ``evals show`` do), checked equal to the ``metrics`` step's;
+* ``leaderboard``: ``evals leaderboard --format csv`` end to end, in a new process.
 
 Also prints what the index costs the run that writes it (encoding, per record).
 
@@ -197,6 +198,7 @@ def main() -> None:
             done = subprocess.run(cmd + (["--profile"] if a.profile else []),
                                   stdout=subprocess.PIPE, text=True, check=True)
             results.append(json.loads(done.stdout))
+        results.append(_leaderboard(folder, path))
         encode_us = _encode_cost(path)  # after the children: they would inherit its memory
     n = a.problems * a.samples
     print(f"\n{a.problems:,} problems x {a.samples} samples = {n:,} records "
@@ -216,6 +218,36 @@ def main() -> None:
     assert results[1]["digest"] == results[2]["digest"], "indexed rows differ from the JSON pass"
     print(f"index: {score_index.index_path(path).stat().st_size / n:.0f} bytes a record; "
           f"writing it costs the run {encode_us:.1f} us a record (encoding)")
+
+
+def _leaderboard(folder: Path, path: Path) -> dict:
+    """``evals leaderboard --format csv`` over a results dir holding this one run, as a
+    user runs it: interpreter start, imports, the index, every row, the CSV."""
+    from evals import score_index
+    from evals.records import RUN_FILE, SAMPLES_FILE
+
+    run = folder / "results" / "bench-run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / RUN_FILE).write_text(json.dumps({"run_id": run.name, "status": "completed",
+                                            "started": "2026-11-26T00:00:00"}))
+    for src, dst in ((path, run / SAMPLES_FILE),
+                     (score_index.index_path(path), score_index.index_path(run / SAMPLES_FILE))):
+        dst.unlink(missing_ok=True)
+        os.link(src, dst)  # same bytes, no copy
+    # The CLI as `python -m evals.cli`, reporting its own rusage on the way out.
+    wrapper = ("import resource, runpy, sys\n"
+               "try:\n    runpy.run_module('evals.cli', run_name='__main__')\n"
+               "finally:\n    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+               "    print(r.ru_utime + r.ru_stime, r.ru_maxrss, file=sys.stderr)\n")
+    cmd = [sys.executable, "-c", wrapper, "leaderboard", "--results-dir", str(run.parent),
+           "--format", "csv"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    assert len(done.stdout.strip().splitlines()) > 10, done.stdout
+    cpu, rss = done.stderr.split()[-2:]
+    return {"mode": "leaderboard", "wall_s": wall, "cpu_s": float(cpu),
+            "peak_rss_mb": int(rss) / 1024}
 
 
 def _encode_cost(path: Path, count: int = 100_000) -> float:

@@ -96,9 +96,9 @@ def run(
     retries: Annotated[int, typer.Option(help="Retries per request on 429/5xx/timeouts.")] = 6,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
-    ranker: Annotated[Optional[str], typer.Option(help="LLM judge (model spec) ranking completions for best@k.")] = None,
+    ranker: Annotated[Optional[str], typer.Option(help="Ranks completions for best@k: an LLM judge (model spec) or reward/PATH (a reward model).")] = None,
     ranker_option: Annotated[Optional[list[str]], typer.Option(
-        "--ranker-option", help="The judge's backend option key=value, e.g. base_url=...")] = None,
+        "--ranker-option", help="The ranker's option key=value, e.g. base_url=... or batch_size=32")] = None,
     sandboxes: Annotated[Optional[int], typer.Option(help="Sandbox containers at once, for tasks that grade in Docker.")] = None,
     results_dir: ResultsDir = Path("results"),
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,

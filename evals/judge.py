@@ -1,17 +1,18 @@
-"""An LLM judge that ranks completions, for best-of-k when a task has no verifier.
+"""Rankers for best-of-k when a task has no verifier: an LLM judge or a reward model.
 
-``--ranker openai/MODEL`` asks the judge to rate each completion 0-10 for how
-likely its final answer is correct; the rating becomes the record's ``rank``.
-The judge never sees the reference answer, so its ranking is a real
-test-time selection rule (what best-of-k would do in deployment).
+``--ranker openai/MODEL`` (any model spec) asks the judge to rate each completion
+0-10 for how likely its final answer is correct; ``--ranker reward/PATH`` scores it
+with a local reward model (runners/reward.py). The score becomes the record's
+``rank``. Neither sees the reference answer, so the ranking is a real test-time
+selection rule (what best-of-k would do in deployment).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-from evals.runner import Request, Response, Runner
+from evals.runner import Request, Response, Runner, make_runner
 from evals.task import Sample
 
 JUDGE_PROMPT = """You are grading a response to a problem. Without solving the problem \
@@ -51,3 +52,17 @@ def judge_ranker(runner: Runner, generate: Callable[[Runner, Request], Awaitable
         return parse_rating(response.completions[0].text) if response.completions else None
 
     return rank
+
+
+def make_ranker(spec: str, options: dict[str, str],
+                generate: Callable[[Runner, Request], Awaitable[Response]]
+                ) -> tuple[Any, Callable[[Sample, str], Awaitable[float | None]]]:
+    """``--ranker SPEC``: (what to ``aclose()`` at the end, the rank function)."""
+    if spec.startswith("reward/"):
+        from runners.reward import make_ranker as make_reward_ranker
+
+        reward = make_reward_ranker(spec[len("reward/"):], **options)
+        return reward, reward.rank
+    # the judge has options of its own: the evaluated model's -M/--base-url are not its
+    runner = make_runner(spec, **options)
+    return runner, judge_ranker(runner, generate)

@@ -138,10 +138,10 @@ class Orchestrator:
         self.succeeded: dict[str, int] = {}
         self.judge = self.judge_runner = None
         if config.ranker:
-            from evals.judge import judge_ranker
-            # the judge has options of its own: the evaluated model's -M/--base-url are not its
-            self.judge_runner = make_runner(config.ranker, **config.ranker_options)
-            self.judge = judge_ranker(self.judge_runner, self.generate)
+            from evals.judge import make_ranker
+
+            self.judge_runner, self.judge = make_ranker(config.ranker, config.ranker_options,
+                                                        self.generate)
 
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:

@@ -114,10 +114,13 @@ def make_runner(name: str, **options: Any) -> "HFRunner":
     return HFRunner(f"hf/{name}", model, tokenizer, opts)
 
 
-def load(name: str, opts: HFOptions) -> tuple[Any, Any]:
-    """Tokenizer and model from a local path or the hub (HF_HOME, HF_HUB_OFFLINE apply)."""
+def load(name: str, opts: HFOptions, model_class: Any = None) -> tuple[Any, Any]:
+    """Tokenizer and model from a local path or the hub (HF_HOME, HF_HUB_OFFLINE apply).
+    ``model_class``: AutoModelForCausalLM unless given (the reward ranker's differs)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_class = model_class or AutoModelForCausalLM
 
     device = opts.device
     if device == "auto":
@@ -141,7 +144,7 @@ def load(name: str, opts: HFOptions) -> tuple[Any, Any]:
         extra["device_map"] = device  # straight onto the GPU, not through CPU memory first
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
-        model = AutoModelForCausalLM.from_pretrained(name, **common, **extra)
+        model = model_class.from_pretrained(name, **common, **extra)
     except (OSError, ValueError) as e:
         offline = " (HF_HUB_OFFLINE=1 is set: only the local cache is read)" if _bool(
             os.environ.get("HF_HUB_OFFLINE")) else ""

@@ -43,10 +43,12 @@ def tiny_tokenizer(words: list[str] | None = None) -> Any:
 
 def random_llama(vocab_size: int, *, hidden: int = 32, layers: int = 2, heads: int = 4,
                  kv_heads: int = 2, intermediate: int = 64, seed: int = 0, init: float = 0.5,
-                 tie: bool = False, ids: dict[str, int] | None = None) -> Any:
-    """A randomly initialised LlamaForCausalLM; ``init`` large enough that logits differ."""
+                 tie: bool = False, ids: dict[str, int] | None = None,
+                 reward: bool = False) -> Any:
+    """A randomly initialised LlamaForCausalLM; ``init`` large enough that logits differ.
+    ``reward``: a LlamaForSequenceClassification with one output instead (a reward model)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     ids = ids or {}
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
@@ -54,9 +56,9 @@ def random_llama(vocab_size: int, *, hidden: int = 32, layers: int = 2, heads: i
                          num_key_value_heads=kv_heads, max_position_embeddings=4096,
                          initializer_range=init, tie_word_embeddings=tie,
                          pad_token_id=ids.get("pad"), bos_token_id=ids.get("bos"),
-                         eos_token_id=ids.get("eos"))
+                         eos_token_id=ids.get("eos"), num_labels=1)
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config).eval()
+    return (LlamaForSequenceClassification if reward else LlamaForCausalLM)(config).eval()
 
 
 def bias_tokens(model: Any, biases: dict[int, float]) -> None:
@@ -93,6 +95,18 @@ def save_tiny(directory: str | Path, *, ban: Sequence[str] = (), favour: Sequenc
     biases.update({vocab[t]: 1e4 for t in favour})
     if biases:
         bias_tokens(model, biases)
+    tokenizer.save_pretrained(directory)
+    model.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_reward(directory: str | Path, seed: int = 0) -> Path:
+    """Tokenizer + a random one-output reward model in ``directory``."""
+    directory = Path(directory)
+    tokenizer = tiny_tokenizer()
+    model = random_llama(len(tokenizer.get_vocab()), seed=seed, reward=True, ids={
+        "pad": tokenizer.pad_token_id, "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id})
     tokenizer.save_pretrained(directory)
     model.save_pretrained(directory)
     return directory

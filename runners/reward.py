@@ -1,0 +1,174 @@
+"""``--ranker reward/PATH_OR_ID``: a reward model (sequence classification) ranks completions.
+
+For best@k without a task verifier: each completion is scored by a local reward
+model (e.g. Skywork-Reward, InternLM2-Reward, any ``AutoModelForSequenceClassification``
+checkpoint with one output) on the conversation [user: problem, assistant: completion]
+rendered with its own chat template; the scalar output becomes the record's ``rank``.
+Like the LLM judge, it never sees the reference answer.
+
+Concurrent ``rank`` calls are batched: they queue, and one background task scores up
+to ``batch_size`` of them per forward pass on the ranker's own thread (torch caches per
+thread; see runners/hf.py). Options (``--ranker-option key=value``): ``device``,
+``dtype`` (as for ``hf/``), ``batch_size`` (16), ``max_length`` (tokens, longer
+conversations lose their start: the answer is at the end), ``label`` (which output
+to read when the head has several, default 0), ``chat_template``, ``batch_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from evals.judge import problem_text
+from evals.runner import ConfigError
+from evals.task import Sample
+
+OPTIONS = ("device", "dtype", "batch_size", "max_length", "label", "chat_template",
+           "batch_wait", "trust_remote_code", "revision")
+
+
+@dataclass
+class RewardOptions:
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16
+    max_length: int = 4096
+    label: int = 0
+    chat_template: str | None = None
+    batch_wait: float = 0.005
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> "RewardOptions":
+        unknown = [k for k in options if k not in OPTIONS]
+        if unknown:
+            raise ConfigError(f"reward ranker has no option {unknown[0]!r} "
+                              f"(known: {', '.join(OPTIONS)})")
+        try:
+            out = cls(device=str(options.get("device", "auto")),
+                      dtype=str(options.get("dtype", "auto")),
+                      batch_size=int(options.get("batch_size", 16)),
+                      max_length=int(options.get("max_length", 4096)),
+                      label=int(options.get("label", 0)),
+                      chat_template=options.get("chat_template"),
+                      batch_wait=float(options.get("batch_wait", 0.005)),
+                      trust_remote_code=str(options.get("trust_remote_code", "")).lower()
+                      in ("1", "true", "yes", "on"),
+                      revision=options.get("revision"))
+        except ValueError as e:
+            raise ConfigError(f"reward ranker: bad option value: {e}") from None
+        if out.batch_size < 1 or out.max_length < 8:
+            raise ConfigError("reward ranker: batch_size must be >= 1 and max_length >= 8")
+        return out
+
+
+def make_ranker(name: str, **options: Any) -> "RewardRanker":
+    if not name:
+        raise ConfigError("--ranker reward/ needs a local path or hub id, e.g. "
+                          "reward/Skywork/Skywork-Reward-V2-Llama-3.1-8B")
+    opts = RewardOptions.parse(options)
+    return RewardRanker(f"reward/{name}", *load(name, opts), opts)
+
+
+def load(name: str, opts: RewardOptions) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from runners.hf import DTYPES, HFOptions
+    from runners.hf import load as load_causal
+
+    if opts.dtype not in DTYPES:
+        raise ConfigError(f"reward ranker: dtype must be one of {', '.join(DTYPES)}")
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # The hf runner's loader settles device, dtype, paths and error messages; only the
+    # model class differs.
+    hf = HFOptions(dtype=opts.dtype, device=device, trust_remote_code=opts.trust_remote_code,
+                   revision=opts.revision)
+    model, tokenizer = load_causal(name, hf, model_class=AutoModelForSequenceClassification)
+    labels = model.config.num_labels
+    if not 0 <= opts.label < labels:
+        raise ConfigError(f"reward/{name}: label {opts.label} but the head has {labels} output(s)")
+    return model, tokenizer
+
+
+class RewardRanker:
+    """``await ranker.rank(sample, completion)`` -> the reward model's score."""
+
+    def __init__(self, spec: str, model: Any, tokenizer: Any, opts: RewardOptions):
+        self.model = spec
+        self.net, self.tokenizer, self.opts = model, tokenizer, opts
+        if opts.chat_template:
+            template = opts.chat_template
+            if os.path.isfile(template):
+                with open(template, encoding="utf-8") as f:
+                    template = f.read()
+            tokenizer.chat_template = template
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"{spec}: the tokenizer has no chat template; give one with "
+                              "--ranker-option chat_template=FILE.jinja")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if getattr(model.config, "pad_token_id", None) is None:  # finds each row's last token
+            model.config.pad_token_id = tokenizer.pad_token_id
+        tokenizer.padding_side = "right"
+        tokenizer.truncation_side = "left"  # keep the end: the final answer
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reward")
+        self._queue: list[tuple[str, asyncio.Future]] = []
+        self._batcher: asyncio.Task | None = None
+        self.batches: list[int] = []  # conversations per forward pass, for tests
+
+    def text(self, sample: Sample, completion: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": problem_text(sample)},
+             {"role": "assistant", "content": completion}], tokenize=False)
+
+    def score(self, texts: list[str]) -> list[float]:
+        """One forward pass over ``texts`` (runs on the ranker's thread)."""
+        import torch
+
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                               max_length=self.opts.max_length, add_special_tokens=False)
+        batch = {k: v.to(self.net.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            logits = self.net(**batch).logits
+        return logits[:, self.opts.label].float().tolist()
+
+    async def rank(self, sample: Sample, completion: str) -> float | None:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((self.text(sample, completion), future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._serve())
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            await asyncio.sleep(self.opts.batch_wait)  # let concurrent callers join
+            batch, self._queue = (self._queue[:self.opts.batch_size],
+                                  self._queue[self.opts.batch_size:])
+            try:
+                scores = await loop.run_in_executor(self._thread, self.score,
+                                                    [text for text, _ in batch])
+            except Exception as e:  # e.g. out of memory: these stay unranked, the run goes on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            self.batches.append(len(batch))
+            for (_, future), value in zip(batch, scores):
+                if not future.done():
+                    future.set_result(value)
+
+    async def aclose(self) -> None:
+        if self._batcher is not None and not self._batcher.done():
+            self._batcher.cancel()
+        for _, future in self._queue:
+            if not future.done():
+                future.cancel()
+        self._queue = []

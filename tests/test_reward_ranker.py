@@ -1,0 +1,98 @@
+"""--ranker reward/PATH: a reward model (tiny, random, built here) ranks completions for best@k."""
+
+import asyncio
+import math
+from collections import defaultdict
+
+import pytest
+
+from evals.estimators import best_of_k
+from evals.fake_openai import FakeServer
+from evals.metrics import summarize
+from evals.records import RunLog, iter_records
+from evals.run import RunConfig, execute
+from evals.runner import ConfigError
+from evals.task import Sample
+from runners.hf_tiny import save_tiny_reward
+from runners.reward import make_ranker
+
+COMPLETIONS = ["the answer is 7", "hmm 8", "ok yes no", "so the answer is ( 12 )", "7",
+               "think step by step the answer is 7 ANSWER: 7"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a hidden size of 32 gains nothing from threads
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reward_dir(tmp_path_factory):
+    return save_tiny_reward(tmp_path_factory.mktemp("rm") / "rm")
+
+
+def test_batched_scores_equal_each_conversation_scored_alone(reward_dir):
+    ranker = make_ranker(str(reward_dir), batch_size="4", batch_wait="0.01")
+    sample = Sample(id="a", input="Compute 3 + 4", target="7")
+
+    async def rank_all():
+        try:
+            return await asyncio.gather(*(ranker.rank(sample, c) for c in COMPLETIONS))
+        finally:
+            await ranker.aclose()
+
+    got = asyncio.run(rank_all())
+    assert ranker.batches == [4, 2]  # padded batches of the six
+    alone = [ranker.score([ranker.text(sample, c)])[0] for c in COMPLETIONS]
+    assert got == pytest.approx(alone, abs=1e-5)
+    assert len({round(x, 4) for x in got}) == len(got)  # it tells them apart
+    # The model reads the conversation the chat template renders: problem, then answer.
+    assert ranker.text(sample, "hmm 8") == "<|user|> Compute 3 + 4\n<|assistant|> hmm 8\n"
+
+
+def test_long_conversations_keep_their_end(reward_dir):
+    ranker = make_ranker(str(reward_dir), max_length="16")
+    sample = Sample(id="a", input="Compute 1", target="1")
+    long = " ".join(["hmm"] * 50)
+    a, b = ranker.score([ranker.text(sample, long + " 7"), ranker.text(sample, long + " 8")])
+    assert a != pytest.approx(b)  # cut from the left: the differing last word is kept
+
+
+def test_best_at_k_follows_the_reward_models_ranks(reward_dir, tmp_path):
+    def script(body, index):
+        value = eval(body["messages"][-1]["content"].split("Compute ")[1].split(". Think")[0])
+        return [f"so the answer is ANSWER: {value}", f"hmm ANSWER: {value + 1}",
+                f"ANSWER: {value}", f"ok no ANSWER: {value - 1}"][index]
+
+    with FakeServer(script=script) as srv:
+        cfg = RunConfig(tasks=["arithmetic"], models=["openai/fake-model"],
+                        model_options={"base_url": srv.url}, task_params={"count": "6"},
+                        samples=4, ranker=f"reward/{reward_dir}",
+                        ranker_options={"batch_size": "8"})
+        execute(cfg, RunLog(tmp_path / "r"), ["evals"])
+    records = list(iter_records(tmp_path / "r" / "samples.jsonl"))
+    assert len(records) == 24 and all(isinstance(r["rank"], float) for r in records)
+    by_problem = defaultdict(list)
+    for r in records:
+        by_problem[r["sample_id"]].append(r)
+    rows = {r.metric: r.value for r in summarize(records)}
+    for k in (1, 2, 4):  # the harness's best@k is the estimator's over the recorded ranks
+        expected = sum(best_of_k([r["rank"] for r in rs], [r["score"] for r in rs], k)
+                       for rs in by_problem.values()) / len(by_problem)
+        assert rows[f"best@{k}"] == pytest.approx(expected)
+    assert math.isclose(rows["accuracy"], 0.5)  # completions 0 and 2 are right
+
+
+def test_bad_reward_ranker_settings_are_config_errors(reward_dir, tmp_path):
+    with pytest.raises(ConfigError, match="no option 'temperature'"):
+        make_ranker(str(reward_dir), temperature="0")
+    with pytest.raises(ConfigError, match="label 1 but the head has 1 output"):
+        make_ranker(str(reward_dir), label="1")
+    with pytest.raises(ConfigError, match="no such model directory"):
+        make_ranker(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="needs a local path"):
+        make_ranker("")
