@@ -167,6 +167,19 @@ def dtype_keyword() -> str:
     return "dtype" if _version() >= (4, 56) else "torch_dtype"
 
 
+def set_chat_template(tokenizer: Any, template: str | None, spec: str, flag: str) -> None:
+    """Install ``template`` (a Jinja file or string) if given; refuse a tokenizer left
+    without one, naming the option (``flag``) that supplies it."""
+    if template:
+        if os.path.isfile(template):
+            with open(template, encoding="utf-8") as f:
+                template = f.read()
+        tokenizer.chat_template = template
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"{spec}: the tokenizer has no chat template; "
+                          f"give one with {flag} chat_template=FILE.jinja")
+
+
 @dataclass
 class _Pending:
     job: Any  # hf_generate.Job
@@ -214,15 +227,7 @@ class HFRunner:
         self.opts = opts
         self.cache_identity = _identity(spec, model, opts)
         self.tokenizer = tokenizer
-        if opts.chat_template:
-            template = opts.chat_template
-            if os.path.isfile(template):
-                with open(template, encoding="utf-8") as f:
-                    template = f.read()
-            tokenizer.chat_template = template
-        if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"{spec}: the tokenizer has no chat template; "
-                              "give one with -M chat_template=FILE.jinja")
+        set_chat_template(tokenizer, opts.chat_template, spec, "-M")
         self.think = think_config(tokenizer, opts.think)
         # The model's generation_config holds its recommended sampling (Qwen: temperature
         # 0.6, top_p 0.95, top_k 20): those are our defaults. It is then replaced by a bare

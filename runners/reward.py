@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,15 +102,9 @@ class RewardRanker:
     def __init__(self, spec: str, model: Any, tokenizer: Any, opts: RewardOptions):
         self.model = spec
         self.net, self.tokenizer, self.opts = model, tokenizer, opts
-        if opts.chat_template:
-            template = opts.chat_template
-            if os.path.isfile(template):
-                with open(template, encoding="utf-8") as f:
-                    template = f.read()
-            tokenizer.chat_template = template
-        if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"{spec}: the tokenizer has no chat template; give one with "
-                              "--ranker-option chat_template=FILE.jinja")
+        from runners.hf import set_chat_template
+
+        set_chat_template(tokenizer, opts.chat_template, spec, "--ranker-option")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if getattr(model.config, "pad_token_id", None) is None:  # finds each row's last token
