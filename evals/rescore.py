@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import os
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import orjson
@@ -62,18 +63,38 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
         return new
 
     tmp = out_path.with_suffix(".tmp")
+    tmp_index = score_index.index_path(tmp)
+    tmp_index.unlink(missing_ok=True)  # left by an interrupted rescore: not to append to
+    index = score_index.IndexWriter(tmp)  # gives up (and removes itself) on a bad record
+    end = 0
     with open(tmp, "wb") as out:
-        batch: list[dict] = []
-        for record in iter_records(log.samples_path):
-            summary.records += 1
-            batch.append(record)
-            if len(batch) >= 1024:
-                out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
-                batch.clear()
-        out.write(b"".join(orjson.dumps(r) + b"\n" for r in await asyncio.gather(*map(one, batch))))
-    score_index.index_path(out_path).unlink(missing_ok=True)  # it describes the old file
+
+        async def flush(batch: list[dict]) -> None:
+            nonlocal end
+            scored = await asyncio.gather(*map(one, batch))
+            lines = [orjson.dumps(r) + b"\n" for r in scored]
+            out.write(b"".join(lines))
+            ends = list(accumulate(map(len, lines), initial=end))[1:]
+            end = ends[-1] if ends else end
+            index.append(scored, ends)
+
+        try:
+            batch: list[dict] = []
+            for record in iter_records(log.samples_path):
+                summary.records += 1
+                batch.append(record)
+                if len(batch) >= 1024:
+                    await flush(batch)
+                    batch.clear()
+            await flush(batch)
+        finally:
+            index.close()
+    # The old index describes the old file: gone first, so a kill between the two
+    # renames leaves no index (readers then parse the JSON), never a wrong one.
+    score_index.index_path(out_path).unlink(missing_ok=True)
     os.replace(tmp, out_path)  # an interrupted rescore leaves the previous file whole
-    score_index.sync(out_path)
+    if tmp_index.exists():
+        os.replace(tmp_index, score_index.index_path(out_path))
     return summary
 
 

@@ -104,6 +104,14 @@ def strict() -> Task:
     rescored = list(iter_records(results / "r" / "samples.rescored.jsonl"))
     assert [r["score"] for r in rescored] == [1.0] * 4
     assert all(r["previous"] == {"score": 0.0, "answer": "YES", "status": "ok"} for r in rescored)
+    # Its score index describes the new verdicts, and the original's is untouched.
+    from evals.metrics_columnar import ColumnarMetrics, aggregate
+
+    indexed = aggregate(results / "r" / "samples.rescored.jsonl", min_bytes=0)
+    assert isinstance(indexed, ColumnarMetrics)
+    assert [m.value for m in indexed.metric_rows()] == [1.0]
+    assert [m.value for m in aggregate(results / "r" / "samples.jsonl", min_bytes=0)
+            .metric_rows()] == [0.0]
     shown = json.loads(run_cli("show", "r", "--results-dir", str(results), "--json", "--rescored").stdout)
     assert [m["value"] for m in shown["metrics"] if m["metric"] == "accuracy"] == [1.0]
     board = run_cli("leaderboard", "--results-dir", str(results), "-f", "json").stdout
