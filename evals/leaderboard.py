@@ -11,6 +11,7 @@ import csv
 import io
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from evals.metrics_columnar import aggregate
 from evals.records import RunLog, find_runs, iter_records
@@ -29,11 +30,16 @@ _PER_SETTING = ("cost_per_correct", "latency_mean", "latency_p90", "length_share
 
 
 def build_rows(results_dir: Path, tasks: list[str] | None = None,
-               models: list[str] | None = None, rescored: bool = False) -> list[dict]:
+               models: list[str] | None = None, rescored: bool = False,
+               aggregates: dict[str, Any] | None = None) -> list[dict]:
+    """``aggregates``: if given, filled with each run's aggregate (by run directory name)
+    for a caller that reads more from it (the report's cost rows)."""
     latest: dict[tuple, dict] = {}
     for log in find_runs(results_dir):
         meta = log.read_meta()
         aggregator = aggregate(log.records_path(rescored))
+        if aggregates is not None:
+            aggregates[log.dir.name] = aggregator
         costs = aggregator.cost_rows()
         for metric_row in aggregator.metric_rows():
             row = asdict(metric_row)

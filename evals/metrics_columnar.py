@@ -40,10 +40,12 @@ PARALLEL_MIN = 2000  # distinct maj@K profiles before counting them in worker pr
 _MIX = 0x9E3779B97F4A7C15  # odd: (group, sample id) hashes -> one 64-bit problem key
 
 
-def aggregate(samples: Path, min_bytes: int = MIN_BYTES) -> "Aggregator | ColumnarMetrics":
-    """Metrics of one records file: from its index when that pays and can be trusted."""
+def aggregate(samples: Path, min_bytes: int | None = None) -> "Aggregator | ColumnarMetrics":
+    """Metrics of one records file: from its index when that pays (``min_bytes``,
+    default MIN_BYTES) and can be trusted."""
     samples = Path(samples)
-    if samples.exists() and samples.stat().st_size >= min_bytes:
+    if samples.exists() and samples.stat().st_size >= (MIN_BYTES if min_bytes is None
+                                                        else min_bytes):
         entries = score_index.load(samples)
         if entries is not None and len(entries):
             try:
@@ -114,6 +116,7 @@ class ColumnarMetrics:
         # Names and settings from each group's first line, which also checks the index.
         self.keys: list[GroupKey] = []
         self.settings: list[dict] = []
+        self.first_metadata: list[Any] = []  # of each group's first record (for the report)
         for i in [*firsts, R - 1]:
             rec = score_index.read_record(samples, entries, i)
             if rec is None:
@@ -121,6 +124,7 @@ class ColumnarMetrics:
             if len(self.keys) < G:
                 self.keys.append((rec["task"], rec["model"], rec["setting"]))
                 self.settings.append(dict(rec.get("settings") or {}))
+                self.first_metadata.append(rec.get("metadata"))
 
         # Slots (problem, gen): the last record wins, as in Aggregator.update.
         pi, problem_keys = pd.factorize(problem)

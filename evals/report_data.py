@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow
+from evals.metrics_columnar import ColumnarMetrics
 from evals.records import find_runs, iter_records
 
 _SEP = "\x1f"  # joins setting and category label inside a breakdown Aggregator's key
@@ -86,6 +87,11 @@ class ReportData:
     runs: list[str]
 
 
+def _breaks_down(meta: Any) -> bool:
+    """Records with this metadata feed a breakdown: GPQA-like domains, needle cells."""
+    return isinstance(meta, dict) and ("domain" in meta or ("length" in meta and "depth" in meta))
+
+
 class _Splitter:
     """Feeds each record into per-category Aggregators (only accuracy is read back)."""
 
@@ -105,7 +111,7 @@ class _Splitter:
 
     def add(self, rec: Mapping[str, Any]) -> None:
         meta = rec.get("metadata")
-        if not isinstance(meta, dict):
+        if not _breaks_down(meta):
             return
         domain = meta.get("domain")
         if domain is not None:
@@ -135,7 +141,8 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
     from evals.leaderboard import build_rows
 
     groups: dict[GroupKey, Group] = {}
-    rows = build_rows(Path(results_dir), tasks=tasks, models=models)
+    aggregates: dict[str, Any] = {}
+    rows = build_rows(Path(results_dir), tasks=tasks, models=models, aggregates=aggregates)
     for r in rows:
         if r["metric"] == "accuracy":
             groups[(r["task"], r["model"], r["setting"])] = Group(
@@ -154,8 +161,15 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
         wanted = by_run.get(log.dir.name)
         if not wanted:
             continue
-        costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
-                                           splitter)).cost_rows()
+        indexed = aggregates.get(log.dir.name)
+        if isinstance(indexed, ColumnarMetrics) and not any(
+                _breaks_down(m) for m in indexed.first_metadata):
+            # A big run whose records carry no breakdown categories: its costs are
+            # already summed, and a pass over its JSON would only repeat them.
+            costs = indexed.cost_rows()
+        else:
+            costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
+                                               splitter)).cost_rows()
         for key in wanted:
             groups[key].cost = costs.get(key)
     ordered = sorted(groups.values(), key=lambda g: (

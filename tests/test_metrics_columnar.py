@@ -217,3 +217,30 @@ def test_an_index_out_of_order_is_not_used(tmp_path):
     data[size:2 * size], data[2 * size:3 * size] = data[2 * size:3 * size], data[size:2 * size]
     index.write_bytes(bytes(data))
     assert isinstance(aggregate(path, min_bytes=0), Aggregator)
+
+
+@pytest.mark.parametrize("with_domains", [False, True])
+def test_report_takes_costs_from_the_index_unless_it_needs_the_records(
+        tmp_path, monkeypatch, with_domains):
+    from evals import metrics_columnar, report_data
+
+    recs = records(10)
+    if with_domains:  # GPQA-like: the report's domain tables need every record's metadata
+        for r in recs:
+            r["metadata"] = {"domain": "Physics" if str(r["sample_id"])[-1] in "13579" else "Biology"}
+    log = RunLog(tmp_path / "res" / "run")
+    log.write_meta({"run_id": "run", "status": "completed", "started": "2026-11-26"})
+    log.append(recs)
+    log.close()
+    passes = []
+    real = report_data.iter_records
+    monkeypatch.setattr(report_data, "iter_records", lambda path: passes.append(path) or real(path))
+    monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 0)
+    indexed = report_data.collect(tmp_path / "res")
+    assert len(passes) == (1 if with_domains else 0)
+    assert bool(indexed.breakdowns) == with_domains
+    monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 2**62)  # the JSON way throughout
+    reference = report_data.collect(tmp_path / "res")
+    assert [g.key for g in indexed.groups] == [g.key for g in reference.groups]
+    for a, b in zip(indexed.groups, reference.groups):
+        _close(asdict(a.cost), asdict(b.cost))
