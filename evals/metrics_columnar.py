@@ -116,7 +116,6 @@ class ColumnarMetrics:
         # Names and settings from each group's first line, which also checks the index.
         self.keys: list[GroupKey] = []
         self.settings: list[dict] = []
-        self.first_metadata: list[Any] = []  # of each group's first record (for the report)
         for i in [*firsts, R - 1]:
             rec = score_index.read_record(samples, entries, i)
             if rec is None:
@@ -124,7 +123,6 @@ class ColumnarMetrics:
             if len(self.keys) < G:
                 self.keys.append((rec["task"], rec["model"], rec["setting"]))
                 self.settings.append(dict(rec.get("settings") or {}))
-                self.first_metadata.append(rec.get("metadata"))
 
         # Slots (problem, gen): the last record wins, as in Aggregator.update.
         pi, problem_keys = pd.factorize(problem)
@@ -170,6 +168,8 @@ class ColumnarMetrics:
         fscore = np.empty(F)
         fans = np.empty(F, dtype=np.uint64)
         frank = None  # allocated when a rank shows up: most runs have none
+        fcat = np.zeros(F, dtype=np.uint64)
+        self.category_at: dict[int, int] = {}  # breakdown category -> its first entry
         at = 0
         for chunk in entries.chunks(self.chunk):
             n = len(chunk)
@@ -215,6 +215,13 @@ class ColumnarMetrics:
             ferr[to] = err[won]
             fscore[to] = chunk["score"][won]
             fans[to] = chunk["answer"][won]
+            cats = chunk["category"]
+            fcat[to] = cats[won]
+            tagged = np.flatnonzero(cats)
+            if len(tagged):
+                hashes, where = np.unique(cats[tagged], return_index=True)
+                for h, i in zip(hashes.tolist(), where.tolist()):
+                    self.category_at.setdefault(h, at + int(tagged[i]))
             if frank is None and has_rank.any():
                 frank = np.full(F, np.nan)
             if frank is not None:
@@ -246,6 +253,9 @@ class ColumnarMetrics:
         self.ones = np.bincount(fp[ok & (fscore == 1.0)], minlength=P)
         self.binary = self.ones + np.bincount(fp[ok & (fscore == 0.0)], minlength=P) == n_items
         self.bounds = np.concatenate([[0], np.cumsum(seen)])  # problem p: rows b[p]:b[p+1]
+        self.seen, self.perr = seen, perr
+        self.pcat = fcat[self.bounds[:-1]]  # a problem's category: its first generation's
+        self.samples_path, self.entries = samples, entries
         self.fok, self.fscore, self.fans, self.frank = ok, fscore, fans, frank
         # Vote runs, one per (problem, answer): its votes and mean score. Factorizing a
         # (problem, answer) hash numbers them in order of first appearance, hence by problem.
@@ -354,6 +364,28 @@ class ColumnarMetrics:
                 t[0] += 1
                 t[1] += score
         return answers, {a: total / c for a, (c, total) in totals.items()}
+
+    def by_category(self, g: int) -> dict[int, tuple[list[float], int, int]]:
+        """Group ``g``'s problems by breakdown category (``score_index.category``): each
+        one's per-problem accuracies, most generations of a problem, errored generations."""
+        import numpy as np
+
+        mine = np.flatnonzero((self.pg == g) & (self.pcat != 0))
+        cats = self.pcat[mine]
+        out = {}
+        for h in np.unique(cats).tolist():
+            ps = mine[cats == h]
+            scored = ps[self.n_items[ps] > 0]
+            out[h] = ((self.psum[scored] / self.n_items[scored]).tolist(),
+                      int(self.seen[ps].max()), int(self.perr[ps].sum()))
+        return out
+
+    def category_metadata(self, category: int) -> dict:
+        """The metadata of the first record in a breakdown category."""
+        rec = score_index.read_record(self.samples_path, self.entries, self.category_at[category])
+        if rec is None:
+            raise StaleIndex(f"{self.samples_path}: changed while it was read")
+        return rec.get("metadata") or {}
 
     def cost_rows(self) -> dict[GroupKey, CostRow]:
         out: dict[GroupKey, CostRow] = {}

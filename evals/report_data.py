@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow
+from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow, assemble_rows
 from evals.metrics_columnar import ColumnarMetrics
 from evals.records import find_runs, iter_records
+from evals.score_index import breaks_down
 
 _SEP = "\x1f"  # joins setting and category label inside a breakdown Aggregator's key
 
@@ -87,53 +88,78 @@ class ReportData:
     runs: list[str]
 
 
-def _breaks_down(meta: Any) -> bool:
-    """Records with this metadata feed a breakdown: GPQA-like domains, needle cells."""
-    return isinstance(meta, dict) and ("domain" in meta or ("length" in meta and "depth" in meta))
-
-
 class _Splitter:
-    """Feeds each record into per-category Aggregators (only accuracy is read back)."""
+    """Accuracy per metadata category: records fed one by one into per-category
+    Aggregators, or a run's per-category problem values from its score index."""
 
     def __init__(self) -> None:
         self.aggs: dict[tuple[str, str], Aggregator] = {}
+        self.indexed: dict[tuple[str, str], dict[str, dict[tuple[str, str], MetricRow]]] = {}
         self.needle_keys: dict[str, dict[str, tuple[str, Any, Any]]] = {}
 
-    def _feed(self, rec: Mapping[str, Any], kind: str, label: str) -> None:
-        agg = self.aggs.get((rec["task"], kind))
-        if agg is None:
-            agg = self.aggs[(rec["task"], kind)] = Aggregator()
-        # A small record: the category rides in the setting, the rest is what
-        # Aggregator needs for de-duplication, errors and scores.
-        agg.add({"task": rec["task"], "model": rec["model"],
-                 "setting": rec["setting"] + _SEP + label, "sample_id": rec["sample_id"],
-                 "gen": rec["gen"], "score": rec.get("score"), "status": rec.get("status")})
-
-    def add(self, rec: Mapping[str, Any]) -> None:
-        meta = rec.get("metadata")
-        if not _breaks_down(meta):
-            return
+    def _labels(self, task: str, meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(kind, label) of each breakdown cell a record with this metadata falls in."""
+        out = []
         domain = meta.get("domain")
         if domain is not None:
-            self._feed(rec, "domain", str(domain))
+            out.append(("domain", str(domain)))
             sub = meta.get("subdomain")
             if sub is not None:
-                self._feed(rec, "domain", f"{domain} / {sub}")
+                out.append(("domain", f"{domain} / {sub}"))
         if "length" in meta and "depth" in meta:
             key = (str(meta.get("variant") or ""), meta["length"], meta["depth"])
             label = "|".join(map(str, key))
-            self.needle_keys.setdefault(rec["task"], {})[label] = key
-            self._feed(rec, "needle", label)
+            self.needle_keys.setdefault(task, {})[label] = key
+            out.append(("needle", label))
+        return out
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        meta = rec.get("metadata")
+        if not breaks_down(meta):
+            return
+        for kind, label in self._labels(rec["task"], meta):
+            agg = self.aggs.get((rec["task"], kind))
+            if agg is None:
+                agg = self.aggs[(rec["task"], kind)] = Aggregator()
+            # A small record: the category rides in the setting, the rest is what
+            # Aggregator needs for de-duplication, errors and scores.
+            agg.add({"task": rec["task"], "model": rec["model"],
+                     "setting": rec["setting"] + _SEP + label, "sample_id": rec["sample_id"],
+                     "gen": rec["gen"], "score": rec.get("score"), "status": rec.get("status")})
+
+    def add_indexed(self, agg: ColumnarMetrics, wanted: set[GroupKey]) -> None:
+        """The same cells from a run's score index: no record is parsed."""
+        for g, key in enumerate(agg.keys):
+            if key not in wanted:
+                continue
+            task, model, setting = key
+            parts: dict[tuple[str, str], list] = {}  # (kind, label) -> values, samples, errors
+            for category, (values, samples, errors) in agg.by_category(g).items():
+                for cell in self._labels(task, agg.category_metadata(category)):
+                    part = parts.setdefault(cell, [[], 0, 0])
+                    part[0] += values
+                    part[1] = max(part[1], samples)
+                    part[2] += errors
+            for (kind, label), (values, samples, errors) in parts.items():
+                row = assemble_rows((task, model, setting + _SEP + label), agg.settings[g],
+                                    samples, errors, None, values, {}, False, [], 0.95)[0]
+                self.indexed.setdefault((task, kind), {}).setdefault(label, {})[
+                    (model, setting)] = row
 
     def breakdowns(self) -> list[Breakdown]:
-        out = []
-        for (task, kind), agg in sorted(self.aggs.items()):
-            b = Breakdown(task, kind, needle_keys=self.needle_keys.get(task, {}))
+        out = {}
+        for (task, kind), agg in self.aggs.items():
+            b = out[(task, kind)] = Breakdown(task, kind,
+                                              needle_keys=self.needle_keys.get(task, {}))
             for row in agg.metric_rows(ks=[]):  # ks=[]: accuracy only
                 setting, _, label = row.setting.partition(_SEP)
                 b.cells.setdefault(label, {})[(row.model, setting)] = row
-            out.append(b)
-        return out
+        for (task, kind), cells in self.indexed.items():
+            b = out.setdefault((task, kind), Breakdown(
+                task, kind, needle_keys=self.needle_keys.get(task, {})))
+            for label, by_column in cells.items():
+                b.cells.setdefault(label, {}).update(by_column)
+        return [out[k] for k in sorted(out)]
 
 
 def collect(results_dir: Path, tasks: list[str] | None = None,
@@ -162,11 +188,9 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
         if not wanted:
             continue
         indexed = aggregates.get(log.dir.name)
-        if isinstance(indexed, ColumnarMetrics) and not any(
-                _breaks_down(m) for m in indexed.first_metadata):
-            # A big run whose records carry no breakdown categories: its costs are
-            # already summed, and a pass over its JSON would only repeat them.
+        if isinstance(indexed, ColumnarMetrics):  # a big run: its index has it all
             costs = indexed.cost_rows()
+            splitter.add_indexed(indexed, wanted)
         else:
             costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
                                                splitter)).cost_rows()

@@ -2,7 +2,7 @@
 
 Parsing JSON costs ~2 us a record whatever the parser (orjson and pyarrow's reader
 measured alike), so 6.4M records cannot be summarised in seconds from JSON alone.
-The writer therefore appends, beside each line of samples.jsonl, one 93-byte entry of
+The writer therefore appends, beside each line of samples.jsonl, one 101-byte entry of
 what the metrics read (``ENTRY``); ``evals.metrics_columnar`` reads the entries with
 numpy (6.4M in under 2 s; bench/README.md).
 
@@ -31,12 +31,13 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
-SUFFIX = ".index"
-# end offset, group, sample id, answer (0 = none), gen, flags, score (NaN: unscored),
-# rank, cost, latency (NaN: none), prompt, completion, reasoning tokens.
-ENTRY = struct.Struct("<QQQQIBddddddd")
+SUFFIX = ".index"  # names the format: a change to ENTRY takes a new one, so an old
+# index is ignored (readers parse the JSON, resume rebuilds it), never misread
+# end offset, group, sample id, answer (0 = none), category (0 = none), gen, flags,
+# score (NaN: unscored), rank, cost, latency (NaN: none), prompt, completion, reasoning.
+ENTRY = struct.Struct("<QQQQQIBddddddd")
 FIELDS = [("end", "<u8"), ("group", "<u8"), ("problem", "<u8"), ("answer", "<u8"),
-          ("gen", "<u4"), ("flags", "u1"), ("score", "<f8"), ("rank", "<f8"), ("cost", "<f8"),
+          ("category", "<u8"), ("gen", "<u4"), ("flags", "u1"), ("score", "<f8"), ("rank", "<f8"), ("cost", "<f8"),
           ("latency", "<f8"), ("prompt", "<f8"), ("completion", "<f8"), ("reasoning", "<f8")]
 ERROR, CACHED, LENGTH, USAGE = 1, 2, 4, 8
 _NAN = math.nan
@@ -82,9 +83,22 @@ class Encoder:
         answer = rec.get("answer")
         return ENTRY.pack(
             end, self.group(rec), hash64(rec["sample_id"]), 0 if answer is None else hash64(answer),
-            rec["gen"], flags, float(score), _float(rec.get("rank")), _float(rec.get("cost")),
+            category(rec.get("metadata")), rec["gen"], flags, float(score), _float(rec.get("rank")), _float(rec.get("cost")),
             _float(rec.get("latency")), float(usage.get("prompt") or 0.0),
             float(usage.get("completion") or 0.0), float(usage.get("reasoning") or 0.0))
+
+
+def breaks_down(meta: Any) -> bool:
+    """Records with this metadata feed the report's breakdowns: GPQA-like domains
+    (``domain``, ``subdomain``) or needle cells (``variant``, ``length``, ``depth``)."""
+    return isinstance(meta, dict) and ("domain" in meta or ("length" in meta and "depth" in meta))
+
+
+def category(meta: Any) -> int:
+    """The hash of what a record's metadata breaks down by; 0 when it has none."""
+    if not breaks_down(meta):
+        return 0
+    return hash64([meta.get(k) for k in ("domain", "subdomain", "variant", "length", "depth")])
 
 
 def _float(value: Any) -> float:
@@ -257,7 +271,7 @@ def _inside(path: Path, entries: int, size: int) -> tuple[int, int]:
 def read_record(samples: Path, entries: Entries, i: int) -> dict | None:
     """The record of entry ``i``, re-read from samples.jsonl; None unless it matches the
     entry (its group, sample id and gen): the check that index and file agree."""
-    _, group, problem, _, gen, *_ = entries.unpack(i)
+    _, group, problem, _, _, gen, *_ = entries.unpack(i)
     start = entries.end(i - 1) if i else 0
     with open(samples, "rb") as f:
         f.seek(start)

@@ -219,15 +219,20 @@ def test_an_index_out_of_order_is_not_used(tmp_path):
     assert isinstance(aggregate(path, min_bytes=0), Aggregator)
 
 
-@pytest.mark.parametrize("with_domains", [False, True])
-def test_report_takes_costs_from_the_index_unless_it_needs_the_records(
-        tmp_path, monkeypatch, with_domains):
+@pytest.mark.parametrize("categories", [None, "domain", "needle"])
+def test_the_report_of_an_indexed_run_reads_no_json_and_matches_the_json_one(
+        tmp_path, monkeypatch, categories):
     from evals import metrics_columnar, report_data
 
     recs = records(10)
-    if with_domains:  # GPQA-like: the report's domain tables need every record's metadata
-        for r in recs:
-            r["metadata"] = {"domain": "Physics" if str(r["sample_id"])[-1] in "13579" else "Biology"}
+    for r in recs:  # GPQA-like domains or needle cells: the report's breakdown tables
+        i = int(str(r["sample_id"]).rpartition("-")[2])
+        if categories == "domain":
+            r["metadata"] = {"domain": ["Physics", "Biology"][i % 2],
+                             "subdomain": ["Optics", "Genetics", "Quantum"][i % 3]}
+        elif categories == "needle":
+            r["metadata"] = {"length": [1000, 2000][i % 2], "depth": [0.0, 0.5, 1.0][i % 3],
+                             "variant": "single"}
     log = RunLog(tmp_path / "res" / "run")
     log.write_meta({"run_id": "run", "status": "completed", "started": "2026-11-26"})
     log.append(recs)
@@ -237,10 +242,23 @@ def test_report_takes_costs_from_the_index_unless_it_needs_the_records(
     monkeypatch.setattr(report_data, "iter_records", lambda path: passes.append(path) or real(path))
     monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 0)
     indexed = report_data.collect(tmp_path / "res")
-    assert len(passes) == (1 if with_domains else 0)
-    assert bool(indexed.breakdowns) == with_domains
+    assert passes == []
     monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 2**62)  # the JSON way throughout
     reference = report_data.collect(tmp_path / "res")
+    assert len(passes) == 1
     assert [g.key for g in indexed.groups] == [g.key for g in reference.groups]
     for a, b in zip(indexed.groups, reference.groups):
         _close(asdict(a.cost), asdict(b.cost))
+    assert [(b.task, b.kind) for b in indexed.breakdowns] == \
+        [(b.task, b.kind) for b in reference.breakdowns]
+    assert bool(indexed.breakdowns) == (categories is not None)
+    for a, b in zip(indexed.breakdowns, reference.breakdowns):
+        assert a.needle_keys == b.needle_keys
+        assert a.cells.keys() == b.cells.keys()
+        for label in b.cells:
+            assert a.cells[label].keys() == b.cells[label].keys()
+            for column, want in b.cells[label].items():
+                got = a.cells[label][column]
+                for name in ("value", "ci_low", "ci_high", "n", "samples", "errors"):
+                    x, y = getattr(got, name), getattr(want, name)
+                    assert x == pytest.approx(y, rel=1e-9) or (x != x and y != y), (label, name)
