@@ -23,3 +23,14 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "evals.cli", *args], capture_output=True,
                           text=True, env=full_env, cwd=cwd or REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """Two math verifier worker processes for a test module (tasks/math/pool.py)."""
+    from tasks.math.pool import VerifierPool
+
+    p = VerifierPool(size=2)
+    p.start()
+    yield p
+    p.close()

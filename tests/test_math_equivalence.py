@@ -17,7 +17,6 @@ import pytest
 from evals.task import Sample
 from tasks.math import Gold, MathScorer, Options
 from tasks.math.answer import Extracted
-from tasks.math.pool import VerifierPool
 
 TABLE = Path(__file__).parent / "data" / "math_equivalence.jsonl"
 ROWS = [json.loads(line) for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -26,14 +25,6 @@ KNOWN_FAILURES = {
     587: "units are dropped by normalisation, never compared: 5 cm equals 5 m",
 }
 THRESHOLD = 0.99  # documented in docs/math.md
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = VerifierPool(size=2)
-    p.start()
-    yield p
-    p.close()
 
 
 def scorer_for(pool, **options) -> MathScorer:

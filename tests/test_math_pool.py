@@ -25,14 +25,6 @@ PATHOLOGICAL = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pool():
-    p = VerifierPool(size=2)
-    p.start()
-    yield p
-    p.close()
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
