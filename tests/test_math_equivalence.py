@@ -21,9 +21,7 @@ from tasks.math.answer import Extracted
 TABLE = Path(__file__).parent / "data" / "math_equivalence.jsonl"
 ROWS = [json.loads(line) for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip()]
 # id -> why the verifier gets it wrong (the row's label is the right answer).
-KNOWN_FAILURES = {
-    587: "units are dropped by normalisation, never compared: 5 cm equals 5 m",
-}
+KNOWN_FAILURES: dict[int, str] = {}
 THRESHOLD = 0.99  # documented in docs/math.md
 
 

@@ -166,3 +166,44 @@ def normalize(text: str) -> str:
     if _WORD.match(s) and len(s) > 1 and " " in s or (s.isalpha() and len(s) > 3):
         s = s.lower()  # a word answer ("Monday", "no solution"): case carries nothing
     return s
+
+
+# The unit a single value ends with, by base unit: "5 cm" and "5 centimeters" agree,
+# "5 cm" and "5 m" do not. Powers are not compared (an area given in "cm" is a slip,
+# not a different answer), and no unit is converted (100 cm is not 1 m here).
+_UNIT_BASES = {
+    "mm": ("mm", "millimeter", "millimeters"), "cm": ("cm", "centimeter", "centimeters"),
+    "dm": ("dm",), "m": ("m", "meter", "meters", "metre", "metres"),
+    "km": ("km", "kilometer", "kilometers"), "in": ("in", "inch", "inches"),
+    "ft": ("ft", "foot", "feet"), "yd": ("yd", "yard", "yards"), "mi": ("mi", "mile", "miles"),
+    "g": ("g", "gram", "grams"), "kg": ("kg", "kilogram", "kilograms"), "mg": ("mg",),
+    "lb": ("lb", "lbs", "pound", "pounds"), "oz": ("oz", "ounce", "ounces"),
+    "ton": ("ton", "tons"), "s": ("s", "sec", "secs", "second", "seconds"),
+    "min": ("min", "mins", "minute", "minutes"), "h": ("h", "hr", "hrs", "hour", "hours"),
+    "day": ("day", "days"), "week": ("week", "weeks"), "month": ("month", "months"),
+    "year": ("year", "years"), "ml": ("ml",), "l": ("l", "liter", "liters", "litre", "litres"),
+    "gallon": ("gallon", "gallons"), "deg": ("degree", "degrees", "deg", "\\circ"),
+    "rad": ("rad", "radian", "radians"), "usd": ("dollar", "dollars", "usd"),
+    "cent": ("cent", "cents"), "euro": ("euro", "euros"), "mph": ("mph",),
+    "km/h": ("kmh", "km/h"), "m/s": ("m/s",),
+}
+_UNIT_BASE = {word: base for base, words in _UNIT_BASES.items() for word in words}
+_UNIT_TAIL = re.compile(
+    r"(?<=[\d}.)])\s*(?:\\text(?:normal|up|rm)?\s*\{\s*([^{}]*?)\s*\}|\\mathrm\s*\{\s*([^{}]*?)\s*\}"
+    r"|((?:(?:square|sq\.?|cubic)\s+)?[A-Za-z][A-Za-z/]*))"
+    r"\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$")
+_DEGREE_TAIL = re.compile(r"(?<=[\d}.)])\s*(?:\^\s*\{?\s*\\circ\s*\}?|\u00b0|\\degree)\s*\.?\s*$")
+
+
+def unit_of(text: str) -> str | None:
+    """The base unit (``_UNIT_BASES``) a one-value answer ends with; None when it has
+    none, a generic one ("units", "square units"), or words that are not a unit."""
+    s = str(text).replace("$", "").replace("\\,", " ").replace("~", " ").strip()
+    if _DEGREE_TAIL.search(s):
+        return "deg"
+    m = _UNIT_TAIL.search(s)
+    if not m:
+        return None
+    words = [w.strip(".").lower() for w in (m.group(1) or m.group(2) or m.group(3)).split()]
+    words = [w for w in words if w not in ("square", "sq", "cubic")]
+    return _UNIT_BASE.get(words[0]) if len(words) == 1 else None

@@ -22,7 +22,7 @@ from evals.task import Sample, Score
 from .answer import Extracted, extract_answer
 from .compare import canon, compare
 from .leaves import CheapLeaves
-from .normalize import normalize
+from .normalize import normalize, unit_of
 from .pool import VerifierPool, shared_pool
 from .structure import Node, parse
 from .verifiers import (ProgramRunner, ProgramVerifier, PythonVerifier, Verifier, run_program)
@@ -139,6 +139,10 @@ class MathScorer:
 
     async def check(self, gold: str, found: Extracted) -> Score:
         """Built-in equivalence: in-process when the cheap rules decide, else a worker."""
+        gold_unit, unit = unit_of(gold), unit_of(found.text)
+        if gold_unit and unit and gold_unit != unit:  # 5 m is not 5 cm; a bare 5 may be
+            return self._score(0.0, normalize(found.text), found, gold, "units",
+                               note=f"{unit} is not {gold_unit}")
         leaves = CheapLeaves(self.options.rtol)
         c_node = parse(normalize(found.text))
         verdict = compare(self._gold_node(gold), c_node, leaves)
