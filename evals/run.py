@@ -254,9 +254,9 @@ class Orchestrator:
 
     async def generate(self, runner: Runner, request: Request) -> Response:
         cache = self.cache
-        # the endpoint and wire options, not just the model name, decide the answer
-        if cache is None:
+        if cache is None or not getattr(runner, "cacheable", True):
             return await self.call_with_retries(runner, request)
+        # the endpoint and wire options, not just the model name, decide the answer
         key = request.cache_key(getattr(runner, "cache_identity", runner.model))
         if (hit := cache.get(key)) is not None:
             return hit

@@ -92,6 +92,8 @@ class Runner(Protocol):
     the orchestrator then adds no guard of its own (it costs a timer per call).
     A backend whose answers depend on more than the spec (an endpoint URL, options)
     sets ``cache_identity`` to a string naming all of it; the response cache keys on it.
+    A backend whose answers cost nothing to recompute (``gold``) sets ``cacheable =
+    False``: caching them would only grow the cache.
     """
 
     model: str

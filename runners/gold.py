@@ -19,6 +19,7 @@ def make_runner(name: str = "", **options: Any) -> "GoldRunner":
 
 class GoldRunner:
     model = "gold"
+    cacheable = False  # the reference costs nothing to hand out again
 
     async def generate(self, request: Request) -> Response:
         text = request.reference or ""

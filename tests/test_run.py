@@ -139,6 +139,18 @@ def test_cache_makes_a_repeat_free_and_can_be_bypassed(tmp_path):
     assert scores(RunLog(tmp_path / "a")).keys() == scores(RunLog(tmp_path / "b")).keys()
 
 
+def test_gold_answers_are_not_cached(tmp_path):
+    import sqlite3
+
+    from evals.cache import ResponseCache
+
+    gold = RunConfig(tasks=["arithmetic"], models=["gold"], task_params={"count": "4"})
+    assert execute(gold, RunLog(tmp_path / "a"), ["evals"]).cached == 0
+    assert execute(gold, RunLog(tmp_path / "b"), ["evals"]).cached == 0
+    db = sqlite3.connect(ResponseCache().path)  # EVALS_CACHE_DIR is this test's (conftest)
+    assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+
+
 def test_unreachable_endpoint_stops_the_run_with_one_line(tmp_path):
     result = run_cli("run", "arithmetic", "--model", "openai/fake-model", "--base-url",
                      "http://127.0.0.1:9/v1", "--results-dir", str(tmp_path), "--run-id", "x")
