@@ -238,6 +238,16 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, kill_after_re
     want = expected_scores(30)
     assert all(score == want[key[0]] for key, score in latest.items())
     assert RunLog(tmp_path / "k9").read_meta()["status"] == "completed"
+    # The score index came through the kill too: one entry per line, the same rows.
+    from evals import score_index
+    from evals.metrics import Aggregator
+    from evals.metrics_columnar import ColumnarMetrics, aggregate
+
+    entries = score_index.load(samples)
+    assert entries is not None and entries.count == 120 and not entries.tail
+    indexed = aggregate(samples, min_bytes=0)
+    assert isinstance(indexed, ColumnarMetrics)
+    assert indexed.metric_rows() == Aggregator().update(iter_records(samples)).metric_rows()
 
 
 def test_infra_error_is_unscored_and_rescored_on_resume_from_cache(tmp_path):
