@@ -49,10 +49,12 @@ class Row:
         return self.runner_tok_s / self.bound_tok_s
 
 
-def build(shape: dict[str, int], dtype: Any, device: str) -> tuple[Any, Any]:
-    """Tokenizer with ``vocab`` word tokens and a random tied-embedding Llama on ``device``."""
+def build(shape: dict[str, int], dtype: Any, device: str, reward: bool = False
+          ) -> tuple[Any, Any]:
+    """Tokenizer with ``vocab`` word tokens and a random tied-embedding Llama on ``device``
+    (``reward``: a one-output LlamaForSequenceClassification, bench/reward_throughput.py)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     from runners.hf import dtype_keyword
     from runners.hf_tiny import SPECIAL, THINK, tiny_tokenizer
@@ -64,10 +66,12 @@ def build(shape: dict[str, int], dtype: Any, device: str) -> tuple[Any, Any]:
                          num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
                          num_key_value_heads=shape["kv_heads"], max_position_embeddings=8192,
                          tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         num_labels=1)
     torch.manual_seed(0)
     with torch.device(device):  # initialised in place: a 1B model never visits the CPU
-        model = LlamaForCausalLM._from_config(config, **{dtype_keyword(): dtype})
+        model = (LlamaForSequenceClassification if reward else LlamaForCausalLM)._from_config(
+            config, **{dtype_keyword(): dtype})
     return model.eval(), tokenizer
 
 

@@ -11,7 +11,8 @@ to ``batch_size`` of them per forward pass on the ranker's own thread (torch cac
 thread; see runners/hf.py). Options (``--ranker-option key=value``): ``device``,
 ``dtype`` (as for ``hf/``), ``batch_size`` (16), ``max_length`` (tokens, longer
 conversations lose their start: the answer is at the end), ``label`` (which output
-to read when the head has several, default 0), ``chat_template``, ``batch_wait``.
+to read when the head has several, default 0), ``chat_template``, ``batch_wait``,
+``cudnn_attention`` (as for ``hf/``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from evals.runner import ConfigError
 from evals.task import Sample
 
 OPTIONS = ("device", "dtype", "batch_size", "max_length", "label", "chat_template",
-           "batch_wait", "trust_remote_code", "revision")
+           "batch_wait", "trust_remote_code", "revision", "cudnn_attention")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class RewardOptions:
     batch_wait: float = 0.005
     trust_remote_code: bool = False
     revision: str | None = None
+    cudnn_attention: bool = False  # see runners/hf.py: a graph per shape, and every
+    # conversation has its own length
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> "RewardOptions":
@@ -57,7 +60,9 @@ class RewardOptions:
                       batch_wait=float(options.get("batch_wait", 0.005)),
                       trust_remote_code=str(options.get("trust_remote_code", "")).lower()
                       in ("1", "true", "yes", "on"),
-                      revision=options.get("revision"))
+                      revision=options.get("revision"),
+                      cudnn_attention=str(options.get("cudnn_attention", "")).lower()
+                      in ("1", "true", "yes", "on"))
         except ValueError as e:
             raise ConfigError(f"reward ranker: bad option value: {e}") from None
         if out.batch_size < 1 or out.max_length < 8:
@@ -109,6 +114,10 @@ class RewardRanker:
             tokenizer.pad_token = tokenizer.eos_token
         if getattr(model.config, "pad_token_id", None) is None:  # finds each row's last token
             model.config.pad_token_id = tokenizer.pad_token_id
+        if not opts.cudnn_attention and model.device.type == "cuda":
+            import torch
+
+            torch.backends.cuda.enable_cudnn_sdp(False)  # process-wide, as for hf/
         tokenizer.padding_side = "right"
         tokenizer.truncation_side = "left"  # keep the end: the final answer
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reward")
