@@ -254,7 +254,9 @@ class ColumnarMetrics:
         self.binary = self.ones + np.bincount(fp[ok & (fscore == 0.0)], minlength=P) == n_items
         self.bounds = np.concatenate([[0], np.cumsum(seen)])  # problem p: rows b[p]:b[p+1]
         self.seen, self.perr = seen, perr
-        self.pcat = fcat[self.bounds[:-1]]  # a problem's category: its first generation's
+        # A problem's category: any of its generations' (all carry the sample's metadata;
+        # failed calls of runs before they did carry none).
+        self.pcat = np.maximum.reduceat(fcat, self.bounds[:-1]) if P else fcat[:0]
         self.samples_path, self.entries = samples, entries
         self.fok, self.fscore, self.fans, self.frank = ok, fscore, fans, frank
         # Vote runs, one per (problem, answer): its votes and mean score. Factorizing a

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow, assemble_rows
 from evals.metrics_columnar import ColumnarMetrics
 from evals.records import find_runs, iter_records
-from evals.score_index import breaks_down
+from evals.score_index import StaleIndex, breaks_down
 
 _SEP = "\x1f"  # joins setting and category label inside a breakdown Aggregator's key
 
@@ -146,6 +146,14 @@ class _Splitter:
                 self.indexed.setdefault((task, kind), {}).setdefault(label, {})[
                     (model, setting)] = row
 
+    def drop_indexed(self, keys: list[GroupKey]) -> None:
+        """Forget what ``add_indexed`` added for these groups (a half-read index)."""
+        gone = {(model, setting) for _, model, setting in keys}
+        for cells in self.indexed.values():
+            for by_column in cells.values():
+                for column in gone & by_column.keys():
+                    del by_column[column]
+
     def breakdowns(self) -> list[Breakdown]:
         out = {}
         for (task, kind), agg in self.aggs.items():
@@ -155,6 +163,9 @@ class _Splitter:
                 setting, _, label = row.setting.partition(_SEP)
                 b.cells.setdefault(label, {})[(row.model, setting)] = row
         for (task, kind), cells in self.indexed.items():
+            cells = {label: by_column for label, by_column in cells.items() if by_column}
+            if not cells:
+                continue
             b = out.setdefault((task, kind), Breakdown(
                 task, kind, needle_keys=self.needle_keys.get(task, {})))
             for label, by_column in cells.items():
@@ -188,10 +199,14 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
         if not wanted:
             continue
         indexed = aggregates.get(log.dir.name)
+        costs = None
         if isinstance(indexed, ColumnarMetrics):  # a big run: its index has it all
-            costs = indexed.cost_rows()
-            splitter.add_indexed(indexed, wanted)
-        else:
+            try:
+                splitter.add_indexed(indexed, wanted)
+                costs = indexed.cost_rows()
+            except StaleIndex:  # the file changed under the report: read the JSON
+                splitter.drop_indexed(indexed.keys)
+        if costs is None:
             costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
                                                splitter)).cost_rows()
         for key in wanted:

@@ -172,20 +172,22 @@ class Orchestrator:
             reference=sample.solution if sample.solution is not None else str(sample.target))
         base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
                 "sample_id": sample.id}
+        metadata = sample.metadata
+        if any(k.startswith("_") for k in metadata):
+            metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
         try:
             response = await self.generate(unit.runner, request)
         except RunnerError as e:
             message = scrub(str(e))
+            # The metadata too: a failed call counts in its category's breakdown (report).
             self.log.append({**base, "gen": g, "status": "error", "score": None,
-                             "error": message, "settings": settings_json(setting)}
+                             "error": message, "metadata": metadata,
+                             "settings": settings_json(setting)}
                             for g in unit.gens)
             self.stats.errors += len(unit.gens)
             self.stats.done += len(unit.gens)
             return
         records = []
-        metadata = sample.metadata
-        if any(k.startswith("_") for k in metadata):
-            metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
         share = 1.0 / max(1, len(response.completions))
         usage = response.usage
         unscored = 0

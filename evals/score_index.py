@@ -48,7 +48,11 @@ def index_path(samples: Path) -> Path:
 
 
 def hash64(value: Any) -> int:
-    """A stable 64-bit hash of a JSON value; never 0 (0 marks "no answer")."""
+    """A stable 64-bit hash of a JSON value; never 0 (0 marks "no answer"). Numbers that
+    Python calls equal hash alike (1, 1.0, True), as they are one key to the Aggregator."""
+    if isinstance(value, (bool, int, float)) and value == value and abs(value) != math.inf \
+            and float(value).is_integer():
+        value = int(value)
     h = int.from_bytes(hashlib.blake2b(orjson.dumps(value), digest_size=8).digest(), "little")
     return h or 1
 
@@ -164,13 +168,23 @@ def sync(samples: Path) -> None:
             writer.close()
 
 
-def iter_lines(samples: Path, start: int, stop: int) -> Iterator[tuple[dict, int]]:
-    """The complete records between two byte offsets, with the offset each one ends at."""
+def iter_lines(samples: Path, start: int, stop: int, unterminated: bool = False
+               ) -> Iterator[tuple[dict, int]]:
+    """The complete records between two byte offsets, with the offset each one ends at.
+    ``unterminated``: also a last line without its newline that parses (iter_records
+    reads it; a writer must not, as repair() drops it before appending)."""
     with open(samples, "rb") as f:
         f.seek(start)
         pos = start
         for line in f:
-            if pos + len(line) > stop or not line.endswith(b"\n"):
+            if pos + len(line) > stop:
+                return
+            if not line.endswith(b"\n"):
+                if unterminated:
+                    try:
+                        yield orjson.loads(line), pos + len(line)
+                    except orjson.JSONDecodeError:
+                        pass  # torn by a kill: not a record yet
                 return
             pos += len(line)
             if line.strip():
@@ -244,7 +258,8 @@ def load(samples: Path) -> Entries | None:
     if covered < size:
         encoder = Encoder()
         try:
-            tail = b"".join(encoder.entry(r, e) for r, e in iter_lines(samples, covered, size))
+            tail = b"".join(encoder.entry(r, e)
+                            for r, e in iter_lines(samples, covered, size, unterminated=True))
         except (KeyError, TypeError, ValueError, OverflowError, struct.error):
             return None
     return Entries(path, inside, tail)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evals.judge import problem_text
-from evals.runner import ConfigError
+from evals.runner import ConfigError, RunnerError
 from evals.task import Sample
 
 OPTIONS = ("device", "dtype", "batch_size", "max_length", "label", "chat_template",
@@ -110,10 +110,14 @@ class RewardRanker:
         from runners.hf import set_chat_template
 
         set_chat_template(tokenizer, opts.chat_template, spec, "--ranker-option")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if getattr(model.config, "pad_token_id", None) is None:  # finds each row's last token
-            model.config.pad_token_id = tokenizer.pad_token_id
+        # The model reads each row at its last token that is not config.pad_token_id, so
+        # the tokenizer must pad with exactly that id (the config's, where it names one).
+        configured = getattr(model.config, "pad_token_id", None)
+        if configured is not None:
+            tokenizer.pad_token_id = configured
+        elif tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token  # then a trailing EOS is not read
+        model.config.pad_token_id = tokenizer.pad_token_id
         if not opts.cudnn_attention and model.device.type == "cuda":
             import torch
 
@@ -122,6 +126,7 @@ class RewardRanker:
         tokenizer.truncation_side = "left"  # keep the end: the final answer
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reward")
         self._queue: list[tuple[str, asyncio.Future]] = []
+        self._running: list[tuple[str, asyncio.Future]] = []  # the batch being scored
         self._batcher: asyncio.Task | None = None
         self.batches: list[int] = []  # conversations per forward pass, for tests
 
@@ -150,27 +155,42 @@ class RewardRanker:
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._queue:
-            await asyncio.sleep(self.opts.batch_wait)  # let concurrent callers join
-            batch, self._queue = (self._queue[:self.opts.batch_size],
-                                  self._queue[self.opts.batch_size:])
-            try:
-                scores = await loop.run_in_executor(self._thread, self.score,
-                                                    [text for text, _ in batch])
-            except Exception as e:  # e.g. out of memory: these stay unranked, the run goes on
-                for _, future in batch:
+        try:
+            while self._queue:
+                await asyncio.sleep(self.opts.batch_wait)  # let concurrent callers join
+                waiting = [item for item in self._queue if not item[1].done()]  # gave up: skip
+                batch, self._queue = (waiting[:self.opts.batch_size],
+                                      waiting[self.opts.batch_size:])
+                if not batch:
+                    continue
+                self._running = batch  # failed by the finally below if we are cancelled
+                try:
+                    scores = await loop.run_in_executor(self._thread, self.score,
+                                                        [text for text, _ in batch])
+                except Exception as e:  # e.g. out of memory: these stay unranked, run goes on
+                    self._running = []
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                self._running = []
+                self.batches.append(len(batch))
+                for (_, future), value in zip(batch, scores):
                     if not future.done():
-                        future.set_exception(e)
-                continue
-            self.batches.append(len(batch))
-            for (_, future), value in zip(batch, scores):
+                        future.set_result(value)
+        finally:  # cancelled by aclose(): nobody may wait forever
+            for _, future in self._running + self._queue:
                 if not future.done():
-                    future.set_result(value)
+                    future.set_exception(RunnerError(f"{self.model}: ranker closed"))
 
     async def aclose(self) -> None:
         if self._batcher is not None and not self._batcher.done():
             self._batcher.cancel()
+            try:
+                await self._batcher
+            except (asyncio.CancelledError, Exception):
+                pass
         for _, future in self._queue:
             if not future.done():
-                future.cancel()
+                future.set_exception(RunnerError(f"{self.model}: ranker closed"))
         self._queue = []

@@ -262,3 +262,23 @@ def test_the_report_of_an_indexed_run_reads_no_json_and_matches_the_json_one(
                 for name in ("value", "ci_low", "ci_high", "n", "samples", "errors"):
                     x, y = getattr(got, name), getattr(want, name)
                     assert x == pytest.approx(y, rel=1e-9) or (x != x and y != y), (label, name)
+
+
+def test_ids_and_answers_python_calls_equal_are_one_key(tmp_path):
+    base = {"task": "t", "model": "m", "setting": "s"}
+    recs = [{**base, "sample_id": 1, "gen": 0, "score": 1.0, "answer": 7},
+            {**base, "sample_id": 1.0, "gen": 1, "score": 1.0, "answer": 7.0},
+            {**base, "sample_id": True, "gen": 2, "score": 0.0, "answer": "7"},
+            {**base, "sample_id": "1", "gen": 0, "score": 0.0, "answer": True},
+            {**base, "sample_id": "1", "gen": 1, "score": 1.0, "answer": 1}]
+    path = write(tmp_path, recs)
+    assert_same(ColumnarMetrics(path, score_index.load(path)),
+                Aggregator().update(iter_records(path)))
+
+
+def test_a_last_line_without_its_newline_counts_as_the_json_reader_counts_it(tmp_path):
+    path = write(tmp_path, records(12))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # killed just before the newline
+    entries = score_index.load(path)
+    assert len(entries.tail) == score_index.ENTRY.size  # read from the line itself
+    assert_same(ColumnarMetrics(path, entries), Aggregator().update(iter_records(path)))

@@ -2,6 +2,7 @@
 
 import asyncio
 import math
+import time
 from collections import defaultdict
 
 import pytest
@@ -11,7 +12,7 @@ from evals.fake_openai import FakeServer
 from evals.metrics import summarize
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
-from evals.runner import ConfigError
+from evals.runner import ConfigError, RunnerError
 from evals.task import Sample
 from runners.hf_tiny import save_tiny_reward
 from runners.reward import make_ranker
@@ -96,3 +97,35 @@ def test_bad_reward_ranker_settings_are_config_errors(reward_dir, tmp_path):
         make_ranker(str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="needs a local path"):
         make_ranker("")
+
+
+def test_closing_ends_every_caller_also_those_being_scored(reward_dir):
+    ranker = make_ranker(str(reward_dir), batch_size="2", batch_wait="0")
+    score = ranker.score
+
+    def slow_score(texts):
+        time.sleep(0.3)  # a forward pass in progress when the run stops
+        return score(texts)
+
+    ranker.score = slow_score
+    sample = Sample(id="a", input="Compute 3 + 4", target="7")
+
+    async def stop_midway():
+        calls = [asyncio.ensure_future(ranker.rank(sample, c)) for c in COMPLETIONS[:5]]
+        await asyncio.sleep(0.1)
+        await ranker.aclose()
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 2)
+
+    results = asyncio.run(stop_midway())
+    assert len(results) == 5 and all(isinstance(r, RunnerError) for r in results)
+
+
+def test_rows_are_read_at_their_last_token_whatever_pad_id_the_config_names(reward_dir):
+    from runners.reward import RewardOptions, RewardRanker, load
+
+    model, tokenizer = load(str(reward_dir), RewardOptions())
+    model.config.pad_token_id = tokenizer.unk_token_id  # not the tokenizer's own pad
+    ranker = RewardRanker("reward/x", model, tokenizer, RewardOptions())
+    sample = Sample(id="a", input="Compute 3 + 4", target="7")
+    texts = [ranker.text(sample, c) for c in COMPLETIONS]
+    assert ranker.score(texts) == pytest.approx([ranker.score([t])[0] for t in texts], abs=1e-5)

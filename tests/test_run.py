@@ -102,6 +102,7 @@ def test_persistent_failure_is_recorded_apart_then_retried_on_resume(tmp_path):
         errors = [r for r in iter_records(log.samples_path) if r["status"] == "error"]
         assert len(errors) == 1 and errors[0]["sample_id"] == target.id
         assert errors[0]["score"] is None and "503" in errors[0]["error"]
+        assert errors[0]["metadata"] == target.metadata  # for the report's breakdowns
         srv._faults.clear()
         stats = execute(config(srv, task_params={"count": "5"}, retries=2), log, ["evals"])
     assert stats.errors == 0

@@ -170,10 +170,10 @@ def normalize(text: str) -> str:
 
 # The unit a single value ends with, by base unit: "5 cm" and "5 centimeters" agree,
 # "5 cm" and "5 m" do not. Powers are not compared (an area given in "cm" is a slip,
-# not a different answer), and no unit is converted (100 cm is not 1 m here).
+# not a different answer), except that a volume unit equals a cube (mL = cm^3,
+# L = dm^3), and no unit is converted (100 cm is not 1 m here).
 _UNIT_BASES = {
-    "mm": ("mm", "millimeter", "millimeters"), "cm": ("cm", "centimeter", "centimeters"),
-    "dm": ("dm",), "m": ("m", "meter", "meters", "metre", "metres"),
+    "mm": ("mm", "millimeter", "millimeters"), "m": ("m", "meter", "meters", "metre", "metres"),
     "km": ("km", "kilometer", "kilometers"), "in": ("in", "inch", "inches"),
     "ft": ("ft", "foot", "feet"), "yd": ("yd", "yard", "yards"), "mi": ("mi", "mile", "miles"),
     "g": ("g", "gram", "grams"), "kg": ("kg", "kilogram", "kilograms"), "mg": ("mg",),
@@ -181,11 +181,15 @@ _UNIT_BASES = {
     "ton": ("ton", "tons"), "s": ("s", "sec", "secs", "second", "seconds"),
     "min": ("min", "mins", "minute", "minutes"), "h": ("h", "hr", "hrs", "hour", "hours"),
     "day": ("day", "days"), "week": ("week", "weeks"), "month": ("month", "months"),
-    "year": ("year", "years"), "ml": ("ml",), "l": ("l", "liter", "liters", "litre", "litres"),
-    "gallon": ("gallon", "gallons"), "deg": ("degree", "degrees", "deg", "\\circ"),
+    "year": ("year", "years"), "gallon": ("gallon", "gallons"),
+    "deg": ("degree", "degrees", "deg", "\\circ"),
     "rad": ("rad", "radian", "radians"), "usd": ("dollar", "dollars", "usd"),
     "cent": ("cent", "cents"), "euro": ("euro", "euros"), "mph": ("mph",),
     "km/h": ("kmh", "km/h"), "m/s": ("m/s",),
+    # A volume counts as the cube it equals: compared by that length.
+    "cm": ("cm", "centimeter", "centimeters", "ml", "millilitre", "milliliter", "milliliters",
+           "millilitres", "cc"),
+    "dm": ("dm", "l", "liter", "liters", "litre", "litres"),
 }
 _UNIT_BASE = {word: base for base, words in _UNIT_BASES.items() for word in words}
 _UNIT_TAIL = re.compile(
@@ -193,16 +197,27 @@ _UNIT_TAIL = re.compile(
     r"|((?:(?:square|sq\.?|cubic)\s+)?[A-Za-z][A-Za-z/]*))"
     r"\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*\.?\s*$")
 _DEGREE_TAIL = re.compile(r"(?<=[\d}.)])\s*(?:\^\s*\{?\s*\\circ\s*\}?|\u00b0|\\degree)\s*\.?\s*$")
+# What may stand before a unit: one number (digits, a fraction, a root, pi, a power of
+# ten), no variable. "3m + 2s" is algebra, not 3 metres plus 2 seconds.
+_COMMAND = re.compile(r"\\(?:d?frac|sqrt|pi|cdot|times|left|right)(?![A-Za-z])")
+
+
+def _one_value(text: str) -> bool:
+    rest = _COMMAND.sub("", text)
+    return (any(c.isdigit() for c in rest) and not any(c.isalpha() for c in rest)
+            and "=" not in rest and "," not in rest.strip(",") and ":" not in rest)
 
 
 def unit_of(text: str) -> str | None:
     """The base unit (``_UNIT_BASES``) a one-value answer ends with; None when it has
-    none, a generic one ("units", "square units"), or words that are not a unit."""
+    none, a generic one ("units", "square units"), words that are not a unit, or when
+    what precedes the unit is not a single number (``_one_value``)."""
     s = str(text).replace("$", "").replace("\\,", " ").replace("~", " ").strip()
-    if _DEGREE_TAIL.search(s):
-        return "deg"
+    m = _DEGREE_TAIL.search(s)
+    if m:
+        return "deg" if _one_value(s[:m.start()]) else None
     m = _UNIT_TAIL.search(s)
-    if not m:
+    if not m or not _one_value(s[:m.start()]):
         return None
     words = [w.strip(".").lower() for w in (m.group(1) or m.group(2) or m.group(3)).split()]
     words = [w for w in words if w not in ("square", "sq", "cubic")]
