@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.metrics import paired_difference
+from evals.metrics_columnar import indexed
 from evals.records import UNSCORED, iter_records
+from evals.score_index import hash64
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,13 @@ class Side:
     model: str | None = None
 
 
-def problem_means(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
-    """(task, model, setting) -> {sample_id: mean score}, the last record of a key winning."""
+def problem_means(path: Path) -> dict[tuple[str, str, str], dict[int, float]]:
+    """(task, model, setting) -> {hash64(sample_id): mean score}, the last record of a key
+    winning. Keyed by the id's hash so a run summed from its score index (a big one)
+    pairs with one read from JSON."""
+    fast = indexed(path)
+    if fast is not None:
+        return fast.problem_means()
     latest: dict[tuple, float | None] = {}
     for r in iter_records(path):
         score = None if r.get("status") in UNSCORED else r.get("score")
@@ -32,7 +39,7 @@ def problem_means(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
     for (task, model, setting, sample_id, _), score in latest.items():
         if score is not None:
             sums.setdefault((task, model, setting), {}).setdefault(sample_id, []).append(score)
-    return {group: {sid: sum(v) / len(v) for sid, v in problems.items()}
+    return {group: {hash64(sid): sum(v) / len(v) for sid, v in problems.items()}
             for group, problems in sums.items()}
 
 

@@ -42,7 +42,12 @@ _MIX = 0x9E3779B97F4A7C15  # odd: (group, sample id) hashes -> one 64-bit proble
 
 def aggregate(samples: Path, min_bytes: int | None = None) -> "Aggregator | ColumnarMetrics":
     """Metrics of one records file: from its index when that pays (``min_bytes``,
-    default MIN_BYTES) and can be trusted."""
+    default MIN_BYTES) and can be trusted, else the streaming Aggregator."""
+    return indexed(samples, min_bytes) or Aggregator().update(iter_records(Path(samples)))
+
+
+def indexed(samples: Path, min_bytes: int | None = None) -> "ColumnarMetrics | None":
+    """``ColumnarMetrics`` of a records file whose index pays and can be trusted; else None."""
     samples = Path(samples)
     if samples.exists() and samples.stat().st_size >= (MIN_BYTES if min_bytes is None
                                                         else min_bytes):
@@ -52,7 +57,7 @@ def aggregate(samples: Path, min_bytes: int | None = None) -> "Aggregator | Colu
                 return ColumnarMetrics(samples, entries)
             except StaleIndex:
                 pass
-    return Aggregator().update(iter_records(samples))
+    return None
 
 
 def _count_maj(key: tuple) -> list[float]:
@@ -130,6 +135,8 @@ class ColumnarMetrics:
         P = len(problem_keys)
         pg = np.empty(P, dtype=np.int64)  # problem -> group
         pg[pi] = gi
+        group_hashes = np.array(list(codes), dtype=np.uint64)  # by code
+        self.sample_hash = problem_keys ^ (group_hashes[pg] * np.uint64(_MIX))  # hash64(id)
         width = int(gen.max()) + 1
         if P * width >= 2**62:
             raise StaleIndex("too many problems x generations to number their slots")
@@ -380,6 +387,19 @@ class ColumnarMetrics:
             scored = ps[self.n_items[ps] > 0]
             out[h] = ((self.psum[scored] / self.n_items[scored]).tolist(),
                       int(self.seen[ps].max()), int(self.perr[ps].sum()))
+        return out
+
+    def problem_means(self) -> dict[GroupKey, dict[int, float]]:
+        """Per group, each scored problem's mean score, keyed by ``hash64(sample_id)``
+        (what ``evals compare`` pairs on)."""
+        import numpy as np
+
+        out = {}
+        for g, key in enumerate(self.keys):
+            mine = np.flatnonzero((self.pg == g) & (self.n_items > 0))
+            if len(mine):
+                out[key] = dict(zip(self.sample_hash[mine].tolist(),
+                                    (self.psum[mine] / self.n_items[mine]).tolist()))
         return out
 
     def category_metadata(self, category: int) -> dict:

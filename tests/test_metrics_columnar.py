@@ -282,3 +282,20 @@ def test_a_last_line_without_its_newline_counts_as_the_json_reader_counts_it(tmp
     entries = score_index.load(path)
     assert len(entries.tail) == score_index.ENTRY.size  # read from the line itself
     assert_same(ColumnarMetrics(path, entries), Aggregator().update(iter_records(path)))
+
+
+def test_compare_pairs_the_same_problems_from_an_index_as_from_json(tmp_path, monkeypatch):
+    from evals import compare, metrics_columnar
+
+    path = write(tmp_path, records(13))
+    a = compare.Side(path, "run", setting="n=8")
+    b = compare.Side(path, "run", setting="budget=300,n=8")
+    monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 0)
+    assert compare.indexed(path) is not None
+    fast = compare.compare(a, b)
+    monkeypatch.setattr(metrics_columnar, "MIN_BYTES", 2**62)
+    assert compare.indexed(path) is None
+    slow = compare.compare(a, b)
+    assert len(fast) == len(slow) == 1 and fast[0]["n"] == slow[0]["n"] > 10
+    for key in ("mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value"):
+        assert fast[0][key] == pytest.approx(slow[0][key], rel=1e-9), key
