@@ -13,7 +13,8 @@ each in a fresh child process so that peak RSS is the step's own:
   and ``evals show`` do), checked equal to the ``metrics`` step's;
 * ``leaderboard``: ``evals leaderboard --format csv`` end to end, in a new process.
 
-Also prints what the index costs the run that writes it (encoding, per record).
+Also prints what the index costs the run that writes it (``RunLog.append`` per record,
+with and without).
 
 Prints wall time, CPU time (user + sys) and peak RSS of each.
 
@@ -199,7 +200,7 @@ def main() -> None:
                                   stdout=subprocess.PIPE, text=True, check=True)
             results.append(json.loads(done.stdout))
         results.append(_leaderboard(folder, path))
-        encode_us = _encode_cost(path)  # after the children: they would inherit its memory
+        append_us = _append_cost(path)  # after the children: they would inherit its memory
     n = a.problems * a.samples
     print(f"\n{a.problems:,} problems x {a.samples} samples = {n:,} records "
           f"({'lean, ' if a.lean else ''}{size / n:.0f} bytes each); "
@@ -217,7 +218,8 @@ def main() -> None:
     assert math.isfinite(results[1]["accuracy"][0])
     assert results[1]["digest"] == results[2]["digest"], "indexed rows differ from the JSON pass"
     print(f"index: {score_index.index_path(path).stat().st_size / n:.0f} bytes a record; "
-          f"writing it costs the run {encode_us:.1f} us a record (encoding)")
+          f"RunLog.append takes {append_us[0]:.1f} us a record with it, "
+          f"{append_us[1]:.1f} without")
 
 
 def _leaderboard(folder: Path, path: Path) -> dict:
@@ -250,20 +252,30 @@ def _leaderboard(folder: Path, path: Path) -> dict:
             "peak_rss_mb": int(rss) / 1024}
 
 
-def _encode_cost(path: Path, count: int = 100_000) -> float:
-    """Microseconds to encode one record's index entry, as RunLog.append does."""
+def _append_cost(path: Path, count: int = 20_000) -> tuple[float, float]:
+    """Microseconds per record that ``RunLog.append`` takes, one record a call as a run
+    appends them, with the score index and without (best of 3)."""
     from itertools import islice
 
-    from evals import score_index
-    from evals.records import iter_records
+    from evals.records import RunLog, iter_records
 
     records = list(islice(iter_records(path), count))
-    encoder = score_index.Encoder()
-    start = time.perf_counter()
-    for i, rec in enumerate(records):
-        encoder.entry(rec, i)
-    return (time.perf_counter() - start) / len(records) * 1e6
-
+    out = []
+    for with_index in (True, False):
+        best = math.inf
+        for _ in range(3):
+            with tempfile.TemporaryDirectory() as tmp:
+                log = RunLog(Path(tmp) / "run")
+                log.append(records[:1])
+                if not with_index:
+                    log._index.disable()  # what a run cost before the index
+                start = time.perf_counter()
+                for rec in records:
+                    log.append([rec])
+                log.close()
+                best = min(best, time.perf_counter() - start)
+        out.append(best / len(records) * 1e6)
+    return out[0], out[1]
 
 if __name__ == "__main__":
     main()

@@ -40,6 +40,7 @@ FIELDS = [("end", "<u8"), ("group", "<u8"), ("problem", "<u8"), ("answer", "<u8"
           ("category", "<u8"), ("gen", "<u4"), ("flags", "u1"), ("score", "<f8"), ("rank", "<f8"), ("cost", "<f8"),
           ("latency", "<f8"), ("prompt", "<f8"), ("completion", "<f8"), ("reasoning", "<f8")]
 ERROR, CACHED, LENGTH, USAGE = 1, 2, 4, 8
+FLUSH_BYTES = 64 * ENTRY.size  # entries buffered before a write (RunLog.append's path)
 _NAN = math.nan
 
 
@@ -58,10 +59,28 @@ def hash64(value: Any) -> int:
 
 
 class Encoder:
-    """Records -> entries; remembers the hash of each (task, model, setting) it saw."""
+    """Records -> entries. It runs once per record in a run's hot path, so it remembers
+    each (task, model, setting)'s hash, and the last sample id's and metadata's (a
+    sample's generations arrive together and share its metadata object)."""
 
     def __init__(self) -> None:
         self._groups: dict[tuple, int] = {}
+        self._sample: tuple[Any, int] = (object(), 0)
+        self._meta: tuple[Any, int] = (object(), 0)  # (a copy of the metadata, category)
+
+    def _sample_hash(self, sample_id: Any) -> int:
+        last, h = self._sample
+        if sample_id != last or type(sample_id) is not type(last):
+            h = hash64(sample_id)
+            self._sample = (sample_id, h)
+        return h
+
+    def _category(self, meta: Any) -> int:
+        seen, h = self._meta
+        if meta != seen:
+            h = category(meta)
+            self._meta = (dict(meta) if isinstance(meta, dict) else meta, h)
+        return h
 
     def group(self, rec: Mapping[str, Any]) -> int:
         key = (rec["task"], rec["model"], rec["setting"])
@@ -86,8 +105,9 @@ class Encoder:
             usage = {}
         answer = rec.get("answer")
         return ENTRY.pack(
-            end, self.group(rec), hash64(rec["sample_id"]), 0 if answer is None else hash64(answer),
-            category(rec.get("metadata")), rec["gen"], flags, float(score), _float(rec.get("rank")), _float(rec.get("cost")),
+            end, self.group(rec), self._sample_hash(rec["sample_id"]),
+            0 if answer is None else hash64(answer), self._category(rec.get("metadata")),
+            rec["gen"], flags, float(score), _float(rec.get("rank")), _float(rec.get("cost")),
             _float(rec.get("latency")), float(usage.get("prompt") or 0.0),
             float(usage.get("completion") or 0.0), float(usage.get("reasoning") or 0.0))
 
@@ -116,6 +136,8 @@ class IndexWriter:
         self.path = index_path(samples)
         self.encoder = Encoder()
         self._fd: int | None = None
+        self._pending: list[bytes] = []
+        self._bytes = 0
         self.broken = False  # a record it could not encode: the index was removed
 
     def append(self, records: Iterable[Mapping[str, Any]], ends: Iterable[int]) -> None:
@@ -126,18 +148,32 @@ class IndexWriter:
         except (KeyError, TypeError, ValueError, OverflowError, struct.error):
             self.disable()  # readers fall back to parsing the JSON: slower, never wrong
             return
+        self._pending.append(data)
+        self._bytes += len(data)
+        if self._bytes >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered entries. Between flushes the index lags the file, which
+        readers and sync() handle as after a kill; buffering saves a write per record."""
+        if not self._pending:
+            return
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        view = memoryview(data)
+        view = memoryview(b"".join(self._pending))
+        self._pending.clear()
+        self._bytes = 0
         while view:
             view = view[os.write(self._fd, view):]
 
     def disable(self) -> None:
         self.broken = True
+        self._pending.clear()
         self.close()
         self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        self.flush()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
