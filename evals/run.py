@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from evals import score_index
 from evals.cache import ResponseCache
 from evals.config import RunConfig, Setting, settings_json  # noqa: F401 (re-exported)
 from evals.records import UNSCORED, RunLog
@@ -352,6 +353,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     cache = ResponseCache(cache_dir) if config.cache else None
     orchestrator = Orchestrator(config, log, stats, cache)  # builds the judge: may refuse
     log.repair()
+    # Before the event loop starts: indexing a big run resumed from before score indexes
+    # takes a minute, which must not stall requests in flight (RunLog.append would).
+    score_index.sync(log.samples_path)
     done = log.done_generations()
     loaded, todo, finished = plan(tasks, runners, settings, config.limit, done)
     now = _now()

@@ -299,3 +299,15 @@ def test_compare_pairs_the_same_problems_from_an_index_as_from_json(tmp_path, mo
     assert len(fast) == len(slow) == 1 and fast[0]["n"] == slow[0]["n"] > 10
     for key in ("mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value"):
         assert fast[0][key] == pytest.approx(slow[0][key], rel=1e-9), key
+
+
+def test_a_resumed_run_indexes_its_records_before_it_starts(tmp_path):
+    from evals.run import RunConfig, execute
+
+    config = RunConfig(tasks=["arithmetic"], models=["gold"], task_params={"count": "5"})
+    log = RunLog(tmp_path / "r")
+    execute(config, log, ["evals"])
+    score_index.index_path(log.samples_path).unlink()  # a run from before indexes
+    execute(config, log, ["evals"])  # resumes with nothing left to do: no append
+    entries = score_index.load(log.samples_path)
+    assert entries is not None and entries.count == 5 and not entries.tail
