@@ -128,7 +128,9 @@ class _Splitter:
                      "gen": rec["gen"], "score": rec.get("score"), "status": rec.get("status")})
 
     def add_indexed(self, agg: ColumnarMetrics, wanted: set[GroupKey]) -> None:
-        """The same cells from a run's score index: no record is parsed."""
+        """The same cells from a run's score index: no record is parsed. Adds nothing
+        when the index goes stale while its categories are read (StaleIndex)."""
+        rows = []
         for g, key in enumerate(agg.keys):
             if key not in wanted:
                 continue
@@ -143,16 +145,9 @@ class _Splitter:
             for (kind, label), (values, samples, errors) in parts.items():
                 row = assemble_rows((task, model, setting + _SEP + label), agg.settings[g],
                                     samples, errors, None, values, {}, False, [], 0.95)[0]
-                self.indexed.setdefault((task, kind), {}).setdefault(label, {})[
-                    (model, setting)] = row
-
-    def drop_indexed(self, keys: list[GroupKey]) -> None:
-        """Forget what ``add_indexed`` added for these groups (a half-read index)."""
-        gone = {(model, setting) for _, model, setting in keys}
-        for cells in self.indexed.values():
-            for by_column in cells.values():
-                for column in gone & by_column.keys():
-                    del by_column[column]
+                rows.append(((task, kind), label, (model, setting), row))
+        for cell, label, column, row in rows:
+            self.indexed.setdefault(cell, {}).setdefault(label, {})[column] = row
 
     def breakdowns(self) -> list[Breakdown]:
         out = {}
@@ -163,9 +158,6 @@ class _Splitter:
                 setting, _, label = row.setting.partition(_SEP)
                 b.cells.setdefault(label, {})[(row.model, setting)] = row
         for (task, kind), cells in self.indexed.items():
-            cells = {label: by_column for label, by_column in cells.items() if by_column}
-            if not cells:
-                continue
             b = out.setdefault((task, kind), Breakdown(
                 task, kind, needle_keys=self.needle_keys.get(task, {})))
             for label, by_column in cells.items():
@@ -205,7 +197,7 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
                 splitter.add_indexed(indexed, wanted)
                 costs = indexed.cost_rows()
             except StaleIndex:  # the file changed under the report: read the JSON
-                splitter.drop_indexed(indexed.keys)
+                pass
         if costs is None:
             costs = Aggregator().update(_split(iter_records(log.samples_path), wanted,
                                                splitter)).cost_rows()

@@ -262,15 +262,8 @@ class Entries:
         if self.tail:
             yield np.frombuffer(self.tail, dtype=dtype)
 
-    def end(self, i: int) -> int:
-        """Where entry ``i``'s line ends in the records file."""
-        if i < self.count:
-            with open(self.path, "rb") as f:
-                f.seek(i * ENTRY.size)
-                return ENTRY.unpack(f.read(ENTRY.size))[0]
-        return ENTRY.unpack_from(self.tail, (i - self.count) * ENTRY.size)[0]
-
     def unpack(self, i: int) -> tuple:
+        """Entry ``i``'s fields, in ``ENTRY``'s order."""
         if i < self.count:
             with open(self.path, "rb") as f:
                 f.seek(i * ENTRY.size)
@@ -322,11 +315,11 @@ def _inside(path: Path, entries: int, size: int) -> tuple[int, int]:
 def read_record(samples: Path, entries: Entries, i: int) -> dict | None:
     """The record of entry ``i``, re-read from samples.jsonl; None unless it matches the
     entry (its group, sample id and gen): the check that index and file agree."""
-    _, group, problem, _, _, gen, *_ = entries.unpack(i)
-    start = entries.end(i - 1) if i else 0
+    end, group, problem, _, _, gen, *_ = entries.unpack(i)
+    start = entries.unpack(i - 1)[0] if i else 0
     with open(samples, "rb") as f:
         f.seek(start)
-        line = f.read(entries.end(i) - start)
+        line = f.read(end - start)
     try:
         rec = orjson.loads(line)
         same = (hash64([rec["task"], rec["model"], rec["setting"]]) == group

@@ -36,8 +36,19 @@ OPTIONS = ("dtype", "device", "batch_size", "batch_wait", "max_tokens", "think_s
            "chat_template_kwargs", "attn_implementation", "cudnn_attention")
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A ``-M``/``--ranker-option`` flag's string value."""
     return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def avoid_cudnn_attention(model: Any, allowed: bool) -> None:
+    """On CUDA, take cuDNN's fused attention out of torch's choice (process-wide) unless
+    ``allowed``: it builds a graph for every tensor shape, and decoding (or scoring
+    conversations of many lengths) brings a new shape at every step."""
+    if not allowed and model.device.type == "cuda":
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 @dataclass
@@ -75,11 +86,11 @@ class HFOptions:
                 else int(options["batch_size"]),
                 batch_wait=float(options.get("batch_wait", 0.005)),
                 max_tokens=int(options.get("max_tokens", 2048)),
-                ignore_eos=_bool(options.get("ignore_eos", False)),
-                trust_remote_code=_bool(options.get("trust_remote_code", False)),
+                ignore_eos=as_bool(options.get("ignore_eos", False)),
+                trust_remote_code=as_bool(options.get("trust_remote_code", False)),
                 revision=options.get("revision"),
                 attn_implementation=options.get("attn_implementation"),
-                cudnn_attention=_bool(options.get("cudnn_attention", False)),
+                cudnn_attention=as_bool(options.get("cudnn_attention", False)),
                 chat_template=options.get("chat_template"),
                 chat_template_kwargs=_json_dict(options.get("chat_template_kwargs")),
                 sampling={k: float(options[k]) for k in ("temperature", "top_p", "top_k")
@@ -146,7 +157,7 @@ def load(name: str, opts: HFOptions, model_class: Any = None) -> tuple[Any, Any]
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
         model = model_class.from_pretrained(name, **common, **extra)
     except (OSError, ValueError) as e:
-        offline = " (HF_HUB_OFFLINE=1 is set: only the local cache is read)" if _bool(
+        offline = " (HF_HUB_OFFLINE=1 is set: only the local cache is read)" if as_bool(
             os.environ.get("HF_HUB_OFFLINE")) else ""
         raise ConfigError(f"hf/{name}: cannot load the model: {str(e).splitlines()[0]}"
                           f"{offline}") from None
@@ -252,10 +263,7 @@ class HFRunner:
         self.context = int(getattr(model.config.get_text_config(), "max_position_embeddings", 0)
                            or 0) or None
         self.engine = Engine(model, tokenizer, self.think, sampling, eos_ids, pad, opts.ignore_eos)
-        if not opts.cudnn_attention and model.device.type == "cuda":
-            import torch
-
-            torch.backends.cuda.enable_cudnn_sdp(False)  # process-wide; see HFOptions
+        avoid_cudnn_attention(model, opts.cudnn_attention)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hf-generate")
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None

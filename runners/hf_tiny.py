@@ -83,7 +83,8 @@ def bias_tokens(model: Any, biases: dict[int, float]) -> None:
 
 def save_tiny(directory: str | Path, *, ban: Sequence[str] = (), favour: Sequence[str] = (),
               seed: int = 0, **model_kw: Any) -> Path:
-    """Tokenizer + random model in ``directory``; ``ban``/``favour`` token strings."""
+    """Tokenizer + random model in ``directory``; ``ban``/``favour`` token strings
+    (``reward=True``: a one-output reward model, which has no tokens to bias)."""
     directory = Path(directory)
     tokenizer = tiny_tokenizer()
     vocab = tokenizer.get_vocab()
@@ -99,14 +100,3 @@ def save_tiny(directory: str | Path, *, ban: Sequence[str] = (), favour: Sequenc
     model.save_pretrained(directory)
     return directory
 
-
-def save_tiny_reward(directory: str | Path, seed: int = 0) -> Path:
-    """Tokenizer + a random one-output reward model in ``directory``."""
-    directory = Path(directory)
-    tokenizer = tiny_tokenizer()
-    model = random_llama(len(tokenizer.get_vocab()), seed=seed, reward=True, ids={
-        "pad": tokenizer.pad_token_id, "bos": tokenizer.bos_token_id,
-        "eos": tokenizer.eos_token_id})
-    tokenizer.save_pretrained(directory)
-    model.save_pretrained(directory)
-    return directory

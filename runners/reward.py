@@ -25,6 +25,7 @@ from typing import Any
 from evals.judge import problem_text
 from evals.runner import ConfigError, RunnerError
 from evals.task import Sample
+from runners.hf import as_bool
 
 OPTIONS = ("device", "dtype", "batch_size", "max_length", "label", "chat_template",
            "batch_wait", "trust_remote_code", "revision", "cudnn_attention")
@@ -58,11 +59,9 @@ class RewardOptions:
                       label=int(options.get("label", 0)),
                       chat_template=options.get("chat_template"),
                       batch_wait=float(options.get("batch_wait", 0.005)),
-                      trust_remote_code=str(options.get("trust_remote_code", "")).lower()
-                      in ("1", "true", "yes", "on"),
+                      trust_remote_code=as_bool(options.get("trust_remote_code", False)),
                       revision=options.get("revision"),
-                      cudnn_attention=str(options.get("cudnn_attention", "")).lower()
-                      in ("1", "true", "yes", "on"))
+                      cudnn_attention=as_bool(options.get("cudnn_attention", False)))
         except ValueError as e:
             raise ConfigError(f"reward ranker: bad option value: {e}") from None
         if out.batch_size < 1 or out.max_length < 8:
@@ -107,7 +106,7 @@ class RewardRanker:
     def __init__(self, spec: str, model: Any, tokenizer: Any, opts: RewardOptions):
         self.model = spec
         self.net, self.tokenizer, self.opts = model, tokenizer, opts
-        from runners.hf import set_chat_template
+        from runners.hf import avoid_cudnn_attention, set_chat_template
 
         set_chat_template(tokenizer, opts.chat_template, spec, "--ranker-option")
         # The model reads each row at its last token that is not config.pad_token_id, so
@@ -118,10 +117,7 @@ class RewardRanker:
         elif tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token  # then a trailing EOS is not read
         model.config.pad_token_id = tokenizer.pad_token_id
-        if not opts.cudnn_attention and model.device.type == "cuda":
-            import torch
-
-            torch.backends.cuda.enable_cudnn_sdp(False)  # process-wide, as for hf/
+        avoid_cudnn_attention(model, opts.cudnn_attention)
         tokenizer.padding_side = "right"
         tokenizer.truncation_side = "left"  # keep the end: the final answer
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reward")

@@ -14,7 +14,7 @@ from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
 from evals.runner import ConfigError, RunnerError
 from evals.task import Sample
-from runners.hf_tiny import save_tiny_reward
+from runners.hf_tiny import save_tiny
 from runners.reward import make_ranker
 
 COMPLETIONS = ["the answer is 7", "hmm 8", "ok yes no", "so the answer is ( 12 )", "7",
@@ -33,7 +33,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def reward_dir(tmp_path_factory):
-    return save_tiny_reward(tmp_path_factory.mktemp("rm") / "rm")
+    return save_tiny(tmp_path_factory.mktemp("rm") / "rm", reward=True)
 
 
 def test_batched_scores_equal_each_conversation_scored_alone(reward_dir):
