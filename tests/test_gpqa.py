@@ -16,8 +16,9 @@ import pytest
 
 import tasks.gpqa  # noqa: F401 - registers the task
 from evals.task import TaskError, registry
-from tasks.extract import (boxed_contents, extract_choice, last_answer_line, last_boxed,
-                           parse_choice, split_think, strip_think)
+from tasks.choice import extract_choice, parse_choice
+from tasks.extract import (boxed_contents, last_answer_line, last_boxed, split_think,
+                           strip_think)
 from tasks.gpqa import (COT_TEMPLATE, DIRECT_TEMPLATE, breakdown, correct_letter,
                         make_sample, permutation, score)
 from tasks.gpqa.data import SAMPLE_FILE, Record, load_hub, read_file
@@ -67,7 +68,7 @@ def write_jsonl(path: Path, data):
 def test_registered_with_typed_params():
     spec = registry()["gpqa"]
     params = {p.name: p for p in spec.params}
-    assert list(params) == ["subset", "path", "shuffle_seed", "cot", "template"]
+    assert list(params) == ["subset", "path", "shuffle_seed", "cot", "template", "truncated"]
     assert params["subset"].default == "diamond" and params["shuffle_seed"].default == 0
     assert params["cot"].default is True and params["path"].default is None
     assert spec.description
@@ -319,6 +320,66 @@ def test_extraction_helpers():
     assert parse_choice(" (b) 42") == "B"
     assert parse_choice("a photon") is None and parse_choice("a.") == "A"
     assert parse_choice("E") is None and parse_choice("E", letters="ABCDE") == "E"
+
+
+# The cases: commitments read in order, takebacks, asides, truncation.
+COMMITMENT_CASES = [
+    ("Answer: B can't be right, since it ignores the degeneracy. Working through the "
+     "levels gives D.", "D", "conclusion"),
+    ("ANSWER: B\n\nHold on, I dropped a factor of two. Redoing it, the correct answer is D.",
+     "D", "phrase"),
+    ("Is the answer: B? No. The spin factor doubles it, so **D**.", "D", "conclusion"),
+    ("Having ruled out A and C, only D remains as the answer.", "D", "elimination"),
+    ("(C)\nBut the answer: C fails a check on units.\nThe correct answer is B.", "B", "phrase"),
+    ("ANSWER: C\n\nNote that B would be right if the field were reversed.", "C",
+     "answer_line"),
+    ("ANSWER: C\n\nThis points to a subtle effect; B is a common trap.", "C", "answer_line"),
+    ("Answer: B. Hmm, actually no, it's D.", "D", "conclusion"),
+    ("If the field were reversed, the answer would be B. It is not, so the answer is D.",
+     "D", "phrase"),
+    ("If we account for the degeneracy, the answer is D.", "D", "phrase"),
+    ("Not A or B; the answer is C", "C", "phrase"),
+    ("Could it be (A)? No. Could it be (C)? Yes, that works. So it's C.", "C", "conclusion"),
+]
+NOT_COMMITTED = [
+    "The total available is 33.9 MeV, which is split between",
+    "Options:\nA) 4.1 MeV\nB) 29.8 MeV\nC) 33.9 MeV\nD) 16.9 MeV",
+    "The answer is (A) or maybe (B); I'm unsure.",
+    "the answer is a factor of two larger than the naive estimate",
+    "Is the answer B? Let me check the units first, then",
+]
+
+
+@pytest.mark.parametrize("text,letter,rule", COMMITMENT_CASES)
+def test_extraction_reads_the_final_commitment(text, letter, rule):
+    found = extract_choice(text, ["4.1 MeV", "29.8 MeV", "33.9 MeV", "16.9 MeV"])
+    assert (found.letter, found.rule, found.where) == (letter, rule, "text")
+
+
+@pytest.mark.parametrize("text", NOT_COMMITTED)
+def test_extraction_of_uncommitted_text_is_none(text):
+    assert extract_choice(text, ["4.1 MeV", "29.8 MeV", "33.9 MeV", "16.9 MeV"]) is None
+
+
+def test_changed_mind_lists_every_committed_letter():
+    found = extract_choice("ANSWER: B\nWait, I made an error. The correct answer is D.")
+    assert found.letter == "D" and found.committed == ("B", "D")
+
+
+def test_unclosed_reasoning_is_no_answer_by_default():
+    s = next(iter(build(path="sample").samples()))
+    cut = f"<think>Working... so far it is ANSWER: {s.target} but let me verify the"
+    found = extract_choice(cut, s.metadata["choices"])
+    assert (found.letter, found.where) == (s.target, "unclosed_reasoning")
+    default = score(s, cut)
+    assert (default.value, default.answer, default.status) == (0.0, None, "no_answer")
+    assert default.metadata["where"] == "unclosed_reasoning"
+    credited = build(path="sample", truncated="extract").scorer(s, cut)
+    assert (credited.value, credited.status) == (1.0, "ok")
+    closed = score(s, f"<think>So ANSWER: {s.target}</think>")
+    assert (closed.value, closed.metadata["where"]) == (1.0, "reasoning")
+    with pytest.raises(TaskError, match="truncated"):
+        build(path="sample", truncated="maybe")
 
 
 # ------------------------------------------------------------------ scoring

@@ -12,13 +12,13 @@ dataset is loaded.
 
 from __future__ import annotations
 
-from evals.task import Sample, Task, TaskError, task
+from evals.task import Sample, Score, Task, TaskError, task
 
 from .data import (LETTERS, OPTION_IDS, SAMPLE_FILE, SAMPLE_NAMES, SUBSETS, Record,
                    correct_letter, load_hub, permutation, read_file)
 from .metrics import breakdown
 from .prompt import COT_TEMPLATE, DIRECT_TEMPLATE, render, resolve_template
-from .scoring import score
+from .scoring import check_truncated_policy, score
 
 __all__ = ["gpqa", "make_sample", "make_samples", "make_prompt", "load_records", "score",
            "breakdown", "permutation", "correct_letter", "COT_TEMPLATE", "DIRECT_TEMPLATE",
@@ -76,14 +76,18 @@ def load_records(subset: str = "diamond", path: str | None = None) -> tuple[list
 
 @task
 def gpqa(subset: str = "diamond", path: str | None = None, shuffle_seed: int = 0,
-         cot: bool = True, template: str | None = None) -> Task:
+         cot: bool = True, template: str | None = None, truncated: str = "no_answer") -> Task:
     """GPQA graduate-level science multiple choice (diamond/main/extended; path=sample offline)."""
     subset = normalize_subset(subset)
+    truncated = check_truncated_policy(truncated)
     prompt_template = resolve_template(template, cot)
 
     def dataset() -> list[Sample]:
         records, source = load_records(subset, path)
         return make_samples(records, shuffle_seed, source)
 
-    return Task(dataset=dataset, scorer=score, prompt=make_prompt(prompt_template),
+    def scorer(sample: Sample, completion: str) -> Score:
+        return score(sample, completion, truncated)
+
+    return Task(dataset=dataset, scorer=scorer, prompt=make_prompt(prompt_template),
                 metrics=["accuracy"])

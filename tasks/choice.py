@@ -1,0 +1,426 @@
+"""Multiple-choice extraction by commitment: the letter a completion finally
+commits to, the way a careful reader finds it.
+
+Reasoning models deliberate in the open: they mention every letter, try an
+answer and take it back, ask themselves ``is the answer B?``, eliminate
+options and only then commit. So the extractor does not let the first rule
+that matches decide; it collects every *commitment* in the text with its
+position and strength, and the last one wins. docs/gpqa.md shows the rules
+with examples.
+
+0. Reasoning is set apart (:func:`tasks.extract.think_parts`): the visible
+   text is read first, then closed ``<think>`` blocks; an unclosed block (the
+   output was cut while thinking) is read last and reported as
+   ``where="unclosed_reasoning"``, which the GPQA scorer scores ``no_answer``
+   by default (``-T truncated=extract`` credits it).
+1. Commitments, each at its offset:
+
+   * explicit markers: an ``answer:`` label (``ANSWER: C``, ``**Final
+     Answer:** (c)``, ``Final: C``) and ``\\boxed{...}``;
+   * phrases: ``the (correct) answer/option/choice is C``, ``I'll go with
+     C``, ``C is correct``, eliminations (``only D remains``, ``leaving D``,
+     ``by elimination, C``), and a last line that is only a letter;
+   * conclusions, weaker: a letter closing a sentence after ``so``,
+     ``gives``, ``points to``, ``it's``, ``that's`` ... (``...so **D**.``).
+
+   A mention is not a commitment when it is a question (``answer: B?``),
+   negated (``Answer: B can't be right``, ``C fails a check``), conditional
+   or hypothetical (``the answer would be B if ...``, ``if the answer is
+   B``, ``one might think the answer is B``), or hedged (``(A) or maybe
+   (B)``, ``B or C``).
+2. The last commitment wins, with one exception: after an explicit marker,
+   a weak conclusion counts only when a self-correction (``wait``,
+   ``actually``, ``hold on``, ``I made an error``) comes between them, so an
+   aside after ``ANSWER: C`` does not overturn it while ``Redoing it, the
+   correct answer is D`` does.
+3. Only when nothing commits: the option's text as the last line, or inside
+   a concluding last line (``so it decreases to one third ...``). Unfinished
+   or non-concluding text (``The total available is 33.9 MeV, which is
+   split between``, an echoed option list) commits to nothing.
+
+After a marker or phrase the payload may be a letter (``C``, ``(C)``,
+``c)``, ``Option C``, ``$\\mathbf{C}$``; lowercase ``a`` only when followed by
+punctuation or the line's end, since it is usually the article) or an
+option's text. Letters outside the task's letters never match, and a letter
+inside an option's text (``Vitamin B12``) is not a letter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+from tasks.extract import (MAX_PAYLOAD, answer_lines, boxed_contents, normalize_text,
+                           think_parts, unwrap_latex)
+
+# Only the last this-many candidates of a kind are read (the last one counts anyway);
+# keeps pathological completions (ten thousand "Answer:" lines) linear.
+MAX_TRIES = 200
+
+EXPLICIT, STRONG, WEAK = 3, 2, 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An extracted letter and how it was found."""
+
+    letter: str
+    # "answer_line", "boxed", "phrase", "elimination", "conclusion", "lone_letter",
+    # "option_text"
+    rule: str
+    where: str  # "text", "reasoning" or "unclosed_reasoning"
+    offset: int = -1  # where the commitment starts, within its part
+    # every letter the part commits to, in order of first commitment: more than one
+    # means the completion changed its mind (evals audit lists those)
+    committed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    pos: int
+    letter: str
+    rule: str
+    strength: int
+
+
+_LEAD = " \t*_`$\"'“”‘’:=-"
+_FILLER = re.compile(r"^(?:that\s+|therefore\s+|thus\s+|then\s+|probably\s+|clearly\s+)*"
+                     r"(?:the\s+)?(?:option|choice|letter)?\s*[:#]?\s*", re.I)
+_BRACKETED = re.compile(r"[\(\[\{]\s*([A-Za-z])\s*[\)\]\}]")
+_ENUMERATION = re.compile(
+    r"[\(\[]?([A-Za-z])[\)\]]?\s*(?:,|/|&|(?i:or|and)(?![A-Za-z]))\s*(?:(?i:or|and)\s+)?"
+    r"[\(\[]?([A-Za-z])[\)\]]?(?![A-Za-z0-9])")
+_END_PUNCT = ".,;:!?)]}*'\"`$"
+
+# What may follow a letter and take the commitment back. Checked on the text
+# right after the letter (its brackets and emphasis skipped).
+_TAIL_SKIP = " \t*_`$)]}'\"”’"
+_NEGATED_TAIL = re.compile(
+    r"(?:[,:]\s*)?(?:can'?t|can’t|cannot|can\s+not|isn'?t|isn’t|is\s+not|is\s+wrong|"
+    r"is\s+incorrect|is\s+false|is\s+(?:ruled\s+)?out|is\s+unlikely|is\s+tempting|"
+    r"is\s+a\s+(?:trap|distractor)|was\s+wrong|doesn'?t|doesn’t|does\s+not|don'?t|"
+    r"fails|won'?t|wouldn'?t|would\s+not|would\s+be\s+wrong|seems\s+(?:wrong|off|unlikely)|"
+    r"looks\s+(?:wrong|off)|must\s+be\s+wrong|(?:only\s+)?if\b|unless\b|"
+    r"(?:is\s+)?(?:ruled|eliminated|excluded)\b|no\b)",
+    re.I)
+
+
+@lru_cache(maxsize=32)
+def _alternative_tail(letters: str) -> re.Pattern:
+    # "(A) or maybe (B)", "B / C", "B, or possibly D": hedging between options
+    up = re.escape(letters.upper())
+    return re.compile(
+        r"\s*[,;]?\s*(?:(?i:or|/)\s*(?:(?i:maybe|perhaps|possibly|else|even|rather)\s+)?"
+        r"(?:(?i:option|choice)\s+)?[\(\[]?\s*[" + up + r"](?![A-Za-z0-9]))")
+
+
+def _takes_back(rest: str, letters: str) -> bool:
+    """True when ``rest``, the text right after a letter, makes it no commitment."""
+    r = rest[:200].lstrip(_TAIL_SKIP)
+    if r.startswith("?"):
+        return True  # "Is the answer: B?" asks, it does not answer
+    if _NEGATED_TAIL.match(r):
+        return True
+    return bool(_alternative_tail(letters).match(rest[:200].lstrip(" \t*_`$)]}")))
+
+
+def _match_option(payload: str, options: Sequence[str] | None) -> tuple[int, int] | None:
+    """``(index, length of the normalised option)`` of the option whose text the payload
+    is (or starts with); the longest wins."""
+    if not options:
+        return None
+    norm = normalize_text(payload)
+    if not norm:
+        return None
+    best, best_len = None, -1
+    for i, opt in enumerate(options):
+        o = normalize_text(opt)
+        if not o:
+            continue
+        if norm == o or (norm.startswith(o) and not norm[len(o)].isalnum()):
+            if len(o) > best_len:
+                best, best_len = i, len(o)
+    return None if best is None else (best, best_len)
+
+
+def parse_choice(payload: str, letters: str = "ABCD",
+                 options: Sequence[str] | None = None) -> str | None:
+    """The letter a payload (text after ``answer:`` / ``answer is``) commits to, or None.
+
+    ``options`` are the option texts in letter order, so a payload that is an
+    option's text names that option's letter. A payload that lists several letters,
+    asks (``B?``) or takes the letter back (``B can't be right``) names none.
+    """
+    letters = letters.upper()
+    limit = max((len(o) for o in options), default=0) + 200 if options else 200
+    raw = unwrap_latex(payload[:2 * limit]).strip().lstrip(_LEAD).strip()[:limit]
+    p = _FILLER.sub("", raw, count=1).lstrip(_LEAD)
+    if not p:
+        return None
+    m = _ENUMERATION.match(p)
+    if m and m.group(1).upper() in letters and m.group(2).upper() in letters \
+            and m.group(2) != "a":
+        return None  # "A, B, C or D", "B or C": hedging, not an answer
+    m = _BRACKETED.match(p)
+    if m and m.group(1).upper() in letters:
+        return None if _takes_back(p[m.end():], letters) else m.group(1).upper()
+    m = re.match(r"([A-Za-z])(?![A-Za-z0-9])", p)
+    candidate = m.group(1) if m and m.group(1).upper() in letters else None
+    rest = p[1:]
+    if candidate and (not rest.strip() or rest[0] in _END_PUNCT):
+        return None if _takes_back(rest, letters) else candidate.upper()
+    found = _match_option(raw, options)
+    if found is None and p != raw:
+        found = _match_option(p, options)
+    if found is not None and found[0] < len(letters):
+        return letters[found[0]]
+    if candidate and rest[0].isspace() and candidate != "a":
+        # "C because ...", "d since ..."; a lowercase "a" here is the article.
+        return None if _takes_back(rest, letters) else candidate.upper()
+    return None
+
+
+# "Final: C", "Final choice: (b)" (the answer: labels come from tasks.extract)
+_FINAL_LABEL = re.compile(r"(?<![A-Za-z])final(?:\s+(?:choice|option|pick|verdict))?\s*"
+                          r"(?:\*\*|__)?\s*[:：]", re.I)
+_PHRASE = re.compile(
+    r"(?<![A-Za-z])(?:answer|option|choice)s?\s*(?:(?:\*\*|__)\s*)?"
+    r"(?P<verb>is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|=)(?![A-Za-z])"
+    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?\s+(?:choose|pick|select|go\s+with)"
+    r"|i\s+am\s+going\s+with|i'm\s+going\s+with|i’m\s+going\s+with"
+    r"|my\s+(?P<final>final\s+)?(?:answer|choice)\s*(?:is)?)"
+    r"(?![A-Za-z])",
+    re.I)
+# The clause before a phrase, when it makes the phrase reported or supposed rather
+# than asserted: "if the answer is B", "one might think the answer is B".
+_SUPPOSED_BEFORE = re.compile(
+    r"(?:\b(?:if|whether|suppose|supposing|assuming|assume|unless|when)\b[^,]*$"
+    r"|\b(?:might|would|could|may|to|some|many|students|people|one)\s+"
+    r"(?:\w+\s+)?(?:think|thinks|believe|believes|assume|conclude|say|claim|guess|expect)\b.*"
+    r"|\b(?:mistake|mistaken|mistakenly|wrongly|incorrectly|naive|naively|tempting|trap|"
+    r"distractor|tempted)\b.*"
+    r"|\b(?:is|was|could|maybe|perhaps)\s+(?:it\s+)?(?:that\s+)?(?:the\s+)?$)",
+    re.I | re.S)
+_CONDITIONAL_SENTENCE = re.compile(r"\b(?:if|were|had|unless|otherwise)\b", re.I)
+_CLAUSE_BOUNDARY = re.compile(r"[.!?;\n]")
+_SELF_CORRECTION = re.compile(
+    r"\b(?:wait|actually|hold\s+on|hmm+|correction|on\s+second\s+thought|scratch\s+that|"
+    r"made\s+an?\s+(?:error|mistake)|i\s+was\s+wrong|that(?:'s|’s|\s+is|\s+was)\s+wrong|"
+    r"let\s+me\s+(?:redo|recompute|re-?check|reconsider|recalculate)|redoing|re-doing|"
+    r"recomputing|recalculating|dropped\s+a|no,)",
+    re.I)
+
+
+def _letter_token(letters: str, tag: str = "") -> str:
+    """A letter as models write it after a phrase: ``D``, ``(d)``, ``**D**``,
+    ``$\\mathbf{D}$``, ``option D``. Bare letters must be uppercase. ``tag`` keeps
+    group names unique when one pattern holds several tokens."""
+    up = re.escape(letters.upper())
+    both = up + re.escape(letters.lower())
+    return (r"(?:\*\*|__)?\$?\s*(?:\\(?:mathbf|textbf|text|mathrm)\s*\{)?\s*"
+            r"(?:(?i:option|choice)\s+)?"
+            r"(?:[\(\[]\s*(?P<bracketed" + tag + r">[" + both + r"])\s*[\)\]]"
+            r"|(?<![A-Za-z0-9])(?P<bare" + tag + r">[" + up
+            + r"])(?![A-Za-z0-9]))"
+            r"\s*\}?\s*\$?(?:\*\*|__)?")
+
+
+@lru_cache(maxsize=32)
+def _patterns(letters: str) -> dict[str, re.Pattern]:
+    token = _letter_token(letters)
+    up = re.escape(letters.upper())
+    both = up + re.escape(letters.lower())
+    return {
+        # "C is correct", "(c) is the right answer", "Option C is the best choice"
+        "reversed": re.compile(
+            r"(?:(?<![A-Za-z])(?i:option|choice)\s*)?"
+            r"(?:[\(\[]([" + both + r"])[\)\]]|(?<![A-Za-z0-9])([" + up + r"])(?![A-Za-z0-9]))"
+            r"\**\s+(?i:is|must\s+be)\s+(?i:the\s+)?(?i:correct|right|best|true)"
+            r"(?![A-Za-z])"),
+        "elimination": re.compile(
+            r"(?i:only)\s+" + token + r"\s*(?i:remains|is\s+left|survives|is\s+consistent|"
+            r"works|fits|holds\s+up|is\s+possible|stands)"
+            r"|" + _letter_token(letters, "2")
+            + r"\s+(?i:is|being)\s+(?i:the\s+)?(?i:only)\s+(?i:one|option|choice|candidate|answer)"
+            r"(?i:\s+(?:left|remaining|standing|that))"
+            r"|(?i:leaving|leaves|left\s+with)(?:\s+(?i:us))?(?:\s+(?i:with))?(?:\s+(?i:only))?\s+"
+            + _letter_token(letters, "3")
+            + r"|(?i:by\s+elimination)[\s,:]*(?:(?i:the\s+answer\s+is|it(?:'s|’s|\s+is))\s+)?"
+            + _letter_token(letters, "4")),
+        # a letter closing a sentence after a concluding word: "...so **D**."
+        "conclusion": re.compile(
+            r"(?<![A-Za-z])(?i:so|thus|hence|therefore|gives|giving|yields|yielding|leads\s+to|"
+            r"points\s+to|corresponds\s+to|matches|it's|it’s|it\s+is|that's|that’s|that\s+is|"
+            r"which\s+is|actually|must\s+be|final(?:ly)?)(?![A-Za-z])[\s,:]*"
+            r"(?:(?i:it's|it’s|it\s+is|the\s+answer\s+is)\s+)?"
+            + token + r"\s*(?=[.!]|$)|(?:=>|⇒|→|->)\s*" + _letter_token(letters, "5")
+            + r"\s*(?=[.!]|$)", re.M),
+        "lone": re.compile(
+            r"^[\s*_`>#\-]*(?:(?:option|choice|answer)\s*[:#]?\s*)?[\(\[]?\s*([" + both
+            + r"])\s*[\)\]]?[\s.*_`!]*$", re.I),
+    }
+
+
+def _letter_of(m: re.Match) -> str:
+    for name, value in m.groupdict().items():
+        if value and (name.startswith("bracketed") or name.startswith("bare")):
+            return value.upper()
+    raise AssertionError("a letter pattern matched without a letter")
+
+
+def _clause_before(text: str, pos: int) -> str:
+    start = max(0, pos - 300)
+    window = text[start:pos]
+    cut = [m.end() for m in _CLAUSE_BOUNDARY.finditer(window)]
+    return window[cut[-1]:] if cut else window
+
+
+def _sentence_around(text: str, pos: int, end: int) -> str:
+    return _clause_before(text, pos) + text[pos:end] + \
+        _CLAUSE_BOUNDARY.split(text[end:end + 300], maxsplit=1)[0]
+
+
+def _commitments(text: str, letters: str, options) -> list[_Candidate]:
+    pats = _patterns(letters)
+    found: list[_Candidate] = []
+
+    def payloads(spans, rule: str, strength: int) -> None:
+        for pos, payload in spans[-MAX_TRIES:]:
+            letter = parse_choice(payload, letters, options)
+            if letter:
+                found.append(_Candidate(pos, letter, rule, strength))
+
+    payloads(answer_lines(text), "answer_line", EXPLICIT)
+    payloads(boxed_contents(text), "boxed", EXPLICIT)
+    payloads([(m.start(), _line_from(text, m.end())) for m in _FINAL_LABEL.finditer(text)],
+             "answer_line", EXPLICIT)
+    for m in list(_PHRASE.finditer(text))[-MAX_TRIES:]:
+        before = _clause_before(text, m.start())
+        if _SUPPOSED_BEFORE.search(before):
+            continue
+        verb = (m.group("verb") or "").lower()
+        if verb.startswith(("would", "should", "will")) and \
+                _CONDITIONAL_SENTENCE.search(_sentence_around(text, m.start(), m.end())):
+            continue  # "the answer would be B if the field were reversed"
+        letter = parse_choice(_line_from(text, m.end()), letters, options)
+        if letter:
+            hedged = re.search(r"\b(?:maybe|perhaps|possibly|probably\s+not|might)\b",
+                               before, re.I)
+            strength = EXPLICIT if m.group("final") else WEAK if hedged else STRONG
+            found.append(_Candidate(m.start(), letter, "phrase", strength))
+    for m in list(pats["reversed"].finditer(text))[-MAX_TRIES:]:
+        if _SUPPOSED_BEFORE.search(_clause_before(text, m.start())) or \
+                re.match(r"[\s,]*(?:only\s+)?(?:if|unless|when)\b", text[m.end():], re.I):
+            continue
+        found.append(_Candidate(m.start(), (m.group(1) or m.group(2)).upper(), "phrase", STRONG))
+    for m in list(pats["elimination"].finditer(text))[-MAX_TRIES:]:
+        if not _takes_back(text[m.end():], letters) and \
+                not _SUPPOSED_BEFORE.search(_clause_before(text, m.start())):
+            found.append(_Candidate(m.start(), _letter_of(m), "elimination", STRONG))
+    for m in list(pats["conclusion"].finditer(text))[-MAX_TRIES:]:
+        if not _SUPPOSED_BEFORE.search(_clause_before(text, m.start())):
+            found.append(_Candidate(m.start(), _letter_of(m), "conclusion", WEAK))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if lines:
+        last = " ".join(lines[-1].split())
+        m = pats["lone"].match(last) if len(last) <= 40 else None
+        start = text.rfind(lines[-1])
+        if m and not any(c.pos >= start for c in found):  # "ANSWER: B" is read as a label
+            found.append(_Candidate(start, m.group(1).upper(), "lone_letter", STRONG))
+    return found
+
+
+def _line_from(text: str, start: int) -> str:
+    end = text.find("\n", start, start + MAX_PAYLOAD)
+    return text[start:start + MAX_PAYLOAD] if end < 0 else text[start:end]
+
+
+def _final(found: list[_Candidate], text: str) -> _Candidate | None:
+    """The last commitment; a weak one after an explicit marker counts only past a
+    self-correction."""
+    if not found:
+        return None
+    found = sorted(found, key=lambda c: c.pos)
+    explicit = [c.pos for c in found if c.strength == EXPLICIT]
+    last_marker = explicit[-1] if explicit else None
+    for c in reversed(found):
+        if c.strength > WEAK or last_marker is None or c.pos <= last_marker:
+            return c
+        if _SELF_CORRECTION.search(text, last_marker, c.pos):
+            return c
+    return None
+
+
+_CONCLUDING = re.compile(
+    r"\b(?:so|thus|hence|therefore|answer|final|finally|conclude|conclusion|overall|"
+    r"gives|yields|result|must|correct)\b", re.I)
+
+
+def _option_text(text: str, letters: str, options) -> tuple[str, int] | None:
+    if not options:
+        return None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or len(lines[-1]) > 4 * MAX_PAYLOAD:
+        return None
+    last = normalize_text(lines[-1])
+    offset = text.rfind(lines[-1])
+    norms = [normalize_text(o) for o in options]
+    for i, o in enumerate(norms):
+        if o and last == o and i < len(letters):
+            return letters[i], offset
+    # Containment counts only in a finished, concluding sentence.
+    raw_last = lines[-1].rstrip(" *_`$\"'”’")
+    if not raw_last.endswith((".", "!")) or not _CONCLUDING.search(raw_last):
+        return None
+    hits = []
+    for i, o in enumerate(norms):
+        if len(o) >= 4 and i < len(letters):
+            spans = [(m.start(), m.end()) for m in
+                     re.finditer(r"(?<![a-z0-9])" + re.escape(o) + r"(?![a-z0-9])", last)]
+            if spans:
+                hits.append((i, spans))
+    # An option whose every occurrence lies inside a longer option's occurrence does not count.
+    kept = [i for i, spans in hits
+            if any(not any(j != i and len(norms[j]) > len(norms[i]) and a <= s and e <= b
+                           for j, other in hits for a, b in other)
+                   for s, e in spans)]
+    if len(kept) == 1:
+        return letters[kept[0]], offset
+    return None
+
+
+def _read(text: str, letters: str, options) -> tuple[str, str, int, tuple[str, ...]] | None:
+    found = _commitments(text, letters, options)
+    final = _final(found, text)
+    if final is not None:
+        committed = tuple(dict.fromkeys(c.letter for c in sorted(found, key=lambda c: c.pos)
+                                        if c.strength > WEAK))
+        return final.letter, final.rule, final.pos, committed or (final.letter,)
+    by_text = _option_text(text, letters, options)
+    if by_text:
+        return by_text[0], "option_text", by_text[1], (by_text[0],)
+    return None
+
+
+def extract_choice(text: str, options: Sequence[str] | None = None,
+                   letters: str = "ABCD") -> Choice | None:
+    """The multiple-choice letter a completion finally commits to, or None.
+
+    ``options`` are the option texts in letter order (optional: without them an
+    answer given as text is not recognised). See the module docstring for the
+    rules. An answer found only in an unclosed reasoning block is returned with
+    ``where="unclosed_reasoning"``; whether it counts is the caller's policy.
+    """
+    letters = letters.upper()
+    if options is not None:
+        options = list(options)[:len(letters)]
+    parts = think_parts(text or "")
+    for where, part in (("text", parts.visible), ("reasoning", parts.reasoning),
+                        ("unclosed_reasoning", parts.unclosed)):
+        if part.strip():
+            found = _read(part, letters, options)
+            if found:
+                return Choice(found[0], found[1], where, found[2], found[3])
+    return None
