@@ -16,7 +16,7 @@ Wrong rows are split into:
 
 Extractors
 ----------
-* ``evals``: this project's ``tasks.extract.extract_choice(completion, options)``.
+* ``evals``: this project's ``tasks.choice.extract_choice(completion, options)``.
 
 The others are small reimplementations, written for this comparison from the
 public descriptions and task configurations of each harness (no code taken
@@ -80,7 +80,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tasks.extract import extract_choice  # noqa: E402
+from tasks.choice import extract_choice  # noqa: E402
 
 DEFAULT_TABLES = [REPO / "tests" / "data" / "gpqa_reasoning.jsonl",
                   REPO / "tests" / "data" / "gpqa_extraction.jsonl"]
@@ -92,8 +92,10 @@ Extractor = Callable[[str, Sequence[str]], Optional[str]]
 # --- this project -----------------------------------------------------------------
 
 def ours(text: str, options: Sequence[str]) -> str | None:
+    """As the gpqa task scores it, with its default ``-T truncated=no_answer``: an
+    answer found only in an unclosed reasoning block is no answer."""
     choice = extract_choice(text, options)
-    return choice.letter if choice else None
+    return choice.letter if choice and choice.where != "unclosed_reasoning" else None
 
 
 # --- openai/simple-evals (reimplementation) -------------------------------------

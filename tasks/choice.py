@@ -112,7 +112,7 @@ def _alternative_tail(letters: str) -> re.Pattern:
     # "(A) or maybe (B)", "B / C", "B, or possibly D": hedging between options
     up = re.escape(letters.upper())
     return re.compile(
-        r"\s*[,;]?\s*(?:(?i:or|/)\s*(?:(?i:maybe|perhaps|possibly|else|even|rather)\s+)?"
+        r"\s*[,;.]?\s*(?:(?i:or|/|and|,)\s*(?:(?i:maybe|perhaps|possibly|else|even|rather)\s+)?"
         r"(?:(?i:option|choice)\s+)?[\(\[]?\s*[" + up + r"](?![A-Za-z0-9]))")
 
 
@@ -183,14 +183,22 @@ def parse_choice(payload: str, letters: str = "ABCD",
 
 
 # "Final: C", "Final choice: (b)" (the answer: labels come from tasks.extract)
-_FINAL_LABEL = re.compile(r"(?<![A-Za-z])final(?:\s+(?:choice|option|pick|verdict))?\s*"
-                          r"(?:\*\*|__)?\s*[:：]", re.I)
+# "Final: C", "Correct choice: B", "My pick: C" (the answer: labels come from tasks.extract)
+_FINAL_LABEL = re.compile(
+    r"(?<![A-Za-z])(?:final|(?:final|correct|my|best)\s+(?:choice|option|pick|verdict|guess))"
+    r"\s*(?:\*\*|__)?\s*[:：]", re.I)
+# A heading or bold line that is only "Answer" / "Final Answer": the next line is the payload.
+_ANSWER_HEADING = re.compile(r"^[ \t#*_>]*(?:final\s+)?answer[ \t*_]*$", re.I | re.M)
 _PHRASE = re.compile(
-    r"(?<![A-Za-z])(?:answer|option|choice)s?\s*(?:(?:\*\*|__)\s*)?"
+    r"(?<![A-Za-z])(?:answer|option|choice)s?(?:\s+(?:here|then|now|overall|itself|"
+    r"i(?:'d|’d|\s+would|'ll|’ll|\s+will)?\s+give))?\s*(?:(?:\*\*|__)\s*)?"
     r"(?P<verb>is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|=)(?![A-Za-z])"
-    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?\s+(?:choose|pick|select|go\s+with)"
-    r"|i\s+am\s+going\s+with|i'm\s+going\s+with|i’m\s+going\s+with"
-    r"|my\s+(?P<final>final\s+)?(?:answer|choice)\s*(?:is)?)"
+    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?\s+(?:choose|pick|select|say)"
+    r"|(?:i\s+am\s+|i'm\s+|i’m\s+)?going\s+with|(?:i(?:'ll|’ll|\s+will)\s+)?go\s+with"
+    r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:settle|settling)\s+on"
+    r"|(?:revise|revising|change|changing|switch|switching)\s+(?:my\s+answer\s+|it\s+)?to"
+    r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:stick|sticking)\s+with"
+    r"|my\s+(?P<final>final\s+)?(?:best\s+)?(?:answer|choice|guess|pick)\s*(?:is)?)"
     r"(?![A-Za-z])",
     re.I)
 # The clause before a phrase, when it makes the phrase reported or supposed rather
@@ -201,15 +209,19 @@ _SUPPOSED_BEFORE = re.compile(
     r"(?:\w+\s+)?(?:think|thinks|believe|believes|assume|conclude|say|claim|guess|expect)\b.*"
     r"|\b(?:mistake|mistaken|mistakenly|wrongly|incorrectly|naive|naively|tempting|trap|"
     r"distractor|tempted)\b.*"
-    r"|\b(?:is|was|could|maybe|perhaps)\s+(?:it\s+)?(?:that\s+)?(?:the\s+)?$)",
+    r"|(?:^|\b(?:so|then|but|and|or|now)\s+)(?:is|was|could)\s+(?:it\s+)?(?:that\s+)?(?:the\s+)?$)",
     re.I | re.S)
+_REMAINING = re.compile(
+    r"(?<![A-Za-z])(?:the\s+)?(?:only\s+)?(?:remaining|surviving)\s+"
+    r"(?:option|choice|one|answer|candidate|possibility)(?:\s+is)?\s*[,:—–-]?", re.I)
 _CONDITIONAL_SENTENCE = re.compile(r"\b(?:if|were|had|unless|otherwise)\b", re.I)
 _CLAUSE_BOUNDARY = re.compile(r"[.!?;\n]")
 _SELF_CORRECTION = re.compile(
     r"\b(?:wait|actually|hold\s+on|hmm+|correction|on\s+second\s+thought|scratch\s+that|"
     r"made\s+an?\s+(?:error|mistake)|i\s+was\s+wrong|that(?:'s|’s|\s+is|\s+was)\s+wrong|"
     r"let\s+me\s+(?:redo|recompute|re-?check|reconsider|recalculate)|redoing|re-doing|"
-    r"recomputing|recalculating|dropped\s+a|no,)",
+    r"recomputing|recalculating|dropped\s+a|no,|double-?check|was\s+wrong|oops|mistake|"
+    r"revise|changing\s+my\s+answer)",
     re.I)
 
 
@@ -225,6 +237,20 @@ def _letter_token(letters: str, tag: str = "") -> str:
             r"|(?<![A-Za-z0-9])(?P<bare" + tag + r">[" + up
             + r"])(?![A-Za-z0-9]))"
             r"\s*\}?\s*\$?(?:\*\*|__)?")
+
+
+def _conclusion_token(letters: str) -> str:
+    """A letter that ends a concluding sentence: ``D``, ``(d)``, ``**D**``, ``option c``;
+    a bare lowercase letter too (``so it's d.``), except ``a`` at the end of the text,
+    which is usually an article cut off."""
+    up = re.escape(letters.upper())
+    both = up + re.escape(letters.lower())
+    no_a = re.escape(letters.upper()) + re.escape(letters.lower().replace("a", ""))
+    return (r"(?:\*\*|__)?\$?\s*(?:\\(?:mathbf|textbf|text|mathrm)\s*\{)?\s*"
+            r"(?:(?i:option|choice)\s+(?P<bare6>[" + both + r"])(?![A-Za-z0-9])"
+            r"|(?:(?i:option|choice)\s+)?[\(\[]\s*(?P<bracketed>[" + both + r"])\s*[\)\]]"
+            r"|(?<![A-Za-z0-9])(?P<bare>[" + no_a + r"])(?![A-Za-z0-9])"
+            r"|(?<![A-Za-z0-9])(?P<bare7>a)(?=\s*[.!]))")
 
 
 @lru_cache(maxsize=32)
@@ -249,16 +275,21 @@ def _patterns(letters: str) -> dict[str, re.Pattern]:
             + _letter_token(letters, "3")
             + r"|(?i:by\s+elimination)[\s,:]*(?:(?i:the\s+answer\s+is|it(?:'s|’s|\s+is))\s+)?"
             + _letter_token(letters, "4")),
-        # a letter closing a sentence after a concluding word: "...so **D**."
+        # a letter closing a sentence after a concluding word: "...so **D**.",
+        # "Leaving 18, i.e. (C).", "the one in option A.", "so it's A, not B"
         "conclusion": re.compile(
-            r"(?<![A-Za-z])(?i:so|thus|hence|therefore|gives|giving|yields|yielding|leads\s+to|"
-            r"points\s+to|corresponds\s+to|matches|it's|it’s|it\s+is|that's|that’s|that\s+is|"
-            r"which\s+is|actually|must\s+be|final(?:ly)?)(?![A-Za-z])[\s,:]*"
-            r"(?:(?i:it's|it’s|it\s+is|the\s+answer\s+is)\s+)?"
-            + token + r"\s*(?=[.!]|$)|(?:=>|⇒|→|->)\s*" + _letter_token(letters, "5")
-            + r"\s*(?=[.!]|$)", re.M),
+            r"(?:(?<![A-Za-z])(?i:so|thus|hence|therefore|gives|giving|yields|yielding|"
+            r"leads\s+to|points\s+to|corresponds\s+to|matches|it's|it’s|it\s+is|that's|that’s|"
+            r"that\s+is|which\s+is|actually|must\s+be|final(?:ly)?|i\.e\.|on\s+balance|"
+            r"overall|in\s+conclusion|in\s+short|clearly|definitely|yeah|yes|okay|ok)"
+            r"(?![A-Za-z])[\s,:]*(?:(?i:it's|it’s|it\s+is|the\s+answer\s+is)\s+)?"
+            r"|(?:=>|⇒|→|->)\s*|(?P<comma>[,:—–]|(?<![A-Za-z])(?=(?i:option|choice)\s))\s*)"
+            + _conclusion_token(letters) + r"\s*\}?\s*\$?(?:\*\*|__)?"
+            r"(?=\s*[.!]|\s*$|,\s*(?i:which|that)\s+(?i:is|'s|’s)\s+(?i:my|the|our)\b"
+            r"|,?\s+(?i:not)\s+[\(\[]?[" + up + r"]\b|\s+(?i:it\s+is)\b)", re.M),
         "lone": re.compile(
-            r"^[\s*_`>#\-]*(?:(?:option|choice|answer)\s*[:#]?\s*)?[\(\[]?\s*([" + both
+            r"^[\s*_`>#\-]*(?:(?:yeah|yes|ok|okay|so|right|final|definitely|clearly)\s*[,:]?\s*)?"
+            r"(?:(?:option|choice|answer)\s*[:#]?\s*)?[\(\[]?\s*([" + both
             + r"])\s*[\)\]]?[\s.*_`!]*$", re.I),
     }
 
@@ -320,8 +351,25 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
                 not _SUPPOSED_BEFORE.search(_clause_before(text, m.start())):
             found.append(_Candidate(m.start(), _letter_of(m), "elimination", STRONG))
     for m in list(pats["conclusion"].finditer(text))[-MAX_TRIES:]:
-        if not _SUPPOSED_BEFORE.search(_clause_before(text, m.start())):
-            found.append(_Candidate(m.start(), _letter_of(m), "conclusion", WEAK))
+        before = _clause_before(text, m.start())
+        if _SUPPOSED_BEFORE.search(before):
+            continue
+        if m.group("comma") is not None and not (_CONCLUDING.search(before) or (
+                m.group("bare6") and m.group("comma") and len(before.split()) >= 3)):
+            continue  # ", C." ends a concluding sentence, or ", option C." an apposition
+        if _takes_back(text[m.end():], letters):
+            continue  # "It's A. Or B."
+        found.append(_Candidate(m.start(), _letter_of(m), "conclusion", WEAK))
+    # "the remaining option, C", "Hence the remaining choice: (R)-butan-2-ol."
+    payloads([(m.start(), _line_from(text, m.end())) for m in _REMAINING.finditer(text)
+              if not _SUPPOSED_BEFORE.search(_clause_before(text, m.start()))][-MAX_TRIES:],
+             "elimination", STRONG)
+    headed = []
+    for m in list(_ANSWER_HEADING.finditer(text))[-MAX_TRIES:]:
+        rest = text[m.end():].lstrip()
+        if rest:
+            headed.append((m.start(), _line_from(rest, 0)))
+    payloads(headed, "answer_line", EXPLICIT)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if lines:
         last = " ".join(lines[-1].split())
@@ -355,7 +403,13 @@ def _final(found: list[_Candidate], text: str) -> _Candidate | None:
 
 _CONCLUDING = re.compile(
     r"\b(?:so|thus|hence|therefore|answer|final|finally|conclude|conclusion|overall|"
-    r"gives|yields|result|must|correct)\b", re.I)
+    r"gives|yields|result|must|correct|i\.e\.|best|likely|balance)\b", re.I)
+# A last line that states an option only as a possibility is no commitment.
+_TENTATIVE = re.compile(
+    r"\b(?:if|would|could|might|maybe|perhaps|possibly|not\s+sure|unsure|can't|cannot|"
+    r"whether|or)\b|\?", re.I)
+_LIST_ITEM = re.compile(r"^[\s*_>#-]*[\(\[]?[A-Za-z][\)\].:]\s")
+_LEADING_SUBJECT = re.compile(r"^(?:it|they|this|the|a|an)\s+")
 
 
 def _option_text(text: str, letters: str, options) -> tuple[str, int] | None:
@@ -370,20 +424,26 @@ def _option_text(text: str, letters: str, options) -> tuple[str, int] | None:
     for i, o in enumerate(norms):
         if o and last == o and i < len(letters):
             return letters[i], offset
-    # Containment counts only in a finished, concluding sentence.
-    raw_last = lines[-1].rstrip(" *_`$\"'”’")
-    if not raw_last.endswith((".", "!")) or not _CONCLUDING.search(raw_last):
+    # Containment counts only in a finished statement: a concluding sentence, or one
+    # that ends on the option's text; never in a list item or a tentative line.
+    raw_last = lines[-1].rstrip(" *_`$\"'”’)")
+    if not raw_last.endswith((".", "!")) or _LIST_ITEM.match(lines[-1]) \
+            or _TENTATIVE.search(lines[-1]):
         return None
+    concluding = bool(_CONCLUDING.search(raw_last))
+    # "It decreases to one third ..." is stated as "the energy decreases to one third ..."
+    cores = [_LEADING_SUBJECT.sub("", o) if len(_LEADING_SUBJECT.sub("", o)) >= 12 else o
+             for o in norms]
     hits = []
-    for i, o in enumerate(norms):
+    for i, o in enumerate(cores):
         if len(o) >= 4 and i < len(letters):
             spans = [(m.start(), m.end()) for m in
                      re.finditer(r"(?<![a-z0-9])" + re.escape(o) + r"(?![a-z0-9])", last)]
-            if spans:
+            if spans and (concluding or spans[-1][1] == len(last)):
                 hits.append((i, spans))
     # An option whose every occurrence lies inside a longer option's occurrence does not count.
     kept = [i for i, spans in hits
-            if any(not any(j != i and len(norms[j]) > len(norms[i]) and a <= s and e <= b
+            if any(not any(j != i and len(cores[j]) > len(cores[i]) and a <= s and e <= b
                            for j, other in hits for a, b in other)
                    for s, e in spans)]
     if len(kept) == 1:

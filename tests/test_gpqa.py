@@ -303,10 +303,32 @@ def test_extraction_table_size_and_kinds():
     assert sum(r["expected"] is None for r in table) >= 8
 
 
+REASONING_TABLE = Path(__file__).parent / "data" / "gpqa_reasoning.jsonl"
+
+
+def scored_letter(row) -> str | None:
+    """The letter the gpqa task credits (default policy: none from unclosed reasoning)."""
+    found = extract_choice(row["completion"], row["options"])
+    return found.letter if found and found.where != "unclosed_reasoning" else None
+
+
 @pytest.mark.parametrize("row", load_table(), ids=lambda r: f"{r['kind']}:{r['completion'][:30]!r}")
 def test_extraction_table(row):
-    found = extract_choice(row["completion"], row["options"])
-    assert (found.letter if found else None) == row["expected"]
+    assert scored_letter(row) == row["expected"]
+
+
+def test_reasoning_table_is_read_exactly():
+    """Completions in reasoning-model style, labelled from the text alone: every
+    label met, so no false commitment (an answer where a reader sees none) and no
+    wrong letter."""
+    rows = [json.loads(x) for x in REASONING_TABLE.read_text(encoding="utf-8").splitlines()
+            if x.strip()]
+    assert len(rows) >= 200 and sum(r["expected"] is None for r in rows) >= 40
+    wrong = [(r["id"], r["expected"], scored_letter(r)) for r in rows
+             if scored_letter(r) != r["expected"]]
+    false_commits = [w for w in wrong if w[1] is None]
+    assert false_commits == []
+    assert wrong == []
 
 
 def test_extraction_helpers():
