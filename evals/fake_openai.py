@@ -59,7 +59,7 @@ _ERRORS = {  # kind -> (status, default message, OpenAI error type, code)
 class _Fault:
     kind: str
     times: int
-    match: str | None
+    match: str | Callable[[dict[str, Any]], bool] | None
     kw: dict[str, Any]
 
 
@@ -117,8 +117,11 @@ class FakeServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def inject(self, kind: str, times: int = 1, match: str | None = None, **kw: Any) -> None:
-        """Queue ``kind`` for the next ``times`` (matching) requests; kw: retry_after, seconds, message."""
+    def inject(self, kind: str, times: int = 1,
+               match: str | Callable[[dict[str, Any]], bool] | None = None, **kw: Any) -> None:
+        """Queue ``kind`` for the next ``times`` (matching) requests; kw: retry_after, seconds,
+        message. ``match`` is text the last user message contains, or a predicate on the
+        request body (``lambda body: body.get("seed") == 9``)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; expected one of {FAULT_KINDS}")
         with self._lock:
@@ -129,12 +132,12 @@ class FakeServer:
         with self._lock:
             return sum(f.times for f in self._faults)
 
-    def _take_fault(self, prompt: str) -> _Fault | None:
+    def _take_fault(self, prompt: str, body: dict[str, Any]) -> _Fault | None:
         if not self._faults:  # fast path for benchmarks: no lock
             return None
         with self._lock:
             for f in self._faults:
-                if f.match is None or f.match in prompt:
+                if f.match is None or (f.match(body) if callable(f.match) else f.match in prompt):
                     f.times -= 1
                     if f.times <= 0:
                         self._faults.remove(f)
@@ -224,7 +227,7 @@ class FakeServer:
             if body.get("stream"):
                 return _error(400, "stream=true is not supported by the fake server",
                               "invalid_request_error")
-            fault = self._take_fault(_last_user(body))
+            fault = self._take_fault(_last_user(body), body)
             if fault is not None:
                 return await self._fault(request, fault, body)
             if self.latency:

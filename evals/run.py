@@ -9,6 +9,7 @@ generator, so memory stays flat however many samples a run has.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 import random
@@ -23,7 +24,8 @@ from evals.cache import ResponseCache
 from evals.config import RunConfig, Setting, settings_json  # noqa: F401 (re-exported)
 from evals.records import UNSCORED, RunLog
 from evals.redact import remember, scrub
-from evals.runner import ConfigError, Request, Response, Runner, RunnerError, make_runner
+from evals.runner import (Completion, ConfigError, PartialResponse, Request, Response, Runner,
+                          RunnerError, Usage, make_runner)
 from evals.task import Sample, Score, Task, TaskError
 
 
@@ -54,6 +56,43 @@ class Unit:
     runner: Runner
     setting: Setting
     gens: list[int]  # generation indices still missing
+
+
+@dataclass
+class Generated:
+    """One generation as the model gave it, with its share of the call's usage and cost."""
+
+    completion: Completion
+    usage: Usage
+    latency: float
+    cost: float | None
+    cached: bool = False
+
+
+@dataclass
+class RankerSpend:
+    """What the ranker's (judge's) calls for one generation cost; added to its record."""
+
+    calls: int = 0
+    prompt: float = 0.0
+    completion: float = 0.0
+    cost: float | None = 0.0
+
+    def add(self, response: Response) -> None:
+        self.calls += 1
+        self.prompt += response.usage.prompt_tokens
+        self.completion += response.usage.completion_tokens
+        if self.cost is not None:
+            self.cost = None if response.cost is None else self.cost + response.cost
+
+    def to_json(self) -> dict[str, Any]:
+        return {"calls": self.calls, "prompt": self.prompt, "completion": self.completion,
+                "cost": self.cost}
+
+
+# The spend of the rank call running in this asyncio task (judge calls add to it).
+_ranker_spend: contextvars.ContextVar[RankerSpend | None] = contextvars.ContextVar(
+    "ranker_spend", default=None)
 
 
 def build_tasks(config: RunConfig) -> list[Task]:
@@ -167,41 +206,39 @@ class Orchestrator:
             raise TaskError(f"task {task.name!r}, sample {sample.id!r}: building the prompt "
                             f"failed: {type(e).__name__}: {e}") from e
         request = Request(
-            messages=messages, n=len(unit.gens), max_tokens=setting.max_tokens,
+            messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
-            reference=sample.solution if sample.solution is not None else str(sample.target))
+            reference=sample.solution if sample.solution is not None else str(sample.target)
+        ).for_gens(unit.gens)
         base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
                 "sample_id": sample.id}
         metadata = sample.metadata
         if any(k.startswith("_") for k in metadata):
             metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
-        try:
-            response = await self.generate(unit.runner, request)
-        except RunnerError as e:
-            message = scrub(str(e))
+        got, error = await self.generations(unit.runner, request)
+        records: list[dict[str, Any]] = []
+        failed = [g for g in unit.gens if g not in got]
+        if failed:
+            message = scrub(str(error))
             # The metadata too: a failed call counts in its category's breakdown (report).
-            self.log.append({**base, "gen": g, "status": "error", "score": None,
-                             "error": message, "metadata": metadata,
-                             "settings": settings_json(setting)}
-                            for g in unit.gens)
-            self.stats.errors += len(unit.gens)
-            self.stats.done += len(unit.gens)
-            return
-        records = []
-        share = 1.0 / max(1, len(response.completions))
-        usage = response.usage
-        unscored = 0
-        completions = response.completions[:len(unit.gens)]
-        if len(completions) == 1:  # the common case, without gather's per-task cost
-            verdicts = [(await self.score(task, sample, completions[0].text),
-                         await self.rank(task, sample, completions[0].text))]
+            records += [{**base, "gen": g, "status": "error", "score": None,
+                         "error": message, "metadata": metadata,
+                         "settings": settings_json(setting)} for g in failed]
+        scored = [(g, got[g]) for g in unit.gens if g in got]
+        if len(scored) == 1:  # the common case, without gather's per-task cost
+            verdicts = [await self.verdict(task, sample, scored[0][1].completion.text)]
         else:  # slow graders (a sandbox, a judge) work on all n at once
-            verdicts = await asyncio.gather(*(self.verdict(task, sample, c.text)
-                                              for c in completions))
-        for gen, completion, (score, rank) in zip(unit.gens, completions, verdicts):
+            verdicts = await asyncio.gather(*(self.verdict(task, sample, r.completion.text)
+                                              for _, r in scored))
+        unscored = 0
+        for (gen, result), (score, rank, spend) in zip(scored, verdicts):
             if score.status in UNSCORED:
                 unscored += 1
+            completion, usage = result.completion, result.usage
+            cost = result.cost
+            if spend is not None and spend.cost is not None and cost is not None:
+                cost += spend.cost  # the ranker's calls are part of this setting's spend
             records.append({
                 **base, "gen": gen, "status": score.status,
                 "score": None if score.status in UNSCORED else score.value,
@@ -209,28 +246,102 @@ class Orchestrator:
                 **(_redacted(completion) if task.redact else
                    {"completion": completion.text, "reasoning": completion.reasoning}),
                 "finish_reason": completion.finish_reason, "explanation": score.explanation,
-                "usage": {"prompt": usage.prompt_tokens * share,
-                          "completion": usage.completion_tokens * share,
-                          "reasoning": usage.reasoning_tokens * share},
-                "latency": response.latency,
-                "cost": None if response.cost is None else response.cost * share,
-                "cached": response.cached, "metadata": metadata,
+                "usage": {"prompt": usage.prompt_tokens + (spend.prompt if spend else 0),
+                          "completion": usage.completion_tokens
+                          + (spend.completion if spend else 0),
+                          "reasoning": usage.reasoning_tokens},
+                "latency": result.latency, "cost": cost,
+                "cached": result.cached, "metadata": metadata,
                 "score_metadata": score.metadata or None, "rank": rank,
+                **({"ranker": spend.to_json()} if spend is not None else {}),
                 "settings": settings_json(setting)})
+        records.sort(key=lambda r: r["gen"])
         self.log.append(records)
         stats = self.stats
         stats.done += len(records)
-        stats.errors += unscored
-        stats.cached += len(records) if response.cached else 0
-        stats.prompt_tokens += usage.prompt_tokens
-        stats.completion_tokens += usage.completion_tokens
-        if response.cost is None:
-            stats.cost_known = False
-        elif not response.cached:  # the progress line shows what this run spends
-            stats.cost += response.cost
+        stats.errors += unscored + len(failed)
+        for _, result in scored:
+            stats.cached += result.cached
+            stats.prompt_tokens += result.usage.prompt_tokens
+            stats.completion_tokens += result.usage.completion_tokens
+            if result.cost is None:
+                stats.cost_known = False
+            elif not result.cached:  # the progress line shows what this run spends
+                stats.cost += result.cost
 
-    async def verdict(self, task: Task, sample: Sample, text: str) -> tuple[Score, float | None]:
-        return await self.score(task, sample, text), await self.rank(task, sample, text)
+    async def generations(self, runner: Runner, request: Request
+                          ) -> tuple[dict[int, "Generated"], RunnerError | None]:
+        """Every generation of ``request`` that can be had: from the cache (each
+        generation has its own key), else asked for, with retries; siblings that
+        succeeded beside a failure are kept. Returns ``(by generation, last error)``."""
+        got: dict[int, Generated] = {}
+        cache = self.cache if getattr(runner, "cacheable", True) else None
+        identity = getattr(runner, "cache_identity", runner.model)
+        keys = {}
+        if cache is not None:
+            for i in range(request.n):
+                g = request.generation(i)
+                keys[g] = request.cache_key(identity, g)
+                if (hit := cache.get(keys[g])) is not None:
+                    got[g] = Generated(hit.completions[0], hit.usage, hit.latency, hit.cost, True)
+        missing = [request.generation(i) for i in range(request.n)
+                   if request.generation(i) not in got]
+        if not missing:
+            return got, None
+
+        def keep(asked: Request, response: Response) -> None:
+            share = 1.0 / max(1, sum(c is not None for c in response.completions))
+            u = response.usage
+            for i, completion in enumerate(response.completions[:asked.n]):
+                if completion is None:
+                    continue
+                g = asked.generation(i)
+                result = Generated(
+                    completion, Usage(u.prompt_tokens * share, u.completion_tokens * share,
+                                      u.reasoning_tokens * share),
+                    response.latency, None if response.cost is None else response.cost * share)
+                got[g] = result
+                if cache is not None:
+                    cache.put(keys[g], Response([completion], result.usage, result.latency,
+                                                result.cost))
+
+        try:
+            await self.call_with_retries(runner, request.for_gens(missing), keep)
+        except RunnerError as e:
+            return got, e
+        return got, None
+
+    async def generate(self, runner: Runner, request: Request) -> Response:
+        """One response for ``request`` through the cache and retries (the judge's path)."""
+        got, error = await self.generations(runner, request)
+        if error is not None and not got:
+            raise error
+        results = [got[request.generation(i)] for i in range(request.n)
+                   if request.generation(i) in got]
+        usage = Usage()
+        for r in results:
+            usage += r.usage
+        costs = [r.cost for r in results]
+        response = Response([r.completion for r in results], usage,
+                            max((r.latency for r in results), default=0.0),
+                            None if None in costs else sum(costs),
+                            all(r.cached for r in results))
+        if spend := _ranker_spend.get():
+            spend.add(response)
+        return response
+
+    async def verdict(self, task: Task, sample: Sample, text: str
+                      ) -> tuple[Score, float | None, "RankerSpend | None"]:
+        score = await self.score(task, sample, text)
+        if task.ranker is None and self.judge is None:
+            return score, None, None
+        spend = RankerSpend()
+        token = _ranker_spend.set(spend)  # the judge's calls add themselves to it
+        try:
+            rank = await self.rank(task, sample, text)
+        finally:
+            _ranker_spend.reset(token)
+        return score, rank, spend if spend.calls else None
 
     async def score(self, task: Task, sample: Sample, text: str) -> Score:
         try:
@@ -255,19 +366,12 @@ class Orchestrator:
         except Exception:  # a task's ranker bug leaves this one unranked, not the run ended
             return None
 
-    async def generate(self, runner: Runner, request: Request) -> Response:
-        cache = self.cache
-        if cache is None or not getattr(runner, "cacheable", True):
-            return await self.call_with_retries(runner, request)
-        # the endpoint and wire options, not just the model name, decide the answer
-        key = request.cache_key(getattr(runner, "cache_identity", runner.model))
-        if (hit := cache.get(key)) is not None:
-            return hit
-        response = await self.call_with_retries(runner, request)
-        cache.put(key, response)
-        return response
-
-    async def call_with_retries(self, runner: Runner, request: Request) -> Response:
+    async def call_with_retries(self, runner: Runner, request: Request,
+                                keep: Callable[[Request, Response], None] | None = None
+                                ) -> Response:
+        """``runner.generate`` with retries. ``keep`` is given every response's
+        generations as they succeed: after a PartialResponse only the rest are asked
+        for again."""
         config = self.config
         for attempt in itertools.count():
             try:
@@ -277,9 +381,18 @@ class Orchestrator:
                     async with asyncio.timeout(config.timeout + 30):
                         response = await runner.generate(request)
                 self.succeeded[runner.model] = self.succeeded.get(runner.model, 0) + 1
+                if keep is not None:
+                    keep(request, response)
                 return response
             except TimeoutError:
                 error = RunnerError(f"no answer within {config.timeout:g}s", retryable=True)
+            except PartialResponse as e:
+                error = e
+                if keep is not None:
+                    keep(request, e.response)
+                    request = request.for_gens(
+                        [request.generation(i) for i, c in enumerate(e.response.completions)
+                         if c is None])
             except RunnerError as e:
                 error = e
             if error.status in (401, 403, 404):

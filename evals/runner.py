@@ -9,7 +9,7 @@ Backends register a factory under their family, in code with
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import orjson
@@ -19,7 +19,13 @@ from evals.task import Message
 
 @dataclass
 class Request:
-    """One prompt sent to a model, with its compute settings as plain fields."""
+    """One prompt sent to a model, with its compute settings as plain fields.
+
+    ``gens`` numbers the ``n`` generations asked for (default ``0..n-1``): a
+    resumed sample asks for just the ones it lacks. Generation ``g`` draws from
+    seed ``seed + g`` and has its own cache key, so it is the same generation
+    whether it is asked alone, in a batch or on resume.
+    """
 
     messages: list[Message]
     n: int = 1
@@ -31,11 +37,25 @@ class Request:
     thinking_budget: int | None = None  # thinking tokens
     # Only the gold runner reads this; never sent to a model nor part of the cache key.
     reference: str | None = field(default=None, repr=False)
+    gens: tuple[int, ...] | None = None
 
-    def cache_key(self, model: str) -> str:
+    def generation(self, i: int) -> int:
+        """The generation number of this request's ``i``-th completion."""
+        return self.gens[i] if self.gens is not None else i
+
+    def seed_for(self, i: int) -> int | None:
+        """The seed of this request's ``i``-th completion: ``seed + its generation``."""
+        return None if self.seed is None else self.seed + self.generation(i)
+
+    def for_gens(self, gens: list[int] | tuple[int, ...]) -> "Request":
+        """This request for the generations ``gens`` only."""
+        return replace(self, n=len(gens), gens=tuple(gens))
+
+    def cache_key(self, model: str, gen: int = 0) -> str:
+        """The key of generation ``gen`` of this prompt and setting (not of ``n``)."""
         body = orjson.dumps(
-            [model, self.messages, self.n, self.max_tokens, self.temperature,
-             self.seed, self.stop, self.effort, self.thinking_budget],
+            [model, self.messages, self.max_tokens, self.temperature,
+             self.seed, self.stop, self.effort, self.thinking_budget, gen],
             option=orjson.OPT_SORT_KEYS)
         return hashlib.blake2b(body, digest_size=16).hexdigest()
 
@@ -112,6 +132,21 @@ class RunnerError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+
+
+class PartialResponse(RunnerError):
+    """Some of a request's generations failed (a fan-out where 3 of 4 calls succeeded).
+
+    ``response.completions`` holds one entry per requested generation, None where
+    that one failed; its usage and cost are those of the calls that succeeded, which
+    were paid for and are recorded. The orchestrator keeps them and asks again for
+    the rest.
+    """
+
+    def __init__(self, message: str, response: "Response", *, retryable: bool = True,
+                 retry_after: float | None = None, status: int | None = None):
+        super().__init__(message, retryable=retryable, retry_after=retry_after, status=status)
+        self.response = response
 
 
 class ConfigError(ValueError):

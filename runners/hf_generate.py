@@ -217,9 +217,9 @@ class Engine:
             temp = self.sampling.temperature if req.temperature is None else req.temperature
             for i in range(req.n):
                 gen = None
-                if req.seed is not None and temp > 0:  # sample i draws from seed + i, as
-                    gen = torch.Generator(device=self.device)  # the openai runner's fan-out
-                    gen.manual_seed(req.seed + i)
+                if req.seed is not None and temp > 0:  # generation g draws from seed + g,
+                    gen = torch.Generator(device=self.device)  # alone, batched or resumed
+                    gen.manual_seed(req.seed_for(i))
                 rows.append(Row(temp, gen, list(req.stop or []),
                                 waits if job.controlled else 0))
         return rows

@@ -27,8 +27,8 @@ from typing import Any
 import orjson
 
 from evals.prices import find_price, load_prices
-from evals.runner import (ConfigError, Completion, Request, Response, RunnerError,
-                          Usage)
+from evals.runner import (ConfigError, Completion, PartialResponse, Request, Response,
+                          RunnerError, Usage)
 
 OPENAI_URL = "https://api.openai.com/v1"
 THINKING_STYLES = ("vllm", "chat_template", "anthropic", "openrouter", "none")
@@ -119,8 +119,8 @@ class OpenAIRunner:
             body[self.max_tokens_field] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        if request.seed is not None:
-            body["seed"] = request.seed
+        if request.seed is not None:  # the first completion's: seed + its generation
+            body["seed"] = request.seed_for(0)
         if request.stop:
             body["stop"] = request.stop
         if request.effort is not None:
@@ -132,29 +132,48 @@ class OpenAIRunner:
     async def generate(self, request: Request) -> Response:
         start = time.perf_counter()
         if self._fan_out and request.n > 1:
-            parts = await self._fan(request, request.n, 0)
+            parts = await self._fan(request, range(request.n))
         else:
             parts = [await self._call(self.body(request, request.n))]
             got = len(parts[0][0])
             if got < request.n:
                 self._fan_out = True
-                parts += await self._fan(request, request.n - got, got)
-        completions: list[Completion] = []
+                parts += await self._fan(request, range(got, request.n))
+        completions: list[Completion | None] = []
         usage = Usage()
-        for part_completions, part_usage in parts:
-            completions += part_completions
-            usage += part_usage
+        failures = []
+        for part in parts:
+            if isinstance(part, BaseException) and not isinstance(part, RunnerError):
+                raise part  # a bug or a cancellation, not a failed call
+            if isinstance(part, RunnerError):
+                completions.append(None)
+                failures.append(part)
+                continue
+            completions += part[0]
+            usage += part[1]
         cost = self.price.cost(usage) if self.price else None
-        return Response(completions[:request.n], usage, time.perf_counter() - start, cost)
+        response = Response(completions[:request.n], usage, time.perf_counter() - start, cost)
+        if failures:
+            if len(failures) == len(parts):
+                raise failures[0]
+            # The calls that succeeded were paid for: hand them over with the failure.
+            first = failures[0]
+            raise PartialResponse(f"{len(failures)} of {request.n} generations failed: {first}",
+                                  response, retryable=all(f.retryable for f in failures),
+                                  retry_after=first.retry_after, status=first.status)
+        return response
 
-    async def _fan(self, request: Request, count: int, offset: int):
-        """The server ignores n: ask for the rest one at a time, with distinct seeds."""
+    async def _fan(self, request: Request, positions: range) -> list:
+        """The server ignores n: ask for these completions one call each. Completion
+        ``i`` draws from ``request.seed_for(i)``, the seed it would have alone. A failed
+        call comes back as its RunnerError, so its siblings' answers are kept."""
         def one(i: int) -> dict[str, Any]:
             body = self.body(request, 1)
             if request.seed is not None:
-                body["seed"] = request.seed + offset + i
+                body["seed"] = request.seed_for(i)
             return body
-        return await asyncio.gather(*(self._call(one(i)) for i in range(count)))
+        return list(await asyncio.gather(*(self._call(one(i)) for i in positions),
+                                         return_exceptions=True))
 
     async def _call(self, body: dict[str, Any]) -> tuple[list[Completion], Usage]:
         data = await (self._post_sdk(body) if self.transport == "sdk" else self._post_http(body))

@@ -160,6 +160,19 @@ def test_seed_reproduces_sampling_whatever_the_batch(models):
                ).completions != alone
 
 
+def test_a_generation_asked_alone_equals_itself_in_a_batch(models):
+    """Resume asks for just the missing generation: it must be that generation, not a copy
+    of generation 0 (generation g draws from seed + g however it is asked)."""
+    r = runner(models["thinker"], think_start="none")
+    q = ask("Compute 5", n=4, max_tokens=8, temperature=1.0, seed=7)
+    batch = run(r.generate(q)).completions
+    assert len({c.text for c in batch}) > 1
+    alone = run(r.generate(q.for_gens([2]))).completions
+    assert alone == [batch[2]] and alone[0] != batch[0]
+    pair = run(r.generate(q.for_gens([1, 3]))).completions
+    assert pair == [batch[1], batch[3]]
+
+
 def test_budget_forcing_stops_thinking_at_the_budget(models):
     r = runner(models["thinker"])
     assert r.think.end_insert == "\n</think>\n\n"

@@ -323,3 +323,116 @@ def test_model_options_scoped_to_one_model(tmp_path):
                     model_options={"openai/typo@base_url": "http://127.0.0.1:9/v1"})
     with pytest.raises(ConfigError, match="'openai/typo' is not a model of this run"):
         execute(bad, RunLog(tmp_path / "bad"), ["evals"])
+
+
+# ---- every generation is its own: seeds, cache keys and partial failures ----
+
+def seed_echo(body, index):
+    """A deterministic server: what it answers depends on the seed and choice index only."""
+    return f"seed {body.get('seed')} choice {index} ANSWER: 0"
+
+
+def completions_by_gen(log):
+    return {r["gen"]: r.get("completion") for r in scores(log).values()}
+
+
+def test_fan_out_keeps_siblings_of_a_failed_call_and_asks_only_for_the_rest(tmp_path):
+    """The server ignores n; of the fan-out calls, the one for generation 2 fails once."""
+    log = RunLog(tmp_path / "r")
+    with FakeServer(script=seed_echo, honour_n=False) as srv:
+        srv.inject("503", times=1, match=lambda body: body.get("seed") == 9)
+        cfg = config(srv, task_params={"count": "1"}, samples=4, seed=7, retries=1,
+                     cache=False)
+        stats = execute(cfg, log, ["evals"])
+        assert stats.errors == 0 and stats.done == 4
+        seeds = [b.get("seed") for b in srv.requests]
+        # n=4 answered with one choice, three fan-out calls, then only the failed one again
+        assert sorted(seeds) == [7, 8, 9, 9, 10] and seeds[-1] == 9
+    got = completions_by_gen(log)
+    assert got == {g: f"seed {7 + g} choice 0 ANSWER: 0" for g in range(4)}
+
+
+def test_partial_failure_records_what_succeeded_with_its_usage(tmp_path):
+    log = RunLog(tmp_path / "r")
+    with FakeServer(script=seed_echo, honour_n=False) as srv:
+        srv.inject("400", times=1, match=lambda body: body.get("seed") == 9)
+        cfg = config(srv, task_params={"count": "1"}, samples=4, seed=7, cache=False)
+        stats = execute(cfg, log, ["evals"])
+        assert stats.errors == 1 and srv.count == 4
+        records = sorted(iter_records(log.samples_path), key=lambda r: r["gen"])
+        assert [r["status"] for r in records] == ["ok", "ok", "error", "ok"]
+        assert all(r["usage"]["completion"] == 6 for r in records if r["status"] == "ok")
+        # resume asks for generation 2 alone, with generation 2's seed (not generation 0's)
+        execute(cfg, log, ["evals"])
+        assert srv.requests[-1]["seed"] == 9 and srv.requests[-1].get("n") is None
+    got = completions_by_gen(log)
+    assert len(set(got.values())) == 4 and got[2] == "seed 9 choice 0 ANSWER: 0"
+
+
+def flaky_plugin(tmp_path, flag):
+    """Gen 2's grading fails (an infra error) until ``flag`` exists."""
+    plugin = tmp_path / "flaky_gen.py"
+    plugin.write_text(f'''
+import os
+from evals import Sample, Score, Task, task
+
+@task
+def flaky_gen() -> Task:
+    def score(sample, completion):
+        if "choice 2" in completion and not os.path.exists({str(flag)!r}):
+            return Score(0.0, None, "sandbox down", status="infra_error")
+        return Score(1.0, completion)
+    return Task(dataset=[Sample(id="q", input="q")], scorer=score)
+''')
+    return plugin
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_resumed_generation_is_not_a_copy_of_generation_0(tmp_path, cache):
+    """n honoured in one request; generation 2 alone on resume: from the cache (same key
+    as in the batch, so not paid again) or, uncached, asked with generation 2's seed."""
+    flag = tmp_path / "grader_up"
+    log = RunLog(tmp_path / "r")
+    with FakeServer(script=seed_echo) as srv:
+        cfg = config(srv, tasks=["flaky_gen"], tasks_dirs=[str(flaky_plugin(tmp_path, flag))],
+                     samples=4, seed=7, cache=cache)
+        assert execute(cfg, log, ["evals"]).errors == 1 and srv.count == 1
+        first = completions_by_gen(log)
+        flag.touch()
+        stats = execute(cfg, log, ["evals"])
+        assert stats.errors == 0
+        if cache:
+            assert srv.count == 1 and stats.cached == 1
+        else:
+            assert srv.count == 2 and srv.requests[-1]["seed"] == 9
+    got = completions_by_gen(log)
+    assert got[2] != got[0]
+    assert got[2] == (first[2] if cache else "seed 9 choice 0 ANSWER: 0")
+
+
+def test_judge_calls_count_in_the_settings_cost_and_tokens(tmp_path, monkeypatch):
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."fake-*"]\ninput = 1000000.0\noutput = 1000000.0\n')
+
+    def script(body, index):
+        if body["messages"][-1]["content"].startswith("You are grading"):
+            return "SCORE: 7"
+        return "ANSWER: 0"
+
+    log = RunLog(tmp_path / "r")
+    with FakeServer(script=script) as srv:
+        cfg = config(srv, task_params={"count": "2"}, samples=2,
+                     model_options={"base_url": srv.url, "prices": str(prices)},
+                     ranker="openai/fake-judge",
+                     ranker_options={"base_url": srv.url, "prices": str(prices)})
+        execute(cfg, log, ["evals"])
+        judge = [b for b in srv.requests if b["messages"][-1]["content"].startswith("You")]
+        assert len(judge) == 4
+    for r in iter_records(log.samples_path):
+        spent = r["ranker"]  # one judge call per generation, "SCORE: 7" is 2 words
+        assert spent["calls"] == 1 and spent["completion"] == 2
+        assert spent["cost"] == pytest.approx(spent["prompt"] + spent["completion"])
+        # the record's tokens and cost ($1 a token) are the model's share plus the judge's
+        own_prompt = r["usage"]["prompt"] - spent["prompt"]
+        assert own_prompt > 0 and r["usage"]["completion"] == 2 + 2
+        assert r["cost"] == pytest.approx(own_prompt + 2 + spent["cost"])
