@@ -345,18 +345,20 @@ def compare(
 
 
 @app.command()
-def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None) -> None:
+def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None,
+            task_param: TaskParams = None) -> None:
     """Score a run's stored completions again with the current scorers (no model calls).
 
     Writes RUN/samples.rescored.jsonl beside the original records; read it with
-    `evals show RUN --rescored` or `evals leaderboard --rescored`.
+    `evals show RUN --rescored` or `evals leaderboard --rescored`. `-T` overrides the
+    run's task parameters (`-T timeout=60` settles math checks that timed out).
     """
     from evals.progress import console, summary_table
     from evals.rescore import rescore as run_rescore
 
     log, _ = open_run(results_dir, run_id)
     try:
-        summary = run_rescore(log, tasks_dir)
+        summary = run_rescore(log, tasks_dir, task_params=parse_pairs(task_param, "-T"))
     except (TaskError, ConfigError, ValueError) as e:
         fail(str(e), 1)
     before = {(r["task"], r["model"], r["setting"], r["metric"]): r for r in _summary_rows(log)}

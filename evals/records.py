@@ -25,7 +25,8 @@ RESCORED_FILE = "samples.rescored.jsonl"  # written by `evals rescore`, beside t
 # Generations with these statuses were not scored (a failed call, a grader's
 # infrastructure failing, a scorer raising): counted apart, never as wrong, and
 # redone on resume (from the cached response: the model is not asked again).
-UNSCORED = frozenset({"error", "infra_error", "scorer_error"})
+# ``verifier_error`` is a verifier failing by itself (a crash, not a slow check).
+UNSCORED = frozenset({"error", "infra_error", "scorer_error", "verifier_error"})
 
 
 def new_run_id() -> str:

@@ -46,8 +46,10 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
     async def one(record: dict) -> dict:
         task = tasks.get(record["task"])
         sample = samples.get(record["task"], {}).get(record["sample_id"])
-        if task is None or sample is None or record.get("status") in UNSCORED \
-                or record.get("redacted"):  # no text was kept to score again
+        # A failed call left no text; a redacted task kept none. An unscored grading
+        # (infra_error, verifier_error, scorer_error) kept its text and is graded again.
+        if task is None or sample is None or record.get("status") == "error" \
+                or record.get("completion") is None or record.get("redacted"):
             summary.skipped += 1
             return record
         async with limiter:
@@ -98,13 +100,18 @@ async def _rescore_all(log: RunLog, tasks: dict[str, Task], out_path: Path,
     return summary
 
 
-def rescore(log: RunLog, tasks_dirs: list[str] | None = None, concurrency: int = 16) -> RescoreSummary:
+def rescore(log: RunLog, tasks_dirs: list[str] | None = None, concurrency: int = 16,
+            task_params: dict[str, str] | None = None) -> RescoreSummary:
+    """``task_params`` override the run's own (``-T math.timeout=60`` settles checks that
+    timed out)."""
     from evals.config import RunConfig
     from evals.run import build_tasks
 
     config = RunConfig.from_json(log.read_meta().get("config") or {}, str(log.meta_path))
     if tasks_dirs:
         config.tasks_dirs = list(tasks_dirs)
+    if task_params:
+        config.task_params = {**config.task_params, **task_params}
     built = {t.name: t for t in build_tasks(config)}
     if not built:
         raise TaskError(f"run {log.dir.name!r} names no tasks")

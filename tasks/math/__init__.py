@@ -110,13 +110,14 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
          answer_regex: str | None = None, rtol: float = 1e-6, timeout: float = 5.0,
          workers: int = 2, verifier: str | None = None, row_verifiers: bool = True,
          program_runner: str = "local", redact: bool = False,
-         memory_mb: int = 2048) -> Task:
+         memory_mb: int = 2048, retry_factor: float = 4.0) -> Task:
     """Free-form math answers checked for equivalence (path=FILE|DIR|sample, or dataset=HUB_ID)."""
     if bool(path) == bool(dataset):
         raise TaskError("math: pass exactly one of -T path=FILE|DIR|sample or -T dataset=HUB_ID "
                         "(e.g. HuggingFaceH4/MATH-500)")
-    if rtol < 0 or timeout <= 0 or workers < 1:
-        raise TaskError("math: rtol must be >= 0, timeout > 0 and workers >= 1")
+    if rtol < 0 or timeout <= 0 or workers < 1 or retry_factor < 1:
+        raise TaskError("math: rtol must be >= 0, timeout > 0, workers >= 1 and "
+                        "retry_factor >= 1")
     mapping = parse_fields(fields)
     prompt = template if template is not None else DEFAULT_TEMPLATE
     if "{problem}" not in prompt:
@@ -133,7 +134,8 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
         if missing:
             raise TaskError(f"math: symbolic checks need {' and '.join(missing)}: "
                             f"pip install sympy latex2sympy2_extended")
-    options = Options(rtol=rtol, timeout=timeout, answer_regex=pattern, redact=redact,
+    options = Options(rtol=rtol, timeout=timeout, retry_factor=retry_factor,
+                      answer_regex=pattern, redact=redact,
                       salt=redact_key() if redact else b"", workers=workers, memory_mb=memory_mb,
                       program_runner=get_program_runner(program_runner))
     scorer = MathScorer(options, task_verifier)

@@ -12,7 +12,13 @@ worker, writes one JSON line and waits for the reply until the deadline;
 on overrun the worker is killed and a fresh one started in its place, and
 the check is reported as ``timeout``. The deadline starts when the job is
 sent, so time spent queueing or waiting for a worker to warm up never
-counts against it. Async callers go through a small thread pool (one thread
+counts against it.
+
+The limit is the worker's **CPU time**, not wall time, where the platform
+shows it (Linux ``/proc``): on a loaded machine a check that got less of a
+core waits longer, so the same answer gets the same verdict on a quiet machine
+and a busy one. Wall time is still capped (``WALL_FACTOR`` times the limit,
+plus a second) so a check that blocks without computing cannot hang a run. Async callers go through a small thread pool (one thread
 blocks per in-flight check), so the pool works under any event loop, from
 several loops in turn, and from plain synchronous code.
 """
@@ -34,6 +40,21 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# A check may take this many times its CPU limit in wall time before it is cut anyway.
+WALL_FACTOR = 4.0
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far, or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
 @dataclass
 class Outcome:
     """``status``: ``ok`` (``result`` holds the job's answer), ``timeout``
@@ -44,6 +65,8 @@ class Outcome:
     result: Any = None
     detail: str = ""
     elapsed: float = 0.0
+    # a "timeout" from a memory or recursion limit: more time would not decide it
+    resource: bool = False
 
 
 class WorkerStartError(RuntimeError):
@@ -101,11 +124,25 @@ class _Worker:
             self.proc.stdin.flush()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             return {"ok": False, "resource": "worker died", "error": "worker died"}
-        line = self._read_line(time.monotonic() + timeout)
-        if line is None:
-            return None if self.proc.poll() is None else \
-                {"ok": False, "resource": "worker died", "error": "worker died"}
-        return json.loads(line)
+        began = time.monotonic()
+        cpu_began = cpu_seconds(self.proc.pid)
+        wall_cap = began + timeout * WALL_FACTOR + 1.0
+        deadline = began + timeout
+        while True:
+            line = self._read_line(deadline)
+            if line is not None:
+                return json.loads(line)
+            if self.proc.poll() is not None:
+                return {"ok": False, "resource": "worker died", "error": "worker died"}
+            now = time.monotonic()
+            cpu_now = cpu_seconds(self.proc.pid)
+            if cpu_began is None or cpu_now is None or now >= wall_cap:
+                return None
+            used = cpu_now - cpu_began
+            if used >= timeout * 0.98:  # clock ticks are 10 ms
+                return None
+            # Starved of CPU by other load: wait for the CPU time it has not had yet.
+            deadline = min(wall_cap, now + max(0.05, timeout - used))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -184,7 +221,7 @@ class VerifierPool:
         if not reply.get("ok") and "resource" in reply:
             self._retire(worker)  # it exits after a resource error
             return Outcome("timeout", detail=f"resource limit: {reply['resource']}",
-                           elapsed=elapsed)
+                           elapsed=elapsed, resource=True)
         if worker.jobs >= self.max_jobs:
             self._retire(worker)  # bound the growth of sympy's caches
         else:

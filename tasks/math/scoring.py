@@ -33,7 +33,11 @@ _LONG = 300  # canonical strings past this many characters are stored as a diges
 @dataclass
 class Options:
     rtol: float = 1e-6
-    timeout: float = 5.0
+    timeout: float = 5.0  # CPU seconds per check (tasks/math/pool.py)
+    # An undecided check is tried once more with this many times the limit before it
+    # counts as a timeout (scored wrong, flagged): a correct answer that is slow to
+    # verify is not wrong because the machine was busy.
+    retry_factor: float = 4.0
     answer_regex: re.Pattern | None = None
     redact: bool = False
     salt: bytes = b""
@@ -153,13 +157,13 @@ class MathScorer:
             text = canon(c_node, CheapLeaves(self.options.rtol), "candidate")
             if text is not None:
                 return self._score(0.0, text, found, gold, "different")
-        out = await self.pool.run({"op": "compare", "gold": gold, "cand": found.text,
-                                   "rtol": self.options.rtol}, self.options.timeout)
+        out = await self._in_pool({"op": "compare", "gold": gold, "cand": found.text,
+                                   "rtol": self.options.rtol})
         fallback = normalize(found.text)
         if out.status == "timeout":
             return self._score(0.0, fallback, found, gold, "timeout", "timeout", out.detail,
                                check_s=round(out.elapsed, 3))
-        if out.status != "ok":
+        if out.status != "ok":  # the grader's own failure: unscored, retried on resume
             return self._score(0.0, fallback, found, gold, "error", "verifier_error", out.detail)
         result = out.result
         if result["equal"]:
@@ -171,21 +175,38 @@ class MathScorer:
         return self._score(0.0, result.get("cand_canon") or fallback, found, gold,
                            "different", note=note, check_s=round(out.elapsed, 3))
 
+    async def _in_pool(self, job: dict[str, Any]):
+        """A pool check; undecided at the limit, once more at ``retry_factor`` times it."""
+        out = await self.pool.run(job, self.options.timeout)
+        if out.status == "timeout" and not out.resource and self.options.retry_factor > 1:
+            limit = self.options.timeout * self.options.retry_factor
+            out = await self.pool.run(job, limit)
+            if out.status == "timeout":
+                out.detail = f"undecided at {self.options.timeout:g}s and again at " \
+                             f"{limit:g}s of CPU ({out.detail})"
+        return out
+
     async def _custom(self, verifier: Verifier, sample: Sample, gold: Gold,
                       found: Extracted) -> Score:
-        timeout = self.options.timeout
         if isinstance(verifier, PythonVerifier):
             meta = {"id": sample.id, **(gold.metadata or {})}
-            out = await self.pool.run({"op": "call", "spec": verifier.spec, "answer": found.text,
-                                       "target": gold.answer, "sample": meta}, timeout)
+            out = await self._in_pool({"op": "call", "spec": verifier.spec, "answer": found.text,
+                                       "target": gold.answer, "sample": meta})
             status, verdict = out.status, (out.result if out.status == "ok" else out.detail)
             rule = "custom"
         else:
             assert isinstance(verifier, ProgramVerifier) and self.options.program_runner
             loop = asyncio.get_running_loop()
-            status, verdict = await loop.run_in_executor(
-                None, run_program, verifier, self.options.program_runner, found.text,
-                gold.answer, sample.id, timeout)
+            status, verdict = "timeout", None
+            limits = [self.options.timeout]
+            if self.options.retry_factor > 1:
+                limits.append(self.options.timeout * self.options.retry_factor)
+            for limit in limits:  # a program's limit is wall time (it runs in a container)
+                status, verdict = await loop.run_in_executor(
+                    None, run_program, verifier, self.options.program_runner, found.text,
+                    gold.answer, sample.id, limit)
+                if status != "timeout":
+                    break
             rule = "program"
         fallback = normalize(found.text)
         if status != "ok" or not isinstance(verdict, dict):
