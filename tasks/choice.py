@@ -83,6 +83,7 @@ class _Candidate:
     letter: str
     rule: str
     strength: int
+    tentative: bool = False  # "I'm leaning towards A": counts only in a finished text
 
 
 _LEAD = " \t*_`$\"'“”‘’:=-"
@@ -145,6 +146,19 @@ def _match_option(payload: str, options: Sequence[str] | None) -> tuple[int, int
     return None if best is None else (best, best_len)
 
 
+def _unique_prefix(payload: str, options: Sequence[str] | None) -> int | None:
+    """The one option whose text starts with the payload's sentence (``Route B`` for
+    ``Route B via the enolate``), when it is long enough to name just one."""
+    if not options:
+        return None
+    head = normalize_text(re.split(r"[.;!?\n]|,\s", payload, maxsplit=1)[0])
+    if len(head) < 6:
+        return None
+    hits = [i for i, o in enumerate(options)
+            if normalize_text(o).startswith(head) and normalize_text(o) != head]
+    return hits[0] if len(hits) == 1 else None
+
+
 def parse_choice(payload: str, letters: str = "ABCD",
                  options: Sequence[str] | None = None) -> str | None:
     """The letter a payload (text after ``answer:`` / ``answer is``) commits to, or None.
@@ -176,6 +190,14 @@ def parse_choice(payload: str, letters: str = "ABCD",
         found = _match_option(p, options)
     if found is not None and found[0] < len(letters):
         return letters[found[0]]
+    m = _ORDINAL.match(raw)
+    if m:
+        place = m.group(1).lower()
+        index = len(options or letters) - 1 if place == "last" else _PLACES[place]
+        return letters[index] if index < len(letters) else None
+    index = _unique_prefix(raw, options)
+    if index is not None and index < len(letters):
+        return letters[index]
     if candidate and rest[0].isspace() and candidate != "a":
         # "C because ...", "d since ..."; a lowercase "a" here is the article.
         return None if _takes_back(rest, letters) else candidate.upper()
@@ -188,13 +210,18 @@ _FINAL_LABEL = re.compile(
     r"(?<![A-Za-z])(?:final|(?:final|correct|my|best)\s+(?:choice|option|pick|verdict|guess))"
     r"\s*(?:\*\*|__)?\s*[:：]", re.I)
 # A heading or bold line that is only "Answer" / "Final Answer": the next line is the payload.
-_ANSWER_HEADING = re.compile(r"^[ \t#*_>]*(?:final\s+)?answer[ \t*_]*$", re.I | re.M)
+_ANSWER_HEADING = re.compile(r"^[ \t#*_>]*(?:final(?:\s+answer)?|answer)[ \t*_:]*$", re.I | re.M)
 _PHRASE = re.compile(
-    r"(?<![A-Za-z])(?:answer|option|choice)s?(?:\s+(?:here|then|now|overall|itself|"
-    r"i(?:'d|’d|\s+would|'ll|’ll|\s+will)?\s+give))?\s*(?:(?:\*\*|__)\s*)?"
+    r"(?<![A-Za-z])(?:answer|option|choice|letter)s?(?:\s+(?:here|then|now|overall|itself|"
+    r"i(?:'d|’d|\s+would|'ll|’ll|\s+will)?\s+give|(?:i|we)\s+(?:\w+\s+)?(?:want|mean|need)))?"
+    r"\s*(?:(?:\*\*|__)\s*)?"
     r"(?P<verb>is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|=)(?![A-Za-z])"
-    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?\s+(?:choose|pick|select|say)"
-    r"|(?:i\s+am\s+|i'm\s+|i’m\s+)?going\s+with|(?:i(?:'ll|’ll|\s+will)\s+)?go\s+with"
+    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?(?:\s+\w+ly)?\s+"
+    r"(?:choose|pick|select|say|guess)"
+    r"|(?:i\s+am\s+|i'm\s+|i’m\s+)?going\s+(?:with|w/)"
+    r"|(?:i(?:'ll|’ll|\s+will)\s+)?go\s+(?:with|w/)"
+    r"|(?:i'm\s+|i’m\s+|i\s+am\s+)?(?:committing|commit)\s+to"
+    r"|(?P<lean>(?:i(?:'d|’d|\s+would)\s+)?(?:lean|leaning)\s+(?:toward|towards|to))"
     r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:settle|settling)\s+on"
     r"|(?:revise|revising|change|changing|switch|switching)\s+(?:my\s+answer\s+|it\s+)?to"
     r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:stick|sticking)\s+with"
@@ -212,8 +239,27 @@ _SUPPOSED_BEFORE = re.compile(
     r"|(?:^|\b(?:so|then|but|and|or|now)\s+)(?:is|was|could)\s+(?:it\s+)?(?:that\s+)?(?:the\s+)?$)",
     re.I | re.S)
 _REMAINING = re.compile(
-    r"(?<![A-Za-z])(?:the\s+)?(?:only\s+)?(?:remaining|surviving)\s+"
-    r"(?:option|choice|one|answer|candidate|possibility)(?:\s+is)?\s*[,:—–-]?", re.I)
+    r"(?<![A-Za-z])(?:(?:the\s+)?(?:only\s+)?(?:remaining|surviving)\s+"
+    r"(?:option|choice|one|answer|candidate|possibility|value|route)"
+    r"|(?:one|option|choice)\s+(?:that's|that’s|that\s+is|which\s+is)\s+left"
+    r"|only\s+(?:one|option|choice|candidate)\s+(?:left|remaining)"
+    r"|(?:that\s+|which\s+|this\s+)?(?:leaves|leaving|left\s+with)(?:\s+us)?(?:\s+with)?"
+    r"(?:\s+only)?)"
+    r"(?:\s+is)?\s*[,:—–-]?", re.I)
+# "the third option", "the last one": an option named by its place in the list
+_ORDINAL = re.compile(r"^(?:the\s+)?(first|second|third|fourth|fifth|last)\s+"
+                      r"(?:option|choice|one|answer)\b", re.I)
+_PLACES = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4}
+# "So the third option survives.", "... the energy is the fourth choice."
+_ORDINAL_COMMIT = re.compile(
+    r"(?<![A-Za-z])the\s+(?P<place>first|second|third|fourth|fifth|last)\s+"
+    r"(?:option|choice|one)\b(?:\s+(?P<verb>survives|remains|stands|holds(?:\s+up)?|works|"
+    r"is\s+(?:correct|right|the\s+answer|it))\b|(?P<end>\s*[.!]?\s*$))", re.I | re.M)
+# After the last commitment, the completion says it has not decided after all.
+_UNDECIDED = re.compile(
+    r"\b(?:can't|can’t|cannot|can\s+not)\s+(?:settle|decide|choose|tell\s+which)|"
+    r"(?:really\s+)?(?:don't|don’t|do\s+not)\s+know\s*(?:which|[.!]|$)|flip-?flop|"
+    r"torn\s+between|undecided|no\s+idea\s+which", re.I)
 _CONDITIONAL_SENTENCE = re.compile(r"\b(?:if|were|had|unless|otherwise)\b", re.I)
 _CLAUSE_BOUNDARY = re.compile(r"[.!?;\n]")
 _SELF_CORRECTION = re.compile(
@@ -247,10 +293,11 @@ def _conclusion_token(letters: str) -> str:
     both = up + re.escape(letters.lower())
     no_a = re.escape(letters.upper()) + re.escape(letters.lower().replace("a", ""))
     return (r"(?:\*\*|__)?\$?\s*(?:\\(?:mathbf|textbf|text|mathrm)\s*\{)?\s*"
+            r"(?:(?i:the\s+(?:first|second|third|fourth|last)\s+(?:option|choice|one)),?\s+)?"
             r"(?:(?i:option|choice)\s+(?P<bare6>[" + both + r"])(?![A-Za-z0-9])"
             r"|(?:(?i:option|choice)\s+)?[\(\[]\s*(?P<bracketed>[" + both + r"])\s*[\)\]]"
             r"|(?<![A-Za-z0-9])(?P<bare>[" + no_a + r"])(?![A-Za-z0-9])"
-            r"|(?<![A-Za-z0-9])(?P<bare7>a)(?=\s*[.!]))")
+            r"|(?<![A-Za-z0-9])(?P<bare7>a)(?=\s*[.!]|,?\s+not\s))")
 
 
 @lru_cache(maxsize=32)
@@ -283,15 +330,35 @@ def _patterns(letters: str) -> dict[str, re.Pattern]:
             r"that\s+is|which\s+is|actually|must\s+be|final(?:ly)?|i\.e\.|on\s+balance|"
             r"overall|in\s+conclusion|in\s+short|clearly|definitely|yeah|yes|okay|ok)"
             r"(?![A-Za-z])[\s,:]*(?:(?i:it's|it’s|it\s+is|the\s+answer\s+is)\s+)?"
+            r"(?:(?i:just|simply|definitely|clearly)\s+)?"
             r"|(?:=>|⇒|→|->)\s*|(?P<comma>[,:—–]|(?<![A-Za-z])(?=(?i:option|choice)\s))\s*)"
             + _conclusion_token(letters) + r"\s*\}?\s*\$?(?:\*\*|__)?"
             r"(?=\s*[.!]|\s*$|,\s*(?i:which|that)\s+(?i:is|'s|’s)\s+(?i:my|the|our)\b"
-            r"|,?\s+(?i:not)\s+[\(\[]?[" + up + r"]\b|\s+(?i:it\s+is)\b)", re.M),
+            r"|,?\s+(?i:not)\s+[\(\[]?[" + up + r"]\b|\s+(?i:it\s+is)\b"
+            r"|\s+(?i:lol|obviously|for\s+sure|i\s+think|here|then|definitely)\b"
+            r"|(?P<apposition>,\s))",
+            re.M),
         "lone": re.compile(
             r"^[\s*_`>#\-]*(?:(?:yeah|yes|ok|okay|so|right|final|definitely|clearly)\s*[,:]?\s*)?"
             r"(?:(?:option|choice|answer)\s*[:#]?\s*)?[\(\[]?\s*([" + both
             + r"])\s*[\)\]]?[\s.*_`!]*$", re.I),
     }
+
+
+# The text's last sentence: after the last sentence end, line break or arrow.
+_LAST_SENTENCE = re.compile(r"(?:^|(?<=[.!?])\s+|\n|→|->|=>|⇒)([^\n.!?→]{1,60}[.!]*)\s*$")
+
+
+@lru_cache(maxsize=32)
+def _letter_sentence(letters: str) -> re.Pattern:
+    """A closing sentence that is just a letter, as people end informal answers:
+    ``d.``, ``ok so b``, ``(d) for sure``, ``D it is.``, ``c obviously``."""
+    both = re.escape(letters.upper()) + re.escape(letters.lower())
+    return re.compile(
+        r"^\s*(?:(?:ok(?:ay)?|so|hence|thus|therefore|just|yeah|yes|answer|final)[\s,:]+)*"
+        r"(?:\*\*|__)?[\(\[]?\s*([" + both + r"])\s*[\)\]]?(?:\*\*|__)?"
+        r"(?:[\s,]+(?:it\s+is|for\s+sure|obviously|definitely|clearly|i\s+think|easy|lol|"
+        r"then|confirmed|probably|of\s+course))?\s*[.!]*\s*$", re.I)
 
 
 def _letter_of(m: re.Match) -> str:
@@ -340,7 +407,8 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
             hedged = re.search(r"\b(?:maybe|perhaps|possibly|probably\s+not|might)\b",
                                before, re.I)
             strength = EXPLICIT if m.group("final") else WEAK if hedged else STRONG
-            found.append(_Candidate(m.start(), letter, "phrase", strength))
+            found.append(_Candidate(m.start(), letter, "phrase", strength,
+                                    bool(hedged or m.group("lean"))))
     for m in list(pats["reversed"].finditer(text))[-MAX_TRIES:]:
         if _SUPPOSED_BEFORE.search(_clause_before(text, m.start())) or \
                 re.match(r"[\s,]*(?:only\s+)?(?:if|unless|when)\b", text[m.end():], re.I):
@@ -354,12 +422,24 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
         before = _clause_before(text, m.start())
         if _SUPPOSED_BEFORE.search(before):
             continue
-        if m.group("comma") is not None and not (_CONCLUDING.search(before) or (
-                m.group("bare6") and m.group("comma") and len(before.split()) >= 3)):
+        if m.group("comma") is not None and (m.group("apposition") or not (
+                _CONCLUDING.search(before) or (
+                    m.group("bare6") and m.group("comma") and len(before.split()) >= 3))):
             continue  # ", C." ends a concluding sentence, or ", option C." an apposition
         if _takes_back(text[m.end():], letters):
             continue  # "It's A. Or B."
         found.append(_Candidate(m.start(), _letter_of(m), "conclusion", WEAK))
+    for m in list(_ORDINAL_COMMIT.finditer(text))[-MAX_TRIES:]:
+        before = _clause_before(text, m.start())
+        if _SUPPOSED_BEFORE.search(before) or (m.group("end") and not (
+                _CONCLUDING.search(before) or re.search(r"\b(?:is|it's|it’s)\s*$|[—–:-]\s*$",
+                                                         before, re.I))):
+            continue
+        place = m.group("place").lower()
+        index = len(options or letters) - 1 if place == "last" else _PLACES[place]
+        if index < len(letters):
+            found.append(_Candidate(m.start(), letters[index], "elimination" if m.group("verb")
+                                    else "conclusion", STRONG if m.group("verb") else WEAK))
     # "the remaining option, C", "Hence the remaining choice: (R)-butan-2-ol."
     payloads([(m.start(), _line_from(text, m.end())) for m in _REMAINING.finditer(text)
               if not _SUPPOSED_BEFORE.search(_clause_before(text, m.start()))][-MAX_TRIES:],
@@ -370,6 +450,12 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
         if rest:
             headed.append((m.start(), _line_from(rest, 0)))
     payloads(headed, "answer_line", EXPLICIT)
+    sentence = _LAST_SENTENCE.search(text)
+    if sentence:
+        m = _letter_sentence(letters).match(sentence.group(1))
+        start = sentence.start(1)
+        if m and not any(c.pos >= start for c in found):
+            found.append(_Candidate(start, m.group(1).upper(), "lone_letter", STRONG))
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if lines:
         last = " ".join(lines[-1].split())
@@ -436,10 +522,12 @@ def _option_text(text: str, letters: str, options) -> tuple[str, int] | None:
              for o in norms]
     hits = []
     for i, o in enumerate(cores):
-        if len(o) >= 4 and i < len(letters):
+        if o and i < len(letters):
             spans = [(m.start(), m.end()) for m in
                      re.finditer(r"(?<![a-z0-9])" + re.escape(o) + r"(?![a-z0-9])", last)]
-            if spans and (concluding or spans[-1][1] == len(last)):
+            at_end = bool(spans) and spans[-1][1] == len(last)
+            # a short option ("2/3", "50%") counts where it ends the statement
+            if spans and (at_end or (len(o) >= 4 and (concluding or len(o) >= 8))):
                 hits.append((i, spans))
     # An option whose every occurrence lies inside a longer option's occurrence does not count.
     kept = [i for i, spans in hits
@@ -454,6 +542,11 @@ def _option_text(text: str, letters: str, options) -> tuple[str, int] | None:
 def _read(text: str, letters: str, options) -> tuple[str, str, int, tuple[str, ...]] | None:
     found = _commitments(text, letters, options)
     final = _final(found, text)
+    if final is not None and _UNDECIDED.search(text, final.pos):
+        return None  # "Answer: A. No, B. Or A... I can't settle it."
+    if final is not None and final.tentative and \
+            not text.rstrip().rstrip("*_`$)\"'”’").endswith((".", "!", "?")):
+        return None  # "I'm leaning towards A but need to rule out folate, and" (cut off)
     if final is not None:
         committed = tuple(dict.fromkeys(c.letter for c in sorted(found, key=lambda c: c.pos)
                                         if c.strength > WEAK))

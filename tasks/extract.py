@@ -154,6 +154,8 @@ def unwrap_latex(text: str) -> str:
 
 
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_BRACED_POWER = re.compile(r"\^\s*\{([^{}]*)\}")
+_PERCENT_WORD = re.compile(r"\s*\b(?:percent|per\s+cent|pct)\b", re.I)
 
 
 def normalize_text(text: str) -> str:
@@ -161,6 +163,9 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", unwrap_latex(text))
     text = _FRAC.sub(r"\1/\2", text)  # \frac{1}{8} -> 1/8
     text = text.replace("\\,", " ").replace("\\ ", " ").replace("\\%", "%")
+    text = text.replace("\\times", "×").replace("\\cdot", "·")
+    text = _BRACED_POWER.sub(r"^\1", text)  # 10^{-19} -> 10^-19
+    text = _PERCENT_WORD.sub("%", text)  # 50 percent -> 50%
     text = re.sub(r"[$*`_\"“”‘’]", "", text)
     text = text.replace("−", "-").replace("–", "-").replace("—", "-")
     text = re.sub(r"\s+", " ", text).strip().lower()

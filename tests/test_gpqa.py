@@ -331,6 +331,21 @@ def test_reasoning_table_is_read_exactly():
     assert wrong == []
 
 
+def test_fresh_reasoning_table_has_no_false_commit_or_wrong_letter():
+    """A second table, written after the extractor was tuned on the first. Misses (an
+    answer only a reader who follows the argument can place, e.g. "That's the one I'd
+    pick" after a discussion of D) are allowed; committing where a reader sees nothing,
+    or to the wrong letter, is not."""
+    path = Path(__file__).parent / "data" / "gpqa_reasoning_fresh.jsonl"
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    got = {r["id"]: scored_letter(r) for r in rows}
+    wrong = [(r["id"], r["expected"], got[r["id"]]) for r in rows
+             if got[r["id"]] is not None and got[r["id"]] != r["expected"]]
+    assert wrong == []
+    right = sum(got[r["id"]] == r["expected"] for r in rows)
+    assert right / len(rows) >= 0.95
+
+
 def test_extraction_helpers():
     visible, reasoning = split_think("<think>a</think>B<think>c")
     assert visible.strip() == "B" and reasoning == "a\nc"
