@@ -58,7 +58,7 @@ _MEMBER_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?\s*\\in\s*")
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 # "and"/"or" between answers, also unspaced: "(11,7)or(7,11)", "W(x)=1orW(x)=-1".
 _CONNECTIVES = re.compile(r"\s*(?:\\text\{\s*(?:and|or)\s*\}|\\(?:quad|qquad)\s*(?:and|or)"
-                          r"|(?<=[\s$}\d)\]])(?:and|or)(?=[\s$\\\d(\[-]|[A-Z]))\s*")
+                          r"|(?<=[\s$}\d)\]])(?:and|or)(?=[\s$\\\d(\[-]|[A-Z]|[a-z]\())\s*")
 # Percent written as a word after a value: "28 percent", "28 pct", "28\text{ percentage}".
 _PERCENT_TEXT = re.compile(r"\\text(?:normal|up|rm)?\s*\{\s*(percent(?:age)?s?|pct)\.?\s*\}")
 _PERCENT_WORD = re.compile(r"(?<=[\d}.])\s*(?:percent(?:age)?s?|pct)\.?(?![A-Za-z])", re.I)
