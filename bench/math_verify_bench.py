@@ -58,13 +58,13 @@ def timed(fn: Callable[[], list[bool | None]], repeats: int) -> tuple[list[bool 
     return verdicts, statistics.median(times)
 
 
-def run_evals(rows, workers: int, repeats: int) -> dict[str, Any]:
+def run_evals(rows, workers: int, repeats: int, options=None) -> dict[str, Any]:
     from tasks.math import MathScorer, Options
     from tasks.math.answer import Extracted
     from tasks.math.pool import VerifierPool
 
     pool = VerifierPool(size=workers)
-    scorer = MathScorer(Options(), pool=pool)
+    scorer = MathScorer(options or Options(), pool=pool)
     pool.run_sync({"op": "ping"}, timeout=60)
 
     def found(row) -> Extracted:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.task import Sample
+from evals.task import Sample, TaskError
 from tasks.math import Gold, MathScorer, Options
-from tasks.math.answer import Extracted
+from tasks.math.answer import Extracted, extract_answer
 
 TABLE = Path(__file__).parent / "data" / "math_equivalence.jsonl"
 ROWS = [json.loads(line) for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -42,7 +42,8 @@ def test_table_shape():
     categories = {r["category"] for r in ROWS}
     for needed in ("thousands", "fractions", "surds", "intervals", "tuples", "matrices", "sets",
                    "equations", "chains", "percent", "degrees", "exact-traps", "plus-minus",
-                   "times", "units", "text", "tolerance"):
+                   "times", "units", "text", "tolerance", "labels", "systems", "boxes",
+                   "separators", "inequalities", "decimal-comma"):
         assert needed in categories, needed
     pairs = {(r["gold"], r["candidate"]): r["equal"] for r in ROWS}
     # The traps the issue names, with the right labels.
@@ -131,3 +132,46 @@ def test_tolerance_is_a_parameter(pool):
     assert asyncio.run(strict.check("\\pi", Extracted("3.14159265358979", "boxed", "text"))).value == 0.0
     # Exact numbers never use the tolerance.
     assert asyncio.run(loose.check("100", Extracted("101", "boxed", "text"))).value == 0.0
+
+
+@pytest.mark.parametrize("completion,answer", [
+    ("So \\boxed{1}, \\boxed{2}, \\boxed{3}.", "1, 2, 3"),
+    ("$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(2, 2), (6, 2)"),
+    ("\\(y_1 = \\boxed{x+1}\\) and \\(y_2 = \\boxed{x-1}\\)", "x+1, x-1"),
+    ("\\boxed{3} \\text{ for part (a) and } \\boxed{4}", "3, 4"),
+    # Boxes divided by more than separators: only the last one is the answer.
+    ("First \\boxed{5}. Checking again, the answer is \\boxed{6}", "6"),
+    ("\\boxed{1} no no no \\boxed{2}", "2"),
+])
+def test_adjacent_boxes_are_one_answer(completion, answer):
+    found = extract_answer(completion)
+    assert found is not None and found.text == answer and found.rule == "boxed"
+
+
+@pytest.mark.parametrize("policy,gold,cand,value", [
+    ("auto", "1,22", "1.22", 1.0), ("auto", "1.22", "1,22", 1.0),
+    ("auto", "1,22", "1, 22", 1.0),       # against a list the comma still separates
+    ("auto", "1,22", "\\frac{61}{50}", 0.0),  # only against a decimal point
+    ("auto", "1,000", "1", 0.0), ("on", "1,000", "1000", 1.0),  # thousands, whatever the policy
+    ("on", "1,22", "\\frac{61}{50}", 1.0), ("on", "1,22", "22, 1", 0.0),
+    ("off", "1,22", "1.22", 0.0), ("off", "1,22", "22, 1", 1.0),
+])
+def test_decimal_comma_policy(pool, policy, gold, cand, value):
+    scorer = scorer_for(pool, decimal_comma=policy)
+    score = asyncio.run(scorer.check(gold, Extracted(cand, "boxed", "text")))
+    assert score.status == "ok" and score.value == value, score.explanation
+
+
+def test_decimal_comma_parameter_is_checked():
+    from tasks.math import math as math_task
+
+    with pytest.raises(TaskError, match="decimal_comma"):
+        math_task(path="sample", decimal_comma="sometimes")
+    assert math_task(path="sample", decimal_comma="off").scorer.options.decimal_comma == "off"
+
+
+def test_systems_vote_with_their_tuples(pool):
+    scorer = scorer_for(pool)
+    got = asyncio.run(judge_all(scorer, [{"gold": "42", "candidate": c}
+                                         for c in ("p=5, q=2", "(5,2)", "q=2, p=5")]))
+    assert got[0].answer == got[1].answer != got[2].answer

@@ -25,7 +25,7 @@ from evals.task import Sample, Task, TaskError, task
 
 from .answer import Extracted, extract_answer
 from .data import Problem, parse_fields, read_hub, read_path
-from .normalize import normalize
+from .normalize import DECIMAL_COMMA_POLICIES, normalize
 from .pool import VerifierPool, shared_pool
 from .scoring import Gold, MathScorer, Options
 from .verifiers import (ProgramVerifier, PythonVerifier, load_function, parse_spec,
@@ -107,7 +107,8 @@ def make_samples(problems: list[Problem], scorer: MathScorer, template: str,
 @task
 def math(path: str | None = None, dataset: str | None = None, subset: str | None = None,
          split: str = "test", fields: str = "", template: str | None = None,
-         answer_regex: str | None = None, rtol: float = 1e-6, timeout: float = 5.0,
+         answer_regex: str | None = None, rtol: float = 1e-6, decimal_comma: str = "auto",
+         timeout: float = 5.0,
          workers: int = 2, verifier: str | None = None, row_verifiers: bool = True,
          program_runner: str = "local", redact: bool = False,
          memory_mb: int = 2048, retry_factor: float = 4.0) -> Task:
@@ -118,6 +119,9 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
     if rtol < 0 or timeout <= 0 or workers < 1 or retry_factor < 1:
         raise TaskError("math: rtol must be >= 0, timeout > 0, workers >= 1 and "
                         "retry_factor >= 1")
+    if decimal_comma not in DECIMAL_COMMA_POLICIES:
+        raise TaskError(f"math: -T decimal_comma={decimal_comma!r}: use one of "
+                        f"{', '.join(DECIMAL_COMMA_POLICIES)} (docs/math.md, Decimal commas)")
     mapping = parse_fields(fields)
     prompt = template if template is not None else DEFAULT_TEMPLATE
     if "{problem}" not in prompt:
@@ -134,8 +138,8 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
         if missing:
             raise TaskError(f"math: symbolic checks need {' and '.join(missing)}: "
                             f"pip install sympy latex2sympy2_extended")
-    options = Options(rtol=rtol, timeout=timeout, retry_factor=retry_factor,
-                      answer_regex=pattern, redact=redact,
+    options = Options(rtol=rtol, decimal_comma=decimal_comma, timeout=timeout,
+                      retry_factor=retry_factor, answer_regex=pattern, redact=redact,
                       salt=redact_key() if redact else b"", workers=workers, memory_mb=memory_mb,
                       program_runner=get_program_runner(program_runner))
     scorer = MathScorer(options, task_verifier)

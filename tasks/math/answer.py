@@ -10,6 +10,10 @@ Order (docs/math.md shows examples):
 2. Explicit answers: the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested
    braces) or ``Answer:`` / ``Final answer:`` line, whichever comes last
    (an ``Answer:`` line holding a ``\\boxed{}`` gives the boxed content).
+   Boxes that follow one another with only separators between them
+   (``\\boxed{1}, \\boxed{2}``; ``\\boxed{(2,2)} \\quad\\text{and}\\quad
+   \\boxed{(6,2)}``; ``y_1 = \\boxed{..}`` and ``y_2 = \\boxed{..}``) are read
+   together, as one comma-separated answer (:func:`_box_run`).
 3. A phrase: ``the (final) answer is X`` (``X`` up to the end of its
    sentence; ``I hope it is correct`` dropped).
 
@@ -22,13 +26,48 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tasks.extract import answer_lines, boxed_contents, split_think
+from tasks.extract import answer_lines, balanced_braces, boxed_contents, split_think
 
 _PHRASE = re.compile(r"(?<![A-Za-z])(?:final\s+)?answer\s+is\s*[:\-]?\s*", re.I)
 _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.I)
 _SENTENCE_END = re.compile(r"(?<![\d\\])\.(?:\s|$)")
 _EDGES = " \t*_`\"'“”:"
 _LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*[:\-]?\s*", re.I)
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# What may stand between two boxes that are one answer: spaces, punctuation, math
+# delimiters, spacing commands, "and"/"or" (bare or in \text{}), and the label of the
+# next value ("y_2 ="). Or a short phrase (no sentence end) that ends in "and"/"or":
+# "\text{ for part (a) and }", "papers and".
+_NAME = r"(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?'*"
+_GLUE = re.compile(rf"(?:\s|[,;&]|\$|\\[()\[\]]|\\q?quad|\\[,;:! ]|\\text\s*\{{\s*(?:and|or|,)\s*\}}"
+                   rf"|\b(?:and|or)\b|{_NAME}\s*=)*", re.I)
+_PHRASE_GLUE = re.compile(r"[^.!?\n$\\{}]{0,40}?\b(?:and|or)\s*", re.I)
+_TEXT_WRAP = re.compile(r"\\text\s*\{([^{}]*)\}")
+
+
+def _is_glue(between: str) -> bool:
+    if _GLUE.fullmatch(between):
+        return True
+    plain = _TEXT_WRAP.sub(r"\1", between)
+    plain = re.sub(r"\$|\\[()\[\]]|\\q?quad|\\[,;:! ]", " ", plain)
+    return bool(_PHRASE_GLUE.fullmatch(plain.strip() + " "))
+
+
+def _box_run(text: str, boxes: list[tuple[int, str]]) -> tuple[int, str]:
+    """The last box and the boxes just before it that only separators divide from
+    it (``_GLUE``), joined with commas; its start offset for ordering."""
+    spans = []
+    for pos, content in boxes:
+        m = _BOX_OPEN.match(text, pos)
+        end = balanced_braces(text, m.end() - 1) if m else None
+        spans.append((pos, end if end is not None else pos, content))
+    start, _, content = spans[-1]
+    run = [content]
+    for (pos, end, inner), (next_pos, _, _) in zip(reversed(spans[:-1]), reversed(spans[1:])):
+        if not _is_glue(text[end:next_pos]):
+            break
+        run.append(inner)
+    return start, ", ".join(reversed(run)) if len(run) > 1 else content
 
 
 @dataclass(frozen=True)
@@ -51,9 +90,10 @@ def clean(payload: str) -> str:
 
 def _explicit(text: str) -> tuple[str, str] | None:
     found: list[tuple[int, str, str]] = []
-    for pos, content in boxed_contents(text):
-        if content.strip():
-            found.append((pos, content, "boxed"))
+    boxes = [(pos, content) for pos, content in boxed_contents(text) if content.strip()]
+    if boxes:
+        pos, content = _box_run(text, boxes)
+        found.append((boxes[-1][0], content, "boxed"))
     for pos, payload in answer_lines(text):
         # An "Answer:" line that holds a \boxed{} is that box (found above).
         if not boxed_contents(payload) and clean(payload):

@@ -6,8 +6,10 @@ None (undecided: a leaf needs sympy).
 
 Gold and candidate are not symmetric (docs/math.md): a candidate equation or
 chain ``a+b = ... = 101`` is judged by its last side, while a gold equation
-is only dropped to its right-hand side when its left side is a lone symbol
-(``x = 2`` accepts ``2``; ``1+100 = 101`` does not accept ``101``).
+is only dropped to its value (its last side) when its left side is a label
+(``x = 2``, ``(p,q) = (3,2)``, ``|AB| = 1`` accept ``2``, ``(3,2)``, ``1``;
+``1+100 = 101`` does not accept ``101``). A ``system`` (``p=5, q=2``) equals
+the same labelled values in any order, or unlabelled values in its order.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .leaves import Leaves, Verdict
-from .structure import UNORDERED, Eq, Leaf, Node, Seq, is_symbol, value_side
+from .structure import UNORDERED, Eq, Leaf, Node, Seq, labelled, same_label, value_side
 
 
 def _any(verdicts) -> Verdict:
@@ -80,18 +82,17 @@ def compare(gold: Node, cand: Node, leaves: Leaves) -> Verdict:
     """Is ``cand`` an acceptable answer where ``gold`` is expected?"""
     if isinstance(gold, Eq):
         if isinstance(cand, Eq):
+            if same_label(gold, cand):
+                # Assignments: the same label, and equal values (last sides).
+                return compare(gold.sides[-1], cand.sides[-1], leaves)
             if len(gold.sides) == 2 and len(cand.sides) >= 2:
                 pair = Eq((cand.sides[0], cand.sides[-1]))
-                if is_symbol(gold.sides[0]) and is_symbol(pair.sides[0]):
-                    # Assignments: the same variable, and equal values.
-                    return _all([gold.sides[0].text.lower() == pair.sides[0].text.lower(),
-                                 compare(gold.sides[1], pair.sides[1], leaves)])
                 sides = _all(compare(g, c, leaves) for g, c in zip(gold.sides, pair.sides))
                 return True if sides else _any([sides, leaves.equation(gold, pair)])
             return _all(compare(g, c, leaves) for g, c in zip(gold.sides, cand.sides)) \
                 if len(gold.sides) == len(cand.sides) else False
-        if len(gold.sides) == 2 and is_symbol(gold.sides[0]):
-            return compare(gold.sides[1], cand, leaves)
+        if labelled(gold):
+            return compare(gold.sides[-1], cand, leaves)
         return False
     if isinstance(cand, Eq):  # a candidate chain: its last side (or first, if "2 = x")
         return compare(gold, value_side(cand), leaves)
@@ -122,10 +123,42 @@ def _as_vector(node: Seq) -> tuple | None:
     return None
 
 
+def _values(node: Seq) -> tuple:
+    """A system's values, in its order."""
+    return tuple(item.sides[-1] for item in node.items)
+
+
+def _unlabelled(node: Seq) -> bool:
+    return not any(isinstance(item, Eq) for item in node.items)
+
+
+def _compare_systems(gold: Seq, cand: Seq, cmp) -> Verdict:
+    """``p=5, q=2``: against labelled values, label by label in any order; against
+    unlabelled ones (``(5, 2)``, ``5, 2``), in order. A gold list meets a candidate
+    system's values in any order, as it would meet them unlabelled."""
+    if gold.kind == "system" and cand.kind == "system":
+        return _match(gold.items, cand.items, cmp)
+    if gold.kind == "system":
+        if not (cand.kind in ("list", "set") or cand.kind == "tuple" and cand.brackets == "()"):
+            return False
+        if not _unlabelled(cand):
+            return _match(gold.items, cand.items, cmp) if cand.kind == "list" else False
+        values = _values(gold)
+        return _all(cmp(g, c) for g, c in zip(values, cand.items)) \
+            if len(values) == len(cand.items) else False
+    if gold.kind in ("list", "set"):
+        return _match(_dedupe(gold.items), _dedupe(_values(cand)), cmp)
+    if gold.kind == "tuple" and gold.brackets == "()" and len(gold.items) == len(cand.items):
+        return _all(cmp(g, c) for g, c in zip(gold.items, _values(cand)))
+    return False
+
+
 def _compare_seqs(gold: Seq, cand: Seq, leaves: Leaves) -> Verdict:
     def cmp(g: Node, c: Node) -> Verdict:
         return compare(g, c, leaves)
 
+    if gold.kind == "system" or cand.kind == "system":
+        return _compare_systems(gold, cand, cmp)
     if gold.kind in ("set", "list") and cand.kind in ("set", "list"):
         return _match(_dedupe(gold.items), _dedupe(cand.items), cmp)
     if gold.kind == "union" and cand.kind == "union":
@@ -162,10 +195,12 @@ def canon(node: Node, leaves: Leaves, role: str = "candidate") -> str | None:
     if isinstance(node, Eq):
         if role == "candidate":
             return canon(value_side(node), leaves, role)
-        if len(node.sides) == 2 and is_symbol(node.sides[0]):
-            return canon(node.sides[1], leaves, role)
+        if labelled(node):
+            return canon(node.sides[-1], leaves, role)
         sides = _all_canon(node.sides, leaves, role)
         return None if sides is None else " = ".join(sides)
+    if node.kind == "system":  # prints as the tuple of its values: (5, 2) and p=5, q=2 vote together
+        return canon(Seq("tuple", _values(node), "()"), leaves, role)
     items = _dedupe(node.items) if node.kind in UNORDERED else node.items
     parts = _all_canon(items, leaves, role)
     if parts is None:

@@ -27,7 +27,12 @@ _UNICODE = {
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 # Spacing commands and wrappers that carry no value.
-_SPACES = re.compile(r"(?<!\\)\\[,;:!> ]|\\q?quad(?![A-Za-z])|~|\\displaystyle|\\limits")
+# "\\quadx_2" (spaces lost in a dataset) is still \\quad: no command starts with "quad".
+_SPACES = re.compile(r"(?<!\\)\\[,;:!> ]|\\q?quad|~|\\displaystyle|\\limits")
+# A command written with its backslash doubled, as a JSON round trip leaves it
+# ("\\\\le", "\\\\boxed{"): a LaTeX line break is never followed by these names.
+_DOUBLED = re.compile(r"\\\\(?=(?:le|leq|ge|geq|lt|gt|ne|neq|boxed|text|frac|dfrac|tfrac|sqrt"
+                      r"|pi|infty|cdot|times|in|cup|cap|pm)(?![A-Za-z]))")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![A-Za-z])\s*\.?")
 _STYLE = re.compile(r"\\(?:mathrm|mathbf|mathit|mathsf|textbf|textit|textrm|boldsymbol"
                     r"|operatorname|mathnormal|bm|emph|boxed|fbox|mbox|hbox)\s*\{")
@@ -44,13 +49,19 @@ _RELATIONS = [(re.compile(r"\\(?:le|leqslant|leq)(?![A-Za-z])"), r"\\leq "),
               (re.compile(r"\\(?:ne|neq)(?![A-Za-z])"), r"\\neq "),
               (re.compile(r"\\lt(?![A-Za-z])"), "<"), (re.compile(r"\\gt(?![A-Za-z])"), ">"),
               (re.compile(r"<="), r"\\leq "), (re.compile(r">="), r"\\geq "),
+              (re.compile(r"(?<=\s)!="), r"\\neq "),
               (re.compile(r"\\(?:varnothing|O)(?![A-Za-z])|\\\{\s*\\\}"), r"\\emptyset "),
               (re.compile(r"\\[lr]?vert(?![A-Za-z])|\\[lr]Vert(?![A-Za-z])"), "|")]
 # "x \in [0, 1]" and "x \in \{1, 2\}": the set is the answer.
 _MEMBER_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?\s*\\in\s*")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# A thousands group never starts with 0: "0,111" is not 111.
+_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+# "and"/"or" between answers, also unspaced: "(11,7)or(7,11)", "W(x)=1orW(x)=-1".
 _CONNECTIVES = re.compile(r"\s*(?:\\text\{\s*(?:and|or)\s*\}|\\(?:quad|qquad)\s*(?:and|or)"
-                          r"|(?<=[\s$}\d])(?:and|or)(?=[\s$\\\d(-]))\s*")
+                          r"|(?<=[\s$}\d)\]])(?:and|or)(?=[\s$\\\d(\[-]|[A-Z]|[a-z]\())\s*")
+# Percent written as a word after a value: "28 percent", "28 pct", "28\text{ percentage}".
+_PERCENT_TEXT = re.compile(r"\\text(?:normal|up|rm)?\s*\{\s*(percent(?:age)?s?|pct)\.?\s*\}")
+_PERCENT_WORD = re.compile(r"(?<=[\d}.])\s*(?:percent(?:age)?s?|pct)\.?(?![A-Za-z])", re.I)
 # Units dropped after a value ("5 cm", "12\text{ inches}", "30 degrees").
 UNIT_WORDS = frozenset("""
 mm cm dm m km in inch inches ft foot feet yd yard yards mi mile miles meter meters metre metres
@@ -67,6 +78,7 @@ _PLAIN_UNITS = re.compile(r"(?<=[\d}.)])\s*(?:(?:square|sq\.?|cubic)\s+)?"
                                                    key=len, reverse=True))
                           + r")(?:\^\{?[23]\}?)?\s*$", re.I)
 _UNIT_POWER = re.compile(r"\\text\s*\{([^{}]*)\}\s*\^\s*\{?\s*[23]\s*\}?")
+_OPEN_BOX = re.compile(r"^\\(?:boxed|fbox)\s*\{")  # a box that never closes (a typo in a gold)
 _TRAILING = re.compile(r"(?:[\s.,;:]|\\\.)+$")  # not "!": 5! is a factorial
 _WORD = re.compile(r"^[A-Za-z][A-Za-z '\-]*$")
 _LETTER_CHOICE = re.compile(r"^\(([A-Za-z])\)$")
@@ -126,6 +138,7 @@ def _squash_spaces(text: str) -> str:
 def normalize(text: str) -> str:
     """One spelling for an answer string (see the module docstring)."""
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], str(text))
+    s = _DOUBLED.sub(r"\\", s)
     s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "")
     s = s.strip()
     if s.startswith("\\[") and s.endswith("\\]"):
@@ -133,6 +146,10 @@ def normalize(text: str) -> str:
     s = _LEFT_RIGHT.sub("", s)
     s = _SPACES.sub(" ", s)
     s = _unwrap(s, _STYLE)
+    m = _OPEN_BOX.match(s)
+    if m and balanced_braces(s, m.end() - 1) is None:
+        s = s[m.end():]
+    s = _PERCENT_WORD.sub("%", _PERCENT_TEXT.sub(r" \1", s))
     s = _CONNECTIVES.sub(",", s)
     s = _UNIT_POWER.sub(r"\\text{\1}", s)  # "\text{ cm}^2": the power goes with the unit
     s = _unwrap(s, _TEXT, _text_block)
@@ -222,3 +239,45 @@ def unit_of(text: str) -> str | None:
     words = [w.strip(".").lower() for w in (m.group(1) or m.group(2) or m.group(3)).split()]
     words = [w for w in words if w not in ("square", "sq", "cubic")]
     return _UNIT_BASE.get(words[0]) if len(words) == 1 else None
+
+
+# Decimal commas (docs/math.md): "1,22" and "1.22". One comma between digits, no
+# space, and not a thousands separator (a first group of 1-3 digits, not 0, then
+# exactly three digits: "1,000" is always 1000).
+DECIMAL_COMMA_POLICIES = ("auto", "on", "off")
+_COMMA_NUMBER = re.compile(r"([+-]?\d+),(\d+)")
+_COMMA_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2},\d{3}")
+_POINT_NUMBER = re.compile(r"[+-]?\d*\.\d+")
+
+
+def _comma_decimal(text: str) -> str | None:
+    """``text`` with its decimal comma as a point, or None if it is not one number
+    written with a decimal comma."""
+    s = text.strip().strip("$").strip()
+    m = _COMMA_NUMBER.fullmatch(s)
+    if not m or _COMMA_THOUSANDS.fullmatch(s):
+        return None
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+def decimal_commas(gold: str, cand: str, policy: str = "auto") -> tuple[str, str]:
+    """Gold and candidate with decimal commas read as points, by ``policy``:
+
+    * ``off``: never (``1,22`` is the two answers 1 and 22);
+    * ``on``: always (``1,22`` is 1.22 wherever it stands alone);
+    * ``auto`` (default): when the other side is one number written with a decimal
+      point (``1,22`` vs ``1.22``, ``1000,99`` vs ``1,000.99``). Against anything
+      else (``1, 22``, ``\\{1,22\\}``, ``61/50``) the comma still separates answers.
+    """
+    if policy not in DECIMAL_COMMA_POLICIES:
+        raise ValueError(f"decimal_comma must be one of {', '.join(DECIMAL_COMMA_POLICIES)}")
+    if policy == "off":
+        return gold, cand
+    g, c = _comma_decimal(gold), _comma_decimal(cand)
+    if policy == "on":
+        return g or gold, c or cand
+    if g is not None and c is None and _POINT_NUMBER.fullmatch(normalize(cand)):
+        return g, cand
+    if c is not None and g is None and _POINT_NUMBER.fullmatch(normalize(gold)):
+        return gold, c
+    return gold, cand

@@ -22,7 +22,7 @@ from evals.task import Sample, Score
 from .answer import Extracted, extract_answer
 from .compare import canon, compare
 from .leaves import CheapLeaves
-from .normalize import normalize, unit_of
+from .normalize import decimal_commas, normalize, unit_of
 from .pool import VerifierPool, shared_pool
 from .structure import Node, parse
 from .verifiers import (ProgramRunner, ProgramVerifier, PythonVerifier, Verifier, run_program)
@@ -33,6 +33,7 @@ _LONG = 300  # canonical strings past this many characters are stored as a diges
 @dataclass
 class Options:
     rtol: float = 1e-6
+    decimal_comma: str = "auto"  # "auto", "on" or "off": docs/math.md, Decimal commas
     timeout: float = 5.0  # CPU seconds per check (tasks/math/pool.py)
     # An undecided check is tried once more with this many times the limit before it
     # counts as a timeout (scored wrong, flagged): a correct answer that is slow to
@@ -143,23 +144,25 @@ class MathScorer:
 
     async def check(self, gold: str, found: Extracted) -> Score:
         """Built-in equivalence: in-process when the cheap rules decide, else a worker."""
-        gold_unit, unit = unit_of(gold), unit_of(found.text)
+        # The texts as the decimal-comma policy reads them; the record shows them as written.
+        gold_text, cand_text = decimal_commas(gold, found.text, self.options.decimal_comma)
+        gold_unit, unit = unit_of(gold_text), unit_of(cand_text)
         if gold_unit and unit and gold_unit != unit:  # 5 m is not 5 cm; a bare 5 may be
-            return self._score(0.0, normalize(found.text), found, gold, "units",
+            return self._score(0.0, normalize(cand_text), found, gold, "units",
                                note=f"{unit} is not {gold_unit}")
         leaves = CheapLeaves(self.options.rtol)
-        c_node = parse(normalize(found.text))
-        verdict = compare(self._gold_node(gold), c_node, leaves)
+        c_node = parse(normalize(cand_text))
+        verdict = compare(self._gold_node(gold_text), c_node, leaves)
         if verdict:
-            return self._score(1.0, await self._gold_canonical(gold), found, gold,
+            return self._score(1.0, await self._gold_canonical(gold_text), found, gold,
                                _rule(leaves.rules))
         if verdict is False:
             text = canon(c_node, CheapLeaves(self.options.rtol), "candidate")
             if text is not None:
                 return self._score(0.0, text, found, gold, "different")
-        out = await self._in_pool({"op": "compare", "gold": gold, "cand": found.text,
+        out = await self._in_pool({"op": "compare", "gold": gold_text, "cand": cand_text,
                                    "rtol": self.options.rtol})
-        fallback = normalize(found.text)
+        fallback = normalize(cand_text)
         if out.status == "timeout":
             return self._score(0.0, fallback, found, gold, "timeout", "timeout", out.detail,
                                check_s=round(out.elapsed, 3))
@@ -168,8 +171,8 @@ class MathScorer:
         result = out.result
         if result["equal"]:
             if result.get("gold_canon"):
-                self._gold_canon.setdefault(gold, result["gold_canon"])
-            return self._score(1.0, await self._gold_canonical(gold), found, gold,
+                self._gold_canon.setdefault(gold_text, result["gold_canon"])
+            return self._score(1.0, await self._gold_canonical(gold_text), found, gold,
                                result["rule"], check_s=round(out.elapsed, 3))
         note = "; ".join(result.get("errors") or []) if not self.options.redact else ""
         return self._score(0.0, result.get("cand_canon") or fallback, found, gold,
