@@ -41,6 +41,10 @@ def require(*names: str, hint: str, binary: bool = False) -> Any:
     unavailable(f"{' or '.join(names)} is not installed", hint)
 
 
+INSTALL = "pip install -e ."  # a dependency of evals itself
+TEST_EXTRA = "pip install -e '.[test]'"
+TORCH_HINT = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+              "(the CPU build; the test extra leaves torch out)")
 DOCKER_HINT = ("install docker.io and debootstrap, then start the engine "
                "(bash .ci/docker.sh does both, as root), or set DOCKER_HOST")
 
@@ -52,7 +56,7 @@ def docker_engine():
     The sandbox images the suite builds (any image of ours that was not here when the
     session started) are removed when it ends, unless EVALS_KEEP_TEST_IMAGES=1:
     then the base image (about a minute to make) is reused by the next run."""
-    require("docker", hint="pip install 'docker>=7' (in the test extra)")
+    require("docker", hint=TEST_EXTRA)
     from sandbox.engine import available
 
     why = available()
@@ -88,6 +92,16 @@ def wait_for(condition: Callable[[], Any], seconds: float = 30, every: float = 0
             return False
         time.sleep(every)
     return True
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state not in ("Z", "X")
 
 
 LISTENER = textwrap.dedent("""
