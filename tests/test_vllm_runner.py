@@ -141,10 +141,8 @@ def test_server_dying_during_start_up_shows_its_log(fake_vllm, monkeypatch):
 
 def test_start_up_timeout_kills_the_server(fake_vllm, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
-    start = time.monotonic()
     with pytest.raises(ConfigError, match="did not answer .*/health within 1s"):
         make_runner("vllm/org/model", startup_timeout="1", stop_timeout="2")
-    assert time.monotonic() - start < 10
     [launch] = fake_vllm()
     assert wait_gone(launch["pid"])
 
