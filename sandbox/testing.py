@@ -1,7 +1,6 @@
-"""For tests: make a Docker engine answer (via .ci/docker.sh), or say why it cannot.
-
-In CI (``CI`` set) a missing engine is a failure, never a skip: the sandbox
-is what those tests exist to check.
+"""For benchmarks (bench/swe_overhead.py): make a Docker engine answer (via
+.ci/docker.sh), or say why it cannot. The tests never start or install one:
+tests/conftest.py's ``docker_engine`` fixture skips, or fails under CI.
 """
 
 from __future__ import annotations
@@ -35,15 +34,3 @@ def engine_problem() -> str | None:
                 why = available()
     _reason.append(why)
     return why
-
-
-def require_engine() -> None:
-    """Skip the calling test when no engine can run here; fail instead under CI."""
-    import pytest
-
-    why = engine_problem()
-    if why is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Docker sandbox tests, but: {why}")
-    pytest.skip(f"no Docker engine: {why}")

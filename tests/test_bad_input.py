@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 
 import pytest
@@ -14,7 +13,7 @@ from aiohttp import web
 from evals.fake_openai import FakeServer
 from evals.records import RunLog, iter_records
 from evals.runner import Request, RunnerError, make_runner
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_for
 
 ODD_KEY = "AZUREKEY0123456789abcdef0123"  # no sk- shape, and in no environment variable
 
@@ -105,9 +104,7 @@ def test_sigterm_marks_the_run_interrupted(tmp_path):
              str(tmp_path), "--run-id", "t", "--no-progress"],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         samples = tmp_path / "t" / "samples.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline and not (samples.exists() and samples.stat().st_size):
-            time.sleep(0.01)
+        assert wait_for(lambda: samples.exists() and samples.stat().st_size, 60, 0.01)
         child.send_signal(signal.SIGTERM)
         child.communicate(timeout=30)
     assert child.returncode == 130

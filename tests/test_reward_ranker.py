@@ -2,10 +2,15 @@
 
 import asyncio
 import math
-import time
+import threading
 from collections import defaultdict
 
 import pytest
+
+from tests.conftest import TEST_EXTRA, TORCH_HINT, require
+
+require("torch", hint=TORCH_HINT)
+require("transformers", hint=TEST_EXTRA)
 
 from evals.estimators import best_of_k
 from evals.fake_openai import FakeServer
@@ -102,22 +107,29 @@ def test_bad_reward_ranker_settings_are_config_errors(reward_dir, tmp_path):
 def test_closing_ends_every_caller_also_those_being_scored(reward_dir):
     ranker = make_ranker(str(reward_dir), batch_size="2", batch_wait="0")
     score = ranker.score
+    in_pass, release = threading.Event(), threading.Event()
 
-    def slow_score(texts):
-        time.sleep(0.3)  # a forward pass in progress when the run stops
+    def held_score(texts):
+        in_pass.set()  # a forward pass in progress when the run stops
+        release.wait(60)
         return score(texts)
 
-    ranker.score = slow_score
+    ranker.score = held_score
     sample = Sample(id="a", input="Compute 3 + 4", target="7")
 
     async def stop_midway():
         calls = [asyncio.ensure_future(ranker.rank(sample, c)) for c in COMPLETIONS[:5]]
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(in_pass.wait, 60)
         await ranker.aclose()
-        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 2)
+        # Every caller has its answer while the forward pass is still held.
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 60)
 
-    results = asyncio.run(stop_midway())
-    assert len(results) == 5 and all(isinstance(r, RunnerError) for r in results)
+    try:
+        results = asyncio.run(stop_midway())
+    finally:
+        release.set()
+    assert len(results) == 5 and all(isinstance(r, RunnerError) for r in results), results
+    assert all("ranker closed" in str(r) for r in results) and ranker.batches == []
 
 
 def test_rows_are_read_at_their_last_token_whatever_pad_id_the_config_names(reward_dir):

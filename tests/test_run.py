@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -15,7 +14,7 @@ from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
 from evals.runner import ConfigError
 from tasks.arithmetic import make_samples
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_for
 
 SECRET = "sk-live-secret-abcdefghijklmnop"
 
@@ -217,21 +216,21 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path, kill_after_re
     args = ["run", "arithmetic", "--model", "openai/fake-model", "-T", "count=30",
             "--samples", "2", "--effort", "low,high", "--concurrency", "4",
             "--results-dir", str(tmp_path), "--run-id", "k9", "--no-progress"]
+    first = make_samples(30, 0, 3)[0].input
     with FakeServer(script=arithmetic_script, latency=0.05) as srv:
+        # One request hangs (an hour): the first session cannot finish before the kill,
+        # which waits until that request has been sent (the resumed session gets answers).
+        srv.inject("hang", times=1, match=first[first.index("Compute "):first.index(".") + 1])
         args[args.index("--model") + 2:args.index("--model") + 2] = ["--base-url", srv.url]
         env = {**os.environ, "EVALS_CACHE_DIR": str(tmp_path / "cache")}
         child = subprocess.Popen([sys.executable, "-m", "evals.cli", *args], env=env, cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         samples = tmp_path / "k9" / "samples.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if samples.exists() and samples.read_bytes().count(b"\n") >= kill_after_records:
-                break
-            time.sleep(0.005)
+        assert wait_for(lambda: srv.faults_pending() == 0 and samples.exists()
+                        and samples.read_bytes().count(b"\n") >= kill_after_records, 60, 0.005)
         child.send_signal(signal.SIGKILL)
         child.wait()
-        killed_at = samples.read_bytes().count(b"\n")
-        assert killed_at < 120, "the run finished before it could be killed"
+        assert kill_after_records <= samples.read_bytes().count(b"\n") < 120
         result = run_cli(*args, env={"EVALS_CACHE_DIR": str(tmp_path / "cache")})
         assert result.returncode == 0, result.stderr
     seen, latest = _final_scores(samples)
@@ -287,9 +286,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path):
         child = subprocess.Popen([sys.executable, "-m", "evals.cli", *args], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         samples = tmp_path / "c" / "samples.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline and not (samples.exists() and samples.stat().st_size):
-            time.sleep(0.01)
+        assert wait_for(lambda: samples.exists() and samples.stat().st_size, 60, 0.01)
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=30)
         assert child.returncode == 130, err

@@ -6,25 +6,22 @@ machine's docker bridge; no packet is sent anywhere else.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from sandbox.testing import require_engine
-
+from sandbox.engine import LABEL, client
+from tests.conftest import CONNECT, wait_for
 
 
 @pytest.fixture(scope="module")
-def base():
-    require_engine()
-    from sandbox.base import ensure_base
-
-    return ensure_base().tag
+def base(sandbox_base):
+    return sandbox_base
 
 
 def _box(base, **limits):
@@ -34,10 +31,10 @@ def _box(base, **limits):
     return Sandbox(base, Limits(**{"timeout": 20, **limits}), name_hint="test")
 
 
-def _ours():
-    from sandbox.engine import LABEL, client
-
-    return [c.name for c in client().containers.list(all=True, filters={"label": LABEL})]
+def _ours(running_only: bool = False):
+    """The names of our containers (or of those still running)."""
+    return [c.name for c in client().containers.list(all=not running_only,
+                                                     filters={"label": LABEL})]
 
 
 def test_runs_as_non_root_without_capabilities(base):
@@ -69,59 +66,23 @@ def test_output_is_capped_head_and_tail(base):
 
 def test_wall_clock_kills_and_removes_a_hung_container(base):
     box = _box(base).start()
-    started = time.monotonic()
     got = box.exec(["sh", "-c", "trap '' TERM; while :; do :; done"], timeout=2)
-    assert got.timed_out and got.exit_code is None and time.monotonic() - started < 15
+    assert got.timed_out and got.exit_code is None
+    assert wait_for(lambda: box.name not in _ours(running_only=True))  # killed, not left spinning
     box.remove()
     assert box.name not in _ours()
-
-
-@pytest.fixture(scope="module")
-def listener(base):
-    """A TCP listener of ours on the default bridge: the only network target of these tests."""
-    from sandbox.engine import LABEL, client
-
-    server = textwrap.dedent("""
-        import socket
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", 8765)); s.listen(5)
-        while True:
-            c, a = s.accept(); print("conn", a[0], flush=True); c.sendall(b"hi"); c.close()
-        """)
-    c = client().containers.run(base, ["python3", "-c", server], detach=True, labels={LABEL: "1"},
-                                name=f"evals-test-listener-{os.getpid()}")
-    try:
-        for _ in range(50):
-            c.reload()
-            if c.attrs["NetworkSettings"]["IPAddress"]:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-        yield c, c.attrs["NetworkSettings"]["IPAddress"]
-    finally:
-        c.remove(force=True)
-
-
-CONNECT = """
-import socket, sys, time
-t = time.monotonic()
-try:
-    socket.create_connection((sys.argv[1], 8765), timeout=3).recv(2); print("CONNECTED")
-except OSError as e:
-    print(type(e).__name__, round(time.monotonic() - t, 1))
-"""
 
 
 def test_network_policies(base, listener):
     container, ip = listener
     with _box(base, network="bridge") as box:  # control: the listener is reachable at all
         assert "CONNECTED" in box.exec(["python3", "-c", CONNECT, ip], user="10001:10001").text
-    with _box(base, network="none") as box:  # no route: fails at once
+    with _box(base, network="none") as box:  # no route: refused by the kernel at once
         got = box.exec(["python3", "-c", CONNECT, ip], user="10001:10001").text.split()
-        assert got[0] == "OSError" and float(got[1]) < 1.0, got
-    with _box(base, network="sealed") as box:  # hangs until its own timeout, nothing leaves
+        assert got == ["OSError", str(errno.ENETUNREACH)], got
+    with _box(base, network="sealed") as box:  # the SYN loops back and is dropped: no answer
         got = box.exec(["python3", "-c", CONNECT, ip], user="10001:10001").text.split()
-        assert got[0] in ("TimeoutError", "timeout") and float(got[1]) >= 2.9, got
+        assert got == ["TimeoutError", "None"], got
         assert box.exec(["ls", "/sys/class/net"]).text.split() == ["lo"]
         undo = box.exec(["ip", "route", "del", "default"], user="10001:10001")
         assert undo.exit_code != 0  # the test user cannot change the routes
@@ -142,12 +103,17 @@ def test_interrupt_removes_containers(base, tmp_path):
         """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                             cwd=os.getcwd())
-    name = proc.stdout.readline().strip()
-    assert name in _ours()
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while name in _ours() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert name not in _ours()
+    try:
+        name = proc.stdout.readline().strip()
+        assert name in _ours()
+        container = client().containers.get(name)
+        # Interrupt only once the exec is under way, not while it is being set up.
+        assert wait_for(lambda: ["sleep", "100"] in [p[-1].split() for p in
+                                                      container.top()["Processes"]]), container.top()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+        assert wait_for(lambda: name not in _ours()), _ours()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()

@@ -14,6 +14,7 @@ from tasks.swe.data import read_file, to_instance
 from tasks.swe.grading import EMPTY_PATCH, INFRA_ERROR, RESOLVED, UNRESOLVED, grade
 from tasks.swe.parsers import parse, parse_pytest, parse_unittest
 from tasks.swe.patch import extract_diff, normalize, refusal, touched_files
+from tests.conftest import TEST_EXTRA, require
 
 DIFF = """diff --git a/pkg/mod.py b/pkg/mod.py
 --- a/pkg/mod.py
@@ -160,7 +161,7 @@ def test_reads_jsonl_json_parquet(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{**ROW, "FAIL_TO_PASS": ["x"]}]))
     assert read_file(tmp_path / "a.jsonl")[0].fail_to_pass == ["tests/test_mod.py::test_f"]
     assert read_file(tmp_path / "a.json")[0].fail_to_pass == ["x"]
-    pa = pytest.importorskip("pyarrow")
+    pa = require("pyarrow", hint=TEST_EXTRA)
     import pyarrow.parquet as pq
     pq.write_table(pa.Table.from_pylist([ROW]), tmp_path / "a.parquet")
     assert read_file(tmp_path / "a.parquet")[0].instance_id == "o__r-1"
