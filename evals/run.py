@@ -211,12 +211,16 @@ class Orchestrator:
                 "finish_reason": completion.finish_reason, "explanation": score.explanation,
                 "usage": {"prompt": usage.prompt_tokens * share,
                           "completion": usage.completion_tokens * share,
-                          "reasoning": usage.reasoning_tokens * share},
+                          "reasoning": usage.reasoning_tokens * share,
+                          **({"cached": usage.cached_tokens * share}
+                             if usage.cached_tokens else {})},
                 "latency": response.latency,
                 "cost": None if response.cost is None else response.cost * share,
                 "cached": response.cached, "metadata": metadata,
                 "score_metadata": score.metadata or None, "rank": rank,
-                "settings": settings_json(setting)})
+                "settings": settings_json(setting),
+                # what the provider applied where it differs from "settings" (requested)
+                **({"applied": response.applied} if response.applied else {})})
         self.log.append(records)
         stats = self.stats
         stats.done += len(records)

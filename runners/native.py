@@ -33,11 +33,6 @@ from evals.prices import Price
 from evals.runner import Completion, ConfigError, Response, RunnerError, Usage
 from runners.openai_api import _status_error
 
-# Efforts in increasing order of compute, across providers (OpenAI's none/minimal,
-# Anthropic's xhigh/max). Used to order settings when checking that compute grows.
-EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
-
-
 def first_env(*names: str) -> str | None:
     """The first of these environment variables that is set and not empty."""
     for name in names:
