@@ -133,3 +133,17 @@ def _flat_reasoning(task: str, model: str, settings: dict[str, _Setting]) -> lis
 def render_flags(flags: list[ComputeFlag]) -> str:
     """One line per flag, for `evals show` and `evals leaderboard`; empty if none."""
     return "".join(f"compute: {f.task} {f.model}: {f.detail}\n" for f in flags)
+
+
+def run_flags(records_paths: Iterable, tasks: list[str] | None = None,
+              models: list[str] | None = None) -> list[ComputeFlag]:
+    """The flags of several runs (a results directory), each found once."""
+    from evals.records import iter_records
+
+    seen: dict[tuple, ComputeFlag] = {}
+    for path in records_paths:
+        for f in compute_flags(iter_records(path)):
+            if (tasks and f.task not in tasks) or (models and f.model not in models):
+                continue
+            seen.setdefault((f.task, f.model, f.kind, f.settings), f)
+    return list(seen.values())

@@ -114,3 +114,25 @@ def test_clamped_budget_reaches_the_record(tmp_path):
                          for r in small)
     assert all("applied" not in r for r in records if r["settings"]["thinking_budget"] == 2048)
     assert all(r["score"] == 1.0 for r in records)
+
+
+def test_show_and_leaderboard_print_the_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from evals.cli import app
+
+    with FakeResponses(script=arithmetic, effort_map={"low": "medium"}) as srv:
+        cfg = RunConfig(tasks=["arithmetic"], models=["openai-responses/o3"],
+                        model_options={"base_url": srv.url}, efforts=["low", "medium"],
+                        task_params={"count": "2"}, concurrency=4)
+        execute(cfg, RunLog(tmp_path / "run1"), ["evals"])
+    cli = CliRunner()
+    shown = cli.invoke(app, ["show", "run1", "--results-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    line = ("compute: arithmetic openai-responses/o3: effort=low and effort=medium ran as the "
+            "same compute (effort=medium)")
+    assert line in shown.output
+    as_json = cli.invoke(app, ["show", "run1", "--results-dir", str(tmp_path), "--json"])
+    assert '"kind": "same_compute"' in as_json.output
+    board = cli.invoke(app, ["leaderboard", "--results-dir", str(tmp_path)])
+    assert board.exit_code == 0 and line in board.output
