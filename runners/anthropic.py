@@ -24,7 +24,9 @@ docs/providers.md has the table of what each model family takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from evals.prices import find_price, load_prices
@@ -163,9 +165,14 @@ class AnthropicRunner:
         return parse_message(await self._transport.send("POST", "/v1/messages", body))
 
     async def _stream(self, body: dict[str, Any]) -> Part:
+        events = self._transport.events("/v1/messages", {**body, "stream": True},
+                                        total=self.max_wait)
+        async with contextlib.aclosing(events):  # returning at message_stop frees the connection
+            return await self._assemble(events)
+
+    async def _assemble(self, events: AsyncIterator[tuple[str, Any]]) -> Part:
         message: dict[str, Any] | None = None
-        async for event, data in self._transport.events("/v1/messages", {**body, "stream": True},
-                                                        total=self.max_wait):
+        async for event, data in events:
             kind = data.get("type", event) if isinstance(data, dict) else event
             if kind == "error":
                 error = data.get("error") or {}
@@ -181,7 +188,7 @@ class AnthropicRunner:
             elif kind == "content_block_delta":
                 _apply_delta(message["content"][data["index"]], data["delta"])
             elif kind == "message_delta":
-                message.update({k: v for k, v in (data.get("delta") or {}).items()})
+                message.update(data.get("delta") or {})  # stop_reason, stop_sequence
                 message["usage"] = {**(message.get("usage") or {}), **(data.get("usage") or {})}
             elif kind == "message_stop":
                 return parse_message(message)

@@ -140,6 +140,10 @@ async def test_stream_error_event_is_retryable(server):
     with pytest.raises(RunnerError, match="overloaded_error") as info:
         await runner.generate(Request(messages(), thinking_budget=2048))
     assert info.value.retryable
+    server.inject("drop")
+    with pytest.raises(RunnerError, match="connection error") as info:
+        await runner.generate(Request(messages()))
+    assert info.value.retryable
     server.inject("529")
     with pytest.raises(RunnerError) as info:
         await runner.generate(Request(messages()))
