@@ -225,3 +225,55 @@ async def test_fake_server_speaks_the_wire_format(server):
                                                "annotations": []}
     assert done["usage"]["output_tokens_details"] == {"reasoning_tokens": 2}
     assert done["usage"]["input_tokens_details"] == {"cached_tokens": 0}
+
+
+RUN_CHILD = """
+import sys
+from evals.records import RunLog
+from evals.run import RunConfig, execute
+from evals.runner import register_runner, runner_families
+from runners import openai_responses
+if "openai-responses" not in runner_families():
+    register_runner("openai-responses")(openai_responses.make_runner)
+execute(RunConfig(tasks=["arithmetic"], models=["openai-responses/o3-pro"],
+                  model_options={"base_url": sys.argv[1], "poll": "0.02"},
+                  task_params={"count": "4"}, efforts=["high"], concurrency=8),
+        RunLog(sys.argv[2]), ["evals"])
+"""
+
+
+def arithmetic(body, index):
+    expr = body["input"][-1]["content"].split("Compute ")[1].split(". Think")[0]
+    return {"content": f"ANSWER: {eval(expr)}", "reasoning_content": "carry the one"}
+
+
+async def test_killed_run_resumes_by_reattaching_to_its_background_responses(tmp_path):
+    from evals.records import RunLog, iter_records
+    from evals.run import RunConfig, execute
+    from evals.runner import register_runner, runner_families
+    from runners import openai_responses
+
+    if "openai-responses" not in runner_families():
+        register_runner("openai-responses")(openai_responses.make_runner)
+    run_dir = tmp_path / "run"
+    with FakeResponses(script=arithmetic, hold=True) as srv:
+        child = subprocess.Popen([sys.executable, "-c", RUN_CHILD, srv.url, str(run_dir)],
+                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            for _ in range(1000):  # every sample's response created and polled twice
+                if (srv.count == 4 and srv.gets >= 8) or child.poll() is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert srv.count == 4 and srv.gets >= 8
+        finally:
+            child.kill()
+            child.wait()
+        assert not list(iter_records(RunLog(run_dir).samples_path))  # nothing finished
+        srv.release()
+        config = RunConfig(tasks=["arithmetic"], models=["openai-responses/o3-pro"],
+                           model_options={"base_url": srv.url, "poll": "0.02"},
+                           task_params={"count": "4"}, efforts=["high"], concurrency=8)
+        stats = await asyncio.to_thread(execute, config, RunLog(run_dir), ["evals"])
+        assert srv.count == 4  # the resumed run created nothing: it polled the stored ids
+    records = list(iter_records(RunLog(run_dir).samples_path))
+    assert stats.errors == 0 and len(records) == 4 and all(r["score"] == 1.0 for r in records)
