@@ -33,6 +33,7 @@ from evals.prices import Price
 from evals.runner import Completion, ConfigError, Response, RunnerError, Usage
 from runners.openai_api import _status_error
 
+
 def first_env(*names: str) -> str | None:
     """The first of these environment variables that is set and not empty."""
     for name in names:
