@@ -112,8 +112,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def client_main(mode: str, url: str, calls: int, concurrency: int, warmup: int) -> dict[str, Any]:
-    call, close = await make_client(mode, url)
+async def client_main(mode: str, url: str, calls: int, concurrency: int, warmup: int,
+                      make: Callable[[str, str], Awaitable[tuple[Call, Any]]] | None = None
+                      ) -> dict[str, Any]:
+    """``make``: the client factory (bench/provider_cpu.py passes its own)."""
+    call, close = await (make or make_client)(mode, url)
 
     async def pool(total: int) -> None:
         remaining = iter(range(total))
@@ -133,10 +136,11 @@ async def client_main(mode: str, url: str, calls: int, concurrency: int, warmup:
     return {"cpu_s": cpu, "wall_s": wall}
 
 
-def run_client(mode: str, url: str, calls: int, concurrency: int, warmup: int) -> dict[str, Any] | str:
-    """One child process; returns its report or the reason it was skipped."""
+def run_client(mode: str, url: str, calls: int, concurrency: int, warmup: int,
+               script: str = __file__) -> dict[str, Any] | str:
+    """One child process (``script --client MODE``); returns its report or why it skipped."""
     out = subprocess.run(
-        [sys.executable, __file__, "--client", mode, "--url", url, "--calls", str(calls),
+        [sys.executable, script, "--client", mode, "--url", url, "--calls", str(calls),
          "--concurrency", str(concurrency), "--warmup", str(warmup)],
         capture_output=True, text=True, cwd=REPO, check=False)
     last = (out.stdout.strip().splitlines() or [""])[-1]
@@ -144,6 +148,15 @@ def run_client(mode: str, url: str, calls: int, concurrency: int, warmup: int) -
         raise RuntimeError(f"client {mode} failed:\n{out.stdout}\n{out.stderr}")
     report = json.loads(last)
     return report.get("skip") or report
+
+
+def markdown_table(modes: list[str], levels: list[int], cell: Callable[[str, int], str]) -> str:
+    """Clients down, concurrency levels across: the table bench/README.md quotes."""
+    lines = ["\n| client | " + " | ".join(f"CPU ms/call, {c} in flight" for c in levels) + " |",
+             "|---" * (len(levels) + 1) + "|"]
+    lines += [f"| {mode} | " + " | ".join(cell(mode, level) for level in levels) + " |"
+              for mode in modes]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,14 +224,10 @@ def main(argv: list[str] | None = None) -> None:
         server.terminate()
         server.wait(timeout=10)
 
-    print("\n| client | " + " | ".join(f"CPU ms/call, {c} in flight" for c in levels) + " |")
-    print("|---" * (len(levels) + 1) + "|")
-    for mode in modes:
-        cells = []
-        for level in levels:
-            got = results.get((mode, level))
-            cells.append(got if isinstance(got, str) or got is None else f"{got[0]:.3f}")
-        print(f"| {mode} | " + " | ".join(str(c) for c in cells) + " |")
+    def cell(mode: str, level: int) -> str:
+        got = results.get((mode, level))
+        return str(got if isinstance(got, str) or got is None else f"{got[0]:.3f}")
+    print(markdown_table(modes, levels, cell))
 
 
 if __name__ == "__main__":

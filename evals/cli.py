@@ -226,8 +226,13 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
         rows = _summary_rows(log, rescored)
     except ValueError as e:
         fail(str(e), 1)
+    from evals.applied import render_flags, run_flags
+
+    flags = run_flags([log.records_path(rescored)])
     if as_json:
-        sys.stdout.write(orjson.dumps({"run": meta, "metrics": rows},
+        from dataclasses import asdict
+        sys.stdout.write(orjson.dumps({"run": meta, "metrics": rows,
+                                       "compute_flags": [asdict(f) for f in flags]},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     from rich.console import Console
@@ -237,6 +242,9 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
     out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
               f"settings {', '.join(s['name'] for s in meta['settings'])}")
     out.print(summary_table(rows, "metrics"))
+    if flags:  # settings that are not the computes they were asked to be (evals.applied)
+        out.print(render_flags(flags), end="", markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -267,7 +275,14 @@ def leaderboard(
         output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
     elif format == "table":
         from rich.console import Console
+
+        from evals.applied import render_flags, run_flags
+        from evals.records import find_runs
         Console().print(text)
+        flags = run_flags((log.records_path(rescored) for log in find_runs(results_dir)),
+                          task, model)
+        Console().print(render_flags(flags), end="", markup=False, highlight=False,
+                        soft_wrap=True)
     else:
         sys.stdout.write(text)
 

@@ -15,12 +15,41 @@ USER_DEFAULT = Path("~/.config/evals/prices.toml").expanduser()
 
 
 @dataclass(frozen=True)
+class Tier:
+    """Prices for a call whose prompt is longer than ``above`` tokens (long-context rates)."""
+
+    above: int
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True)
 class Price:
     input: float  # USD per million prompt tokens
     output: float  # USD per million completion tokens (reasoning included)
+    cached_input: float | None = None  # per million prompt tokens read from cache; None: input
+    long_context: tuple[Tier, ...] = ()  # the highest ``above`` under the prompt applies
 
     def cost(self, usage: Usage) -> float:
-        return (usage.prompt_tokens * self.input + usage.completion_tokens * self.output) / 1e6
+        """Cost of one call. Tiers go by that call's prompt length, so a runner that fans
+        n samples out prices each call before adding them up."""
+        over = [t for t in self.long_context if usage.prompt_tokens > t.above]
+        rates: Price | Tier = max(over, key=lambda t: t.above) if over else self
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = rates.input if rates.cached_input is None else rates.cached_input
+        return ((usage.prompt_tokens - cached) * rates.input + cached * cached_rate
+                + usage.completion_tokens * rates.output) / 1e6
+
+
+def _price(row: dict) -> Price:
+    def optional(value) -> float | None:
+        return None if value is None else float(value)
+    tiers = sorted((Tier(int(t["above"]), float(t["input"]), float(t["output"]),
+                         optional(t.get("cached_input"))) for t in row.get("long_context", ())),
+                   key=lambda t: t.above)
+    return Price(float(row["input"]), float(row["output"]), optional(row.get("cached_input")),
+                 tuple(tiers))
 
 
 def load_prices(extra: str | None = None) -> dict[str, Price]:
@@ -37,10 +66,11 @@ def load_prices(extra: str | None = None) -> dict[str, Price]:
         try:
             models = tomllib.loads(file.read_text()).get("models", {})
             for name, row in models.items():
-                table[name] = Price(float(row["input"]), float(row["output"]))
+                table[name] = _price(row)
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{file}: bad price table ({e}); expected "
-                              f'[models."NAME"] input = X, output = Y') from e
+                              f'[models."NAME"] input = X, output = Y (optional cached_input = Z, '
+                              f"long_context = [{{above = N, input = X, output = Y}}])") from e
     return table
 
 

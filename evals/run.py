@@ -67,6 +67,7 @@ class Generated:
     latency: float
     cost: float | None
     cached: bool = False
+    applied: dict[str, Any] | None = None  # the compute the provider applied, where it differs
 
 
 @dataclass
@@ -249,12 +250,15 @@ class Orchestrator:
                 "usage": {"prompt": usage.prompt_tokens + (spend.prompt if spend else 0),
                           "completion": usage.completion_tokens
                           + (spend.completion if spend else 0),
-                          "reasoning": usage.reasoning_tokens},
+                          "reasoning": usage.reasoning_tokens,
+                          **({"cached": usage.cached_tokens} if usage.cached_tokens else {})},
                 "latency": result.latency, "cost": cost,
                 "cached": result.cached, "metadata": metadata,
                 "score_metadata": score.metadata or None, "rank": rank,
                 **({"ranker": spend.to_json()} if spend is not None else {}),
-                "settings": settings_json(setting)})
+                "settings": settings_json(setting),
+                # what the provider applied where it differs from "settings" (requested)
+                **({"applied": result.applied} if result.applied else {})})
         records.sort(key=lambda r: r["gen"])
         self.log.append(records)
         stats = self.stats
@@ -283,7 +287,8 @@ class Orchestrator:
                 g = request.generation(i)
                 keys[g] = request.cache_key(identity, g)
                 if (hit := cache.get(keys[g])) is not None:
-                    got[g] = Generated(hit.completions[0], hit.usage, hit.latency, hit.cost, True)
+                    got[g] = Generated(hit.completions[0], hit.usage, hit.latency, hit.cost, True,
+                                       hit.applied)
         missing = [request.generation(i) for i in range(request.n)
                    if request.generation(i) not in got]
         if not missing:
@@ -298,12 +303,13 @@ class Orchestrator:
                 g = asked.generation(i)
                 result = Generated(
                     completion, Usage(u.prompt_tokens * share, u.completion_tokens * share,
-                                      u.reasoning_tokens * share),
-                    response.latency, None if response.cost is None else response.cost * share)
+                                      u.reasoning_tokens * share, u.cached_tokens * share),
+                    response.latency, None if response.cost is None else response.cost * share,
+                    applied=response.applied)
                 got[g] = result
                 if cache is not None:
                     cache.put(keys[g], Response([completion], result.usage, result.latency,
-                                                result.cost))
+                                                result.cost, applied=result.applied))
 
         try:
             await self.call_with_retries(runner, request.for_gens(missing), keep)
@@ -325,7 +331,8 @@ class Orchestrator:
         response = Response([r.completion for r in results], usage,
                             max((r.latency for r in results), default=0.0),
                             None if None in costs else sum(costs),
-                            all(r.cached for r in results))
+                            all(r.cached for r in results),
+                            results[0].applied if results else None)
         if spend := _ranker_spend.get():
             spend.add(response)
         return response

@@ -65,11 +65,13 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0  # includes reasoning tokens, as OpenAI counts them
     reasoning_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the provider's cache (billed lower)
 
     def __iadd__(self, other: "Usage") -> "Usage":
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.cached_tokens += other.cached_tokens
         return self
 
 
@@ -89,20 +91,25 @@ class Response:
     latency: float = 0.0  # seconds, wall clock of the call(s)
     cost: float | None = None  # USD, where the price table knows the model
     cached: bool = False
+    # The compute the provider applied, where it can differ from the request: an effort
+    # it echoed back, a budget the runner clamped into the model's range. None: as asked.
+    applied: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "completions": [[c.text, c.reasoning, c.finish_reason] for c in self.completions],
             "usage": [self.usage.prompt_tokens, self.usage.completion_tokens,
-                      self.usage.reasoning_tokens],
+                      self.usage.reasoning_tokens, self.usage.cached_tokens],
             "latency": self.latency,
             "cost": self.cost,
+            "applied": self.applied,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Response":
+        # Entries cached before ``cached_tokens`` and ``applied`` existed lack them.
         return cls([Completion(*c) for c in data["completions"]], Usage(*data["usage"]),
-                   data["latency"], data["cost"])
+                   data["latency"], data["cost"], applied=data.get("applied"))
 
 
 class Runner(Protocol):
