@@ -25,13 +25,23 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
+MaxErrorShare = Annotated[float, typer.Option(
+    "--max-error-share", min=0.0, max=1.0,
+    help="Share of generations that may still be errors after every retry without "
+         "exit code 3 (default 0: any error fails the command).")]
 TaskParams = Annotated[Optional[list[str]], typer.Option(
     "-T", "--task-param", help="Task parameter key=value (or task.key=value for one task).")]
 TasksDirs = Annotated[Optional[list[str]], typer.Option(
     "--tasks-dir", help="Directory or file of private task plugins (repeatable).")]
 
 
-def fail(message: str, code: int = 2) -> None:
+# Exit codes (docs/cli.md): 0 success; 1 a task, its data, the endpoint or the key failed;
+# 2 bad input (a malformed option, nothing to read); 3 the run finished with more errored
+# generations than --max-error-share allows, after every retry; 130 interrupted.
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ERRORS, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
 
@@ -105,8 +115,13 @@ def run(
     tasks_dir: TasksDirs = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
     progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
+    max_error_share: MaxErrorShare = 0.0,
 ) -> None:
-    """Run tasks x models x compute settings; resumable with --run-id."""
+    """Run tasks x models x compute settings; resumable with --run-id.
+
+    Exit codes: 0 done; 1 a task, the endpoint or the key failed; 2 bad input;
+    3 errors remain after every retry (beyond --max-error-share); 130 interrupted.
+    """
     from evals.config import RunConfig
 
     if samples < 1 or concurrency < 1:
@@ -128,26 +143,27 @@ def run(
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
-    _execute(config, results_dir, run_id, progress)
+    _execute(config, results_dir, run_id, progress, max_error_share)
 
 
 @app.command()
 def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
-           progress: bool = True) -> None:
-    """Resume an interrupted run with the configuration it was started with."""
+           progress: bool = True, max_error_share: MaxErrorShare = 0.0) -> None:
+    """Resume an interrupted run with the configuration it was started with (exit codes
+    as `evals run`'s)."""
     from evals.config import RunConfig
 
     log, meta = open_run(results_dir, run_id)
     try:
         config = RunConfig.from_json(meta.get("config") or {}, str(log.meta_path))
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     if any(v == "***" for v in config.model_options.values()):
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
         config.concurrency = concurrency
-    _execute(config, results_dir, run_id, progress)
+    _execute(config, results_dir, run_id, progress, max_error_share)
 
 
 def _terminate(signum, frame) -> None:
@@ -164,7 +180,7 @@ def open_run(results_dir: Path, run_id: str):
     try:
         return log, log.read_meta()
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
 
 
 def check_results_dir(results_dir: Path) -> None:
@@ -172,7 +188,8 @@ def check_results_dir(results_dir: Path) -> None:
         fail(f"--results-dir {results_dir} is a file, not a directory")
 
 
-def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> None:
+def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
+             max_error_share: float = 0.0) -> None:
     import signal
 
     from evals.progress import console, live_progress, summary_table
@@ -188,15 +205,23 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> N
             stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
                 live_progress(s, run_id, progress)))
     except (TaskError, ConfigError, FatalRunError, ValueError) as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted; resume with: evals resume {run_id} --results-dir {results_dir}",
                     err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     rows = _summary_rows(log)
     console.print(summary_table(rows, f"run {run_id}"))
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
+    if error_share_exceeded(stats.errors, stats.total, max_error_share):
+        fail(f"{stats.errors} of {stats.total} generations are errors after every retry "
+             f"(allowed share {max_error_share:g}, --max-error-share); "
+             f"resume with: evals resume {run_id} --results-dir {results_dir}", EXIT_ERRORS)
+
+
+def error_share_exceeded(errors: int, total: int, allowed: float) -> bool:
+    return errors > 0 and errors > allowed * total
 
 
 def _summary_rows(log, rescored: bool = False) -> list[dict]:
@@ -225,7 +250,7 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
     try:
         rows = _summary_rows(log, rescored)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     if as_json:
         sys.stdout.write(orjson.dumps({"run": meta, "metrics": rows},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -261,7 +286,7 @@ def leaderboard(
     try:
         rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     text = render(rows, format)
     if output:  # a file gets Markdown where the terminal gets a rich table
         output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
@@ -288,7 +313,7 @@ def report(
     try:
         path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     typer.echo(f"report -> {path}")
 
 
@@ -322,12 +347,12 @@ def compare(
         rows = paired(Side(logs[0].samples_path, run_a, setting_a, model_a),
                       Side(logs[1].samples_path, run_b or run_a, setting_b, model_b), task)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     if not rows:
         settings = sorted({s["name"] for log in logs for s in log.read_meta().get("settings", [])})
         models = sorted({m for log in logs for m in log.read_meta()["config"]["models"]})
         fail("nothing to compare: no task, model and setting with shared scored problems "
-             f"(settings here: {', '.join(settings)}; models: {', '.join(models)})", 1)
+             f"(settings here: {', '.join(settings)}; models: {', '.join(models)})", EXIT_FAILED)
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -358,7 +383,7 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
     try:
         summary = run_rescore(log, tasks_dir)
     except (TaskError, ConfigError, ValueError) as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     before = {(r["task"], r["model"], r["setting"], r["metric"]): r for r in _summary_rows(log)}
     after = _summary_rows(log, rescored=True)
     for row in after:
@@ -402,17 +427,18 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
             _print_checks(config)
             execute(config, log, sys.argv)
         except (TaskError, ConfigError, ValueError) as e:
-            fail(str(e), 1)
+            fail(str(e), EXIT_FAILED)
         records = list(iter_records(log.samples_path))
     bad = [r for r in records if r.get("score") != 1.0]
     if not records:
-        fail(f"task {task!r} has no samples", 1)
+        fail(f"task {task!r} has no samples", EXIT_FAILED)
     if bad:
         for r in bad[:10]:
             typer.echo(f"  {r['sample_id']}: {r.get('status')} answer={r.get('answer')!r} "
                        f"target={r.get('target')!r} {r.get('explanation') or r.get('error') or ''}",
                        err=True)
-        fail(f"task {task!r} scored {len(records) - len(bad)}/{len(records)} with the gold runner", 1)
+        fail(f"task {task!r} scored {len(records) - len(bad)}/{len(records)} with the gold runner",
+             EXIT_FAILED)
     typer.echo(f"{task}: {len(records)}/{len(records)} samples correct with the gold runner")
 
 

@@ -34,7 +34,7 @@ def test_a_key_given_only_by_model_option_is_never_written(tmp_path):
         result = run_cli("run", "arithmetic", "-m", "openai/fake-model", "--base-url", srv.url,
                          "-M", f"api_key={ODD_KEY}", "-T", "count=3", "--results-dir",
                          str(tmp_path), "--run-id", "k", "--concurrency", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # an error remains: exit 3
     for path in (tmp_path / "k").iterdir():
         assert ODD_KEY.encode() not in path.read_bytes(), path  # the score index is binary
     errors = [r for r in iter_records(tmp_path / "k" / "samples.jsonl") if r["status"] == "error"]

@@ -137,3 +137,26 @@ def test_a_smoke_run_does_not_replace_the_full_run(tmp_path):
     board = json.loads(run_cli("leaderboard", "--results-dir", res, "-f", "json").stdout)
     accuracy = sorted((r["run"], r["n"]) for r in board if r["metric"] == "accuracy")
     assert accuracy == [("again", 6), ("smoke", 2)]  # "again" replaced "full"
+
+
+def test_errors_left_after_retries_exit_3_unless_tolerated(tmp_path):
+    from evals.fake_openai import FakeServer
+
+    res = str(tmp_path / "results")
+    common = ("-T", "count=3", "--results-dir", res, "--no-progress")
+    key = {"OPENAI_API_KEY": "x"}
+    with FakeServer() as srv:
+        srv.inject("400", times=100)  # not retried: every generation is an error
+        failed = run_cli("run", "arithmetic", "-m", "openai/fake", "--base-url", srv.url,
+                         "--run-id", "all-bad", *common, env=key)
+        assert failed.returncode == 3, failed.stderr
+        assert "3 of 3 generations are errors" in failed.stderr
+        resumed = run_cli("resume", "all-bad", "--results-dir", res, "--no-progress",
+                          "--max-error-share", "0.5", env=key)
+        assert resumed.returncode == 3 and "3 of 3" in resumed.stderr
+    with FakeServer() as srv:
+        srv.inject("400", times=1)
+        tolerated = run_cli("run", "arithmetic", "-m", "openai/fake", "--base-url", srv.url,
+                            "--run-id", "one-bad", "--max-error-share", "0.5", *common, env=key)
+    assert tolerated.returncode == 0, tolerated.stderr
+    assert "1 errors" in tolerated.stderr
