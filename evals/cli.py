@@ -126,9 +126,9 @@ def run(
 
     if samples < 1 or concurrency < 1:
         fail("--samples and --concurrency must be at least 1")
-    if (limit is not None and limit < 0) or (max_tokens is not None and max_tokens < 1) \
+    if (limit is not None and limit < 1) or (max_tokens is not None and max_tokens < 1) \
             or retries < 0 or timeout <= 0:
-        fail("--limit must be >= 0, --max-tokens >= 1, --retries >= 0 and --timeout > 0")
+        fail("--limit and --max-tokens must be >= 1, --retries >= 0 and --timeout > 0")
     budgets = split_list(thinking_budget, int)
     if any(b is not None and b < 0 for b in budgets):
         fail(f"--thinking-budget {thinking_budget!r}: budgets are token counts >= 0")
@@ -188,9 +188,22 @@ def check_results_dir(results_dir: Path) -> None:
         fail(f"--results-dir {results_dir} is a file, not a directory")
 
 
+def require_runs(results_dir: Path) -> None:
+    """Readers of a results directory: one line and exit 2 when there is no run to read
+    (a mistyped --results-dir would otherwise give an empty table and exit 0)."""
+    from evals.records import RUN_FILE
+
+    check_results_dir(results_dir)
+    if not results_dir.is_dir() or not any(results_dir.glob(f"*/{RUN_FILE}")):
+        where = "does not exist" if not results_dir.exists() else "holds no run (no */run.json)"
+        fail(f"--results-dir {results_dir} {where}")
+
+
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
              max_error_share: float = 0.0) -> None:
     import signal
+
+    from rich.console import Console
 
     from evals.progress import console, live_progress, summary_table
     from evals.records import RunLog, new_run_id
@@ -211,7 +224,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
                     err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     rows = _summary_rows(log)
-    console.print(summary_table(rows, f"run {run_id}"))
+    Console().print(summary_table(rows, f"run {run_id}"))  # results: stdout; logs: stderr
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
     if error_share_exceeded(stats.errors, stats.total, max_error_share):
@@ -276,7 +289,7 @@ def leaderboard(
     """One table over every run in the results directory."""
     from evals.leaderboard import build_rows, render
 
-    check_results_dir(results_dir)
+    require_runs(results_dir)
     if format == "html":
         if output is None:
             fail("--format html needs -o FILE")
@@ -310,6 +323,7 @@ def report(
 
     if x_axis not in ("tokens", "cost", "auto"):
         fail(f"--x-axis {x_axis!r}: expected tokens, cost or auto")
+    require_runs(results_dir)
     try:
         path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
     except ValueError as e:
@@ -419,6 +433,8 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
     from evals.config import RunConfig
     from evals.run import execute
 
+    if limit is not None and limit < 1:
+        fail("--limit must be >= 1")
     config = RunConfig(tasks=[task], models=["gold"], task_params=parse_pairs(task_param, "-T"),
                        tasks_dirs=list(tasks_dir or []), limit=limit, cache=False)
     with tempfile.TemporaryDirectory() as tmp:

@@ -160,3 +160,22 @@ def test_errors_left_after_retries_exit_3_unless_tolerated(tmp_path):
                             "--run-id", "one-bad", "--max-error-share", "0.5", *common, env=key)
     assert tolerated.returncode == 0, tolerated.stderr
     assert "1 errors" in tolerated.stderr
+
+
+def test_results_go_to_stdout_and_logs_to_stderr(tmp_path):
+    res = str(tmp_path / "results")
+    result = run_cli("run", "arithmetic", "-m", "gold", "-T", "count=2", "--results-dir", res,
+                     "--run-id", "r", "--no-progress", env={"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout and "run r" in result.stdout  # `> out.txt` keeps it
+    assert "accuracy" not in result.stderr and "2 generations" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["leaderboard"], ["leaderboard", "-f", "csv"],
+                                     ["report", "-o", "r.html"]])
+def test_readers_of_a_directory_without_runs_say_so(tmp_path, command):
+    missing = run_cli(*command, "--results-dir", str(tmp_path / "resluts"), cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.stdout == "" and not (tmp_path / "r.html").exists()
+    empty = run_cli(*command, "--results-dir", str(tmp_path), cwd=tmp_path)
+    assert empty.returncode == 2 and "holds no run" in empty.stderr
