@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from evals.config import STANDARD_EFFORTS, declared_efforts
 from evals.runner import ConfigError
 from evals.task import TaskError
 
@@ -56,14 +57,37 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def split_list(value: str | None, kind=str) -> list:
+DEFAULT_WORD = "default"  # in a grid: a setting that sends no effort or budget
+
+
+def parse_efforts(value: str | None, models: list[str]) -> list[str | None]:
+    """``--effort``: levels of the backend's scale, case-insensitive, comma-separated."""
     if value is None:
         return [None]
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    try:
-        return [None if v.lower() in ("none", "default") else kind(v) for v in items] or [None]
-    except ValueError:
-        fail(f"{value!r} is not a comma-separated list of {kind.__name__}")
+    allowed = declared_efforts(models)
+    valid = f"valid values: {', '.join(allowed)}, {DEFAULT_WORD} (no effort sent)"
+    items = [v.strip().lower() for v in value.split(",")]
+    for item in items:
+        if item != DEFAULT_WORD and item not in allowed:
+            fail(f"--effort {value!r}: {item!r} is not an effort level; {valid}"
+                 if item else f"--effort {value!r}: an empty level; {valid}")
+    return [None if v == DEFAULT_WORD else v for v in items]
+
+
+def parse_budgets(value: str | None) -> list[int | None]:
+    """``--thinking-budget``: token counts >= 0, or none/default for no budget."""
+    if value is None:
+        return [None]
+    out: list[int | None] = []
+    for item in (v.strip().lower() for v in value.split(",")):
+        if item in ("none", DEFAULT_WORD):
+            out.append(None)
+        elif item.isdigit():
+            out.append(int(item))
+        else:
+            fail(f"--thinking-budget {value!r}: {item!r} is not a budget; valid values: "
+                 f"token counts >= 0, or none/{DEFAULT_WORD} (no budget sent)")
+    return out
 
 
 @app.command("list")
@@ -97,8 +121,11 @@ def run(
         "-M", "--model-option", help="Backend option key=value (all models) or SPEC@key=value (one).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="First N samples of each task.")] = None,
     samples: Annotated[int, typer.Option(help="Generations per problem.")] = 1,
-    effort: Annotated[Optional[str], typer.Option(help="Reasoning efforts, comma-separated.")] = None,
-    thinking_budget: Annotated[Optional[str], typer.Option(help="Thinking-token budgets, comma-separated.")] = None,
+    effort: Annotated[Optional[str], typer.Option(
+        help=f"Reasoning efforts, comma-separated, any case: {', '.join(STANDARD_EFFORTS)} "
+             f"(openai/ also xhigh), or {DEFAULT_WORD} (none sent).")] = None,
+    thinking_budget: Annotated[Optional[str], typer.Option(
+        help=f"Thinking-token budgets, comma-separated: counts >= 0, or {DEFAULT_WORD}.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Completion token limit.")] = None,
     temperature: Annotated[Optional[float], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
@@ -129,15 +156,14 @@ def run(
     if (limit is not None and limit < 1) or (max_tokens is not None and max_tokens < 1) \
             or retries < 0 or timeout <= 0:
         fail("--limit and --max-tokens must be >= 1, --retries >= 0 and --timeout > 0")
-    budgets = split_list(thinking_budget, int)
-    if any(b is not None and b < 0 for b in budgets):
-        fail(f"--thinking-budget {thinking_budget!r}: budgets are token counts >= 0")
+    budgets = parse_budgets(thinking_budget)
+    efforts = parse_efforts(effort, list(model))
     options = parse_pairs(model_option, "-M")
     if base_url:
         options["base_url"] = base_url
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
-        model_options=options, efforts=split_list(effort), thinking_budgets=budgets,
+        model_options=options, efforts=efforts, thinking_budgets=budgets,
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,

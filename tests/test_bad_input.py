@@ -156,7 +156,7 @@ def test_results_dir_that_is_a_file(tmp_path):
     (["--limit", "-1"], "--limit and --max-tokens must be >= 1"),
     (["--limit", "0"], "--limit and --max-tokens must be >= 1"),  # an empty run
     (["--max-tokens", "0"], "--limit and --max-tokens must be >= 1"),
-    (["--thinking-budget", "-5"], "budgets are token counts >= 0"),
+    (["--thinking-budget", "-5"], "'-5' is not a budget; valid values: token counts >= 0"),
 ])
 def test_bad_values_are_refused(tmp_path, args, message):
     one_line_error(run_cli("run", "arithmetic", "-m", "gold", *args, "--results-dir",

@@ -94,7 +94,7 @@ def test_malformed_record_file_is_reported_with_its_line(tmp_path):
 def test_bad_cli_values():
     assert "expected key=value" in run_cli("run", "arithmetic", "-m", "gold", "-T", "count").stderr
     out = run_cli("run", "arithmetic", "-m", "gold", "--thinking-budget", "lots")
-    assert out.returncode != 0 and "not a comma-separated list of int" in out.stderr
+    assert out.returncode != 0 and "'lots' is not a budget" in out.stderr
 
 
 def test_progress_line_shows_counts_tokens_cost_and_eta():
@@ -179,3 +179,37 @@ def test_readers_of_a_directory_without_runs_say_so(tmp_path, command):
     assert missing.stdout == "" and not (tmp_path / "r.html").exists()
     empty = run_cli(*command, "--results-dir", str(tmp_path), cwd=tmp_path)
     assert empty.returncode == 2 and "holds no run" in empty.stderr
+
+
+@pytest.mark.parametrize("effort,bad", [("extreme", "'extreme'"), ("", "an empty level"),
+                                        ("low,,high", "an empty level")])
+def test_an_effort_off_the_scale_is_refused_with_the_valid_values(tmp_path, effort, bad):
+    result = run_cli("run", "arithmetic", "-m", "gold", "--effort", effort,
+                     "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and not (tmp_path / "results").exists()
+    line = result.stderr.strip()
+    assert "\n" not in line and bad in line
+    assert "valid values: none, minimal, low, medium, high, default" in line
+
+
+def test_effort_is_case_insensitive_and_a_backend_may_declare_more_levels(tmp_path):
+    from evals.config import declared_efforts
+
+    result = run_cli("run", "arithmetic", "-m", "gold", "-T", "count=1", "--effort", "LOW,High",
+                     "--results-dir", str(tmp_path), "--run-id", "r", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert [s["name"] for s in meta["settings"]] == ["effort=low", "effort=high"]
+    assert declared_efforts(["openai/o4-mini"])[-1] == "xhigh"
+    assert "xhigh" not in declared_efforts(["openai/o4-mini", "gold"])  # all must accept it
+    refused = run_cli("run", "arithmetic", "-m", "gold", "--effort", "xhigh",
+                      "--results-dir", str(tmp_path))
+    assert refused.returncode == 2 and "'xhigh' is not an effort level" in refused.stderr
+
+
+@pytest.mark.parametrize("budget", ["lots", "", "1k"])
+def test_a_thinking_budget_that_is_not_a_count_is_refused(tmp_path, budget):
+    result = run_cli("run", "arithmetic", "-m", "gold", "--thinking-budget", budget,
+                     "--results-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "valid values: token counts >= 0, or none/default" in result.stderr
