@@ -26,6 +26,8 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
+Wide = Annotated[bool, typer.Option(
+    "--wide", help="Every column, however wide the table (default: fit the terminal).")]
 MaxErrorShare = Annotated[float, typer.Option(
     "--max-error-share", min=0.0, max=1.0,
     help="Share of generations that may still be errors after every retry without "
@@ -143,6 +145,7 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
     progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
     max_error_share: MaxErrorShare = 0.0,
+    wide: Wide = False,
 ) -> None:
     """Run tasks x models x compute settings; resumable with --run-id.
 
@@ -169,13 +172,14 @@ def run(
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
-    _execute(config, results_dir, run_id, progress, max_error_share)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide)
 
 
 @app.command()
 def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
-           progress: bool = True, max_error_share: MaxErrorShare = 0.0) -> None:
+           progress: bool = True, max_error_share: MaxErrorShare = 0.0,
+           wide: Wide = False) -> None:
     """Resume an interrupted run with the configuration it was started with (exit codes
     as `evals run`'s)."""
     from evals.config import RunConfig
@@ -189,7 +193,7 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
         config.concurrency = concurrency
-    _execute(config, results_dir, run_id, progress, max_error_share)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide)
 
 
 def _terminate(signum, frame) -> None:
@@ -226,11 +230,10 @@ def require_runs(results_dir: Path) -> None:
 
 
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
-             max_error_share: float = 0.0) -> None:
+             max_error_share: float = 0.0, wide: bool = False) -> None:
     import signal
 
-    from rich.console import Console
-
+    from evals.leaderboard import print_table
     from evals.progress import console, live_progress, summary_table
     from evals.records import RunLog, new_run_id
     from evals.run import FatalRunError, execute
@@ -250,7 +253,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
                     err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     rows = _summary_rows(log)
-    Console().print(summary_table(rows, f"run {run_id}"))  # results: stdout; logs: stderr
+    print_table(summary_table(rows, f"run {run_id}", wide), wide)  # results: stdout; logs: stderr
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
     if error_share_exceeded(stats.errors, stats.total, max_error_share):
@@ -279,10 +282,11 @@ Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore`
 @app.command()
 def show(run_id: str, results_dir: ResultsDir = Path("results"),
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-         rescored: Rescored = False) -> None:
+         rescored: Rescored = False, wide: Wide = False) -> None:
     """A run's configuration, status and metrics."""
     import orjson
 
+    from evals.leaderboard import print_table
     from evals.progress import summary_table
 
     log, meta = open_run(results_dir, run_id)
@@ -300,7 +304,7 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
     out.print(f"[bold]{run_id}[/] {meta['status']}  started {meta['started']}  ended {meta.get('ended')}")
     out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
               f"settings {', '.join(s['name'] for s in meta['settings'])}")
-    out.print(summary_table(rows, "metrics"))
+    print_table(summary_table(rows, "metrics", wide), wide)
 
 
 @app.command()
@@ -311,9 +315,10 @@ def leaderboard(
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
     rescored: Rescored = False,
+    wide: Wide = False,
 ) -> None:
     """One table over every run in the results directory."""
-    from evals.leaderboard import build_rows, render
+    from evals.leaderboard import build_rows, print_table, render
 
     require_runs(results_dir)
     if format == "html":
@@ -326,12 +331,11 @@ def leaderboard(
         rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
         fail(str(e), EXIT_FAILED)
-    text = render(rows, format)
+    text = render(rows, format, wide)
     if output:  # a file gets Markdown where the terminal gets a rich table
         output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
     elif format == "table":
-        from rich.console import Console
-        Console().print(text)
+        print_table(text, wide)
     else:
         sys.stdout.write(text)
 
@@ -410,12 +414,14 @@ def compare(
 
 
 @app.command()
-def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None) -> None:
+def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None,
+            wide: Wide = False) -> None:
     """Score a run's stored completions again with the current scorers (no model calls).
 
     Writes RUN/samples.rescored.jsonl beside the original records; read it with
     `evals show RUN --rescored` or `evals leaderboard --rescored`.
     """
+    from evals.leaderboard import print_table
     from evals.progress import console, summary_table
     from evals.rescore import rescore as run_rescore
 
@@ -429,7 +435,7 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
     for row in after:
         old = before.get((row["task"], row["model"], row["setting"], row["metric"]))
         row["metric"] += "" if old is None else f" (was {old['value']:.3f})"
-    console.print(summary_table(after, f"run {run_id}, rescored"))
+    print_table(summary_table(after, f"run {run_id}, rescored", wide), wide)
     console.print(f"{summary.rescored} generations rescored, {summary.changed} changed, "
                   f"{summary.skipped} skipped -> {log.dir / 'samples.rescored.jsonl'}")
 

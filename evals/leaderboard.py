@@ -143,7 +143,75 @@ def format_value(value) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def render(rows: list[dict], fmt: str) -> str:
+def value_ci(r: dict) -> str:
+    """The value with its 95% interval written compactly: ``0.744 ±0.052`` (half the
+    interval's width; the exact bounds are in --wide tables, the csv and the json)."""
+    value = format_value(r.get("value"))
+    if r.get("ci_low") is None or r.get("ci_high") is None:
+        return value
+    return f"{value} ±{(r['ci_high'] - r['ci_low']) / 2:.3f}"
+
+
+def ci_bounds(r: dict) -> str:
+    return "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+
+
+# Columns a narrow terminal loses first, in this order; the others always show.
+DROP_ORDER = ("95% CI", "latency", "status", "$/problem", "tokens", "samples")
+_RIGHT = {"value", "n", "errors", "tokens", "$/problem", "latency", "no ans", "samples"}
+
+
+def fitted_table(title: str, columns: list[str], rows: list[list[str]], *, wide: bool = False,
+                 width: int | None = None):
+    """A rich table that reads at ``width`` columns (the terminal's by default): a column
+    whose cells are all equal moves into the title, then DROP_ORDER's columns go one by
+    one until the rest fit, and what still does not fit wraps, never cut with an ellipsis.
+    ``wide``: every column, at whatever width it takes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    width = width or Console().width
+    keep = list(range(len(columns)))
+    notes, hidden = [], []
+    if not wide:
+        for i, name in enumerate(columns):
+            values = {row[i] for row in rows}
+            if name in ("task", "model") and len(rows) > 1 and len(values) == 1:
+                notes.append(f"{name} {values.pop()}")
+                keep.remove(i)
+
+        def needed() -> int:  # rich's default box: "│ " + " │ ".join(cells) + " │"
+            return sum(max([len(columns[i])] + [len(r[i]) for r in rows]) + 3
+                       for i in keep) + 1
+
+        for name in DROP_ORDER:
+            if needed() <= width:
+                break
+            if name in columns and columns.index(name) in keep:
+                keep.remove(columns.index(name))
+                hidden.append(name)
+    caption = f"hidden: {', '.join(hidden)} (--wide shows them)" if hidden else None
+    table = Table(title=", ".join([title, *notes]), caption=caption, caption_justify="left")
+    for i in keep:
+        table.add_column(columns[i], justify="right" if columns[i] in _RIGHT else "left",
+                         overflow="fold", no_wrap=wide)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
+def print_table(table, wide: bool = False) -> None:
+    """Print to stdout; ``wide`` lets the table be as wide as it needs."""
+    from rich.console import Console
+
+    console = Console()
+    if wide:
+        natural = Console(width=10**4).measure(table).maximum
+        console = Console(width=max(console.width, natural))
+    console.print(table)
+
+
+def render(rows: list[dict], fmt: str, wide: bool = False):
     if fmt == "json":
         import orjson
         return orjson.dumps([{c: r.get(c) for c in COLUMNS} for r in rows],
@@ -158,11 +226,10 @@ def render(rows: list[dict], fmt: str) -> str:
              "$/problem", "latency", "status"]
 
     def cells(r: dict) -> list[str]:
-        ci = "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         tokens = (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0)
         cost = "" if r.get("cost_per_problem") is None else f"{r['cost_per_problem']:.5f}"
         latency = "" if r.get("latency_mean") is None else f"{r['latency_mean']:.2f}s"
-        return [r["task"], r["model"], r["setting"], r["metric"], format_value(r["value"]), ci,
+        return [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
                 str(r["n"]), str(r.get("errors") or 0), f"{tokens:,.0f}", cost, latency,
                 r["status"]]
 
@@ -170,10 +237,4 @@ def render(rows: list[dict], fmt: str) -> str:
         lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
         lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
         return "\n".join(lines) + "\n"
-    from rich.table import Table
-    table = Table(title="leaderboard")
-    for col in shown:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*cells(r))
-    return table
+    return fitted_table("leaderboard", shown, [cells(r) for r in rows], wide=wide)

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from evals.leaderboard import format_value
+from evals.leaderboard import ci_bounds, fitted_table, value_ci
 from evals.run import RunStats
 
 console = Console(stderr=True)
@@ -58,12 +58,8 @@ def live_progress(stats: RunStats, label: str, enabled: bool = True) -> Iterator
         yield
 
 
-def summary_table(rows: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("task", "model", "setting", "metric", "value", "95% CI", "n", "errors"):
-        table.add_column(col, justify="right" if col in ("value", "n", "errors") else "left")
-    for r in rows:
-        ci = "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        table.add_row(r["task"], r["model"], r["setting"], r["metric"], format_value(r["value"]),
-                      ci, str(r["n"]), str(r.get("errors", 0)))
-    return table
+def summary_table(rows: list[dict], title: str, wide: bool = False) -> Table:
+    columns = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors"]
+    return fitted_table(title, columns, [
+        [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
+         str(r["n"]), str(r.get("errors", 0))] for r in rows], wide=wide)

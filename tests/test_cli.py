@@ -213,3 +213,40 @@ def test_a_thinking_budget_that_is_not_a_count_is_refused(tmp_path, budget):
                      "--results-dir", str(tmp_path))
     assert result.returncode == 2
     assert "valid values: token counts >= 0, or none/default" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """Two tasks, two efforts, two samples, gold: a run whose tables are wide."""
+    res = tmp_path_factory.mktemp("grid") / "results"
+    result = run_cli("run", "arithmetic", "gpqa", "-m", "gold", "-T", "gpqa.path=sample",
+                     "-T", "arithmetic.count=6", "--samples", "2", "--effort", "high,low",
+                     "--results-dir", str(res), "--run-id", "grid", "--no-progress",
+                     env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    return res, result
+
+
+@pytest.mark.parametrize("columns", ["80", "100"])
+def test_tables_read_at_80_to_100_columns(grid_run, columns):
+    res, ran = grid_run
+    outputs = [ran.stdout] if columns == "80" else []
+    for args in (["show", "grid"], ["leaderboard"]):
+        shown = run_cli(*args, "--results-dir", str(res), env={"COLUMNS": columns})
+        assert shown.returncode == 0, shown.stderr
+        outputs.append(shown.stdout)
+    for out in outputs:
+        assert "…" not in out, out
+        assert max(len(line) for line in out.splitlines()) <= int(columns), out
+        assert "1.000 ±0." in out and "effort=high,n=2" in out and "maj@2" in out
+
+
+def test_wide_tables_show_every_column(grid_run):
+    res, _ = grid_run
+    wide = run_cli("leaderboard", "--results-dir", str(res), "--wide", env={"COLUMNS": "80"})
+    assert wide.returncode == 0, wide.stderr
+    header = next(line for line in wide.stdout.splitlines() if "task" in line)
+    for column in ("model", "95% CI", "tokens", "$/problem", "latency", "status"):
+        assert column in header, header
+    narrow = run_cli("leaderboard", "--results-dir", str(res), env={"COLUMNS": "80"})
+    assert "hidden: " in narrow.stdout and "model gold" in narrow.stdout  # one model: in the title
