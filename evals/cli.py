@@ -28,6 +28,8 @@ _mount_sandbox()
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
 Wide = Annotated[bool, typer.Option(
     "--wide", help="Every column, however wide the table (default: fit the terminal).")]
+AllK = Annotated[bool, typer.Option(
+    "--all-k", help="Every k of pass@k/maj@k/best@k (default: k = samples; @1 repeats accuracy).")]
 MaxErrorShare = Annotated[float, typer.Option(
     "--max-error-share", min=0.0, max=1.0,
     help="Share of generations that may still be errors after every retry without "
@@ -146,6 +148,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
     max_error_share: MaxErrorShare = 0.0,
     wide: Wide = False,
+    all_k: AllK = False,
 ) -> None:
     """Run tasks x models x compute settings; resumable with --run-id.
 
@@ -172,14 +175,14 @@ def run(
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
-    _execute(config, results_dir, run_id, progress, max_error_share, wide)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
 
 
 @app.command()
 def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
            progress: bool = True, max_error_share: MaxErrorShare = 0.0,
-           wide: Wide = False) -> None:
+           wide: Wide = False, all_k: AllK = False) -> None:
     """Resume an interrupted run with the configuration it was started with (exit codes
     as `evals run`'s)."""
     from evals.config import RunConfig
@@ -193,7 +196,7 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
         config.concurrency = concurrency
-    _execute(config, results_dir, run_id, progress, max_error_share, wide)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
 
 
 def _terminate(signum, frame) -> None:
@@ -230,7 +233,7 @@ def require_runs(results_dir: Path) -> None:
 
 
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
-             max_error_share: float = 0.0, wide: bool = False) -> None:
+             max_error_share: float = 0.0, wide: bool = False, all_k: bool = False) -> None:
     import signal
 
     from evals.leaderboard import print_table
@@ -253,7 +256,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
                     err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     rows = _summary_rows(log)
-    print_table(summary_table(rows, f"run {run_id}", wide), wide)  # results: stdout; logs: stderr
+    print_table(summary_table(_table_rows(rows, all_k), f"run {run_id}", wide), wide)  # results: stdout; logs: stderr
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
     if error_share_exceeded(stats.errors, stats.total, max_error_share):
@@ -269,11 +272,17 @@ def error_share_exceeded(errors: int, total: int, allowed: float) -> bool:
 def _summary_rows(log, rescored: bool = False) -> list[dict]:
     from dataclasses import asdict
 
-    from evals.leaderboard import task_summary_rows
+    from evals.leaderboard import sort_rows, task_summary_rows
     from evals.metrics_columnar import aggregate
 
     rows = [asdict(r) for r in aggregate(log.records_path(rescored)).metric_rows()]
-    return rows + task_summary_rows(log, rescored)
+    return sort_rows(rows + task_summary_rows(log, rescored))
+
+
+def _table_rows(rows: list[dict], all_k: bool) -> list[dict]:
+    from evals.leaderboard import informative
+
+    return rows if all_k else informative(rows)
 
 
 Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore` output where present.")]
@@ -282,7 +291,7 @@ Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore`
 @app.command()
 def show(run_id: str, results_dir: ResultsDir = Path("results"),
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-         rescored: Rescored = False, wide: Wide = False) -> None:
+         rescored: Rescored = False, wide: Wide = False, all_k: AllK = False) -> None:
     """A run's configuration, status and metrics."""
     import orjson
 
@@ -304,7 +313,7 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
     out.print(f"[bold]{run_id}[/] {meta['status']}  started {meta['started']}  ended {meta.get('ended')}")
     out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
               f"settings {', '.join(s['name'] for s in meta['settings'])}")
-    print_table(summary_table(rows, "metrics", wide), wide)
+    print_table(summary_table(_table_rows(rows, all_k), "metrics", wide), wide)
 
 
 @app.command()
@@ -316,6 +325,7 @@ def leaderboard(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
     rescored: Rescored = False,
     wide: Wide = False,
+    all_k: AllK = False,
 ) -> None:
     """One table over every run in the results directory."""
     from evals.leaderboard import build_rows, print_table, render
@@ -331,6 +341,8 @@ def leaderboard(
         rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
         fail(str(e), EXIT_FAILED)
+    if format in ("table", "markdown"):  # csv and json keep every row
+        rows = _table_rows(rows, all_k)
     text = render(rows, format, wide)
     if output:  # a file gets Markdown where the terminal gets a rich table
         output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
@@ -415,7 +427,7 @@ def compare(
 
 @app.command()
 def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None,
-            wide: Wide = False) -> None:
+            wide: Wide = False, all_k: AllK = False) -> None:
     """Score a run's stored completions again with the current scorers (no model calls).
 
     Writes RUN/samples.rescored.jsonl beside the original records; read it with
@@ -435,7 +447,7 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
     for row in after:
         old = before.get((row["task"], row["model"], row["setting"], row["metric"]))
         row["metric"] += "" if old is None else f" (was {old['value']:.3f})"
-    print_table(summary_table(after, f"run {run_id}, rescored", wide), wide)
+    print_table(summary_table(_table_rows(after, all_k), f"run {run_id}, rescored", wide), wide)
     console.print(f"{summary.rescored} generations rescored, {summary.changed} changed, "
                   f"{summary.skipped} skipped -> {log.dir / 'samples.rescored.jsonl'}")
 

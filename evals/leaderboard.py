@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
                 continue
             row.update(status=meta.get("status", "unknown"), run=log.dir.name)
             latest[_key(row, meta)] = row
-    return sorted(latest.values(), key=_order)
+    return sort_rows(list(latest.values()))
 
 
 def _key(row: dict, meta: dict) -> tuple:
@@ -132,11 +133,51 @@ def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
     return rows
 
 
-def _order(row: dict) -> tuple:
-    metric = row["metric"]
+METRIC_ORDER = ("accuracy", "pass", "maj", "best")  # then a task's own figures, by name
+
+
+def metric_order(metric: str) -> tuple:
+    """accuracy, pass@k, maj@k, best@k (k ascending), then other metrics by name."""
     name, _, k = metric.partition("@")
-    return (row["task"], row["metric"] != "accuracy", name, int(k) if k.isdigit() else 0,
-            -(row["value"] or 0), row["model"], row["setting"])
+    family = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
+    return (family, name, int(k) if k.isdigit() else 0)
+
+
+def compute_order(row: dict) -> tuple:
+    """Settings from least to most compute: effort on its scale, then thinking budget,
+    then max tokens, then samples per problem (a setting without a field comes first)."""
+    from evals.config import effort_rank
+
+    def num(value) -> float:
+        return -1 if value is None else float(value)
+
+    return (effort_rank(row.get("effort")), num(row.get("thinking_budget")),
+            num(row.get("max_tokens")), num(row.get("samples")), row["setting"])
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    """Task by task; within a task the model with the best accuracy first; a model's
+    settings by compute; a setting's metrics in METRIC_ORDER."""
+    best: dict[tuple, float] = {}
+    for r in rows:
+        if r["metric"] == "accuracy" and isinstance(r.get("value"), (int, float)) \
+                and r["value"] == r["value"]:
+            key = (r["task"], r["model"])
+            best[key] = max(best.get(key, -math.inf), r["value"])
+    return sorted(rows, key=lambda r: (r["task"], -best.get((r["task"], r["model"]), -math.inf),
+                                       r["model"], compute_order(r), metric_order(r["metric"])))
+
+
+def informative(rows: list[dict]) -> list[dict]:
+    """The rows that add information: pass@1, maj@1 and best@1 repeat accuracy, and of
+    the k values in between only the largest (k = samples) is kept; --all-k shows all."""
+    def keep(r: dict) -> bool:
+        name, _, k = r["metric"].partition("@")
+        if name not in METRIC_ORDER[1:] or not k.isdigit():
+            return True
+        return int(k) > 1 and int(k) == (r.get("samples") or 0)
+
+    return [r for r in rows if keep(r)]
 
 
 def format_value(value) -> str:

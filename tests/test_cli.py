@@ -250,3 +250,41 @@ def test_wide_tables_show_every_column(grid_run):
         assert column in header, header
     narrow = run_cli("leaderboard", "--results-dir", str(res), env={"COLUMNS": "80"})
     assert "hidden: " in narrow.stdout and "model gold" in narrow.stdout  # one model: in the title
+
+
+def test_leaderboard_orders_settings_by_compute_and_hides_repeated_k(tmp_path):
+    res = str(tmp_path)
+    result = run_cli("run", "arithmetic", "-m", "gold", "-T", "count=3", "--samples", "4",
+                     "--effort", "medium,high,low,minimal", "--results-dir", res,
+                     "--run-id", "g", "--no-progress")
+    assert result.returncode == 0, result.stderr
+
+    def cells(*extra):
+        out = run_cli("leaderboard", "--results-dir", res, "-f", "markdown", *extra).stdout
+        return [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()[2:]]
+
+    rows = cells()
+    assert len(rows) == 12  # 4 settings x (accuracy, pass@4, maj@4), not 28
+    efforts = list(dict.fromkeys(r[2].split(",")[0] for r in rows))
+    assert efforts == ["effort=minimal", "effort=low", "effort=medium", "effort=high"]
+    assert [r[3] for r in rows[:3]] == ["accuracy", "pass@4", "maj@4"]
+    every = cells("--all-k")
+    assert [r[3] for r in every[:7]] == ["accuracy", "pass@1", "pass@2", "pass@4",
+                                         "maj@1", "maj@2", "maj@4"]
+    csv_rows = run_cli("leaderboard", "--results-dir", res, "-f", "csv").stdout.splitlines()
+    assert len(csv_rows) == 1 + 28  # the machine-readable forms keep every row
+
+
+def test_compute_order_is_effort_then_budget_then_samples():
+    from evals.leaderboard import compute_order
+
+    def row(setting, effort=None, budget=None, samples=1):
+        return {"setting": setting, "effort": effort, "thinking_budget": budget,
+                "samples": samples}
+
+    rows = [row("effort=high", "high"), row("budget=1024", None, 1024),
+            row("effort=low,n=4", "low", None, 4), row("effort=low", "low"),
+            row("budget=256", None, 256), row("default"), row("effort=none", "none")]
+    assert [r["setting"] for r in sorted(rows, key=compute_order)] == [
+        "default", "budget=256", "budget=1024", "effort=none", "effort=low",
+        "effort=low,n=4", "effort=high"]
