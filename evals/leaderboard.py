@@ -19,7 +19,7 @@ from evals.records import RunLog, find_runs, iter_records
 from evals.task import TaskError
 
 COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "n", "samples",
-           "errors", "effort", "thinking_budget", "max_tokens", "prompt_tokens",
+           "errors", "effort", "thinking_budget", "max_tokens", "tokens", "prompt_tokens",
            "completion_tokens", "reasoning_tokens", "cost_per_problem", "cost_per_correct",
            "latency_mean", "latency_p90", "length_share", "budget_use", "over_budget_share",
            "status", "run"]
@@ -51,6 +51,7 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
             for name in _SPEND:
                 value = getattr(cost, name, None)
                 row[name] = None if value is None else value / samples * k
+            row["tokens"] = spend_tokens(row)
             for name in _PER_SETTING:
                 row[name] = getattr(cost, name, None)
             if (tasks and row["task"] not in tasks) or (models and row["model"] not in models):
@@ -180,6 +181,24 @@ def informative(rows: list[dict]) -> list[dict]:
     return [r for r in rows if keep(r)]
 
 
+def spend_tokens(row: dict) -> float | None:
+    """``tokens`` (docs/results.md): prompt plus completion tokens (reasoning is part of
+    the completion) per problem that the row's metric spends: one generation's mean
+    for accuracy, K generations' for an @K metric. The basis of ``cost_per_problem``."""
+    if row.get("prompt_tokens") is None and row.get("completion_tokens") is None:
+        return None
+    return (row.get("prompt_tokens") or 0.0) + (row.get("completion_tokens") or 0.0)
+
+
+def tokens_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
+
+
+def cost_cell(value: float | None) -> str:
+    """``$/problem``: ``cost_per_problem`` as every table writes it."""
+    return "" if value is None else f"${value:.3g}"
+
+
 def format_value(value) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -267,11 +286,10 @@ def render(rows: list[dict], fmt: str, wide: bool = False):
              "$/problem", "latency", "status"]
 
     def cells(r: dict) -> list[str]:
-        tokens = (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0)
-        cost = "" if r.get("cost_per_problem") is None else f"{r['cost_per_problem']:.5f}"
         latency = "" if r.get("latency_mean") is None else f"{r['latency_mean']:.2f}s"
         return [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
-                str(r["n"]), str(r.get("errors") or 0), f"{tokens:,.0f}", cost, latency,
+                str(r["n"]), str(r.get("errors") or 0), tokens_cell(spend_tokens(r)),
+                cost_cell(r.get("cost_per_problem")), latency,
                 r["status"]]
 
     if fmt == "markdown":

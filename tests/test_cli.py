@@ -288,3 +288,37 @@ def test_compute_order_is_effort_then_budget_then_samples():
     assert [r["setting"] for r in sorted(rows, key=compute_order)] == [
         "default", "budget=256", "budget=1024", "effort=none", "effort=low",
         "effort=low,n=4", "effort=high"]
+
+
+def test_tokens_and_cost_per_problem_mean_the_same_in_table_csv_json_and_report(tmp_path):
+    from evals.fake_openai import FakeServer
+
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."priced"]\ninput = 1000.0\noutput = 3000.0\n')
+    env = {"OPENAI_API_KEY": "x", "EVALS_PRICES": str(prices), "COLUMNS": "80"}
+    res = str(tmp_path / "results")
+    with FakeServer(default="thinking it over ANSWER: 42") as srv:
+        ran = run_cli("run", "arithmetic", "-m", "openai/priced", "--base-url", srv.url,
+                      "-T", "count=3", "--samples", "3", "--results-dir", res, "--run-id", "p",
+                      "--no-progress", env=env)
+    assert ran.returncode == 0, ran.stderr
+    rows = list(csv.DictReader(io.StringIO(
+        run_cli("leaderboard", "--results-dir", res, "-f", "csv", env=env).stdout)))
+    acc = next(r for r in rows if r["metric"] == "accuracy")
+    tokens = float(acc["tokens"])
+    assert tokens == pytest.approx(float(acc["prompt_tokens"]) + float(acc["completion_tokens"]))
+    cost = float(acc["cost_per_problem"])
+    assert cost > 0 and float(next(r for r in rows if r["metric"] == "pass@3")[
+        "cost_per_problem"]) == pytest.approx(3 * cost)  # an @K metric spends K generations
+    as_json = json.loads(run_cli("leaderboard", "--results-dir", res, "-f", "json").stdout)
+    assert next(r for r in as_json if r["metric"] == "accuracy")["tokens"] == pytest.approx(tokens)
+    cells = (f"{tokens:,.0f}", f"${cost:.3g}")
+    md = run_cli("leaderboard", "--results-dir", res, "-f", "markdown", env=env).stdout
+    acc_line = next(line for line in md.splitlines() if "| accuracy |" in line)
+    assert all(f"| {c} |" in acc_line for c in cells), (cells, acc_line)
+    assert run_cli("report", "--results-dir", res, "-o", str(tmp_path / "r.html"),
+                   env=env).returncode == 0
+    html = (tmp_path / "r.html").read_text()
+    row = html[html.index('data-setting="n=3"'):]
+    row = row[:row.index("</tr>")]
+    assert all(f">{c}</td>" in row for c in cells), (cells, row)
