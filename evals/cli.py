@@ -270,12 +270,10 @@ def error_share_exceeded(errors: int, total: int, allowed: float) -> bool:
 
 
 def _summary_rows(log, rescored: bool = False) -> list[dict]:
-    from dataclasses import asdict
-
-    from evals.leaderboard import sort_rows, task_summary_rows
+    from evals.leaderboard import metric_dicts, sort_rows, task_summary_rows
     from evals.metrics_columnar import aggregate
 
-    rows = [asdict(r) for r in aggregate(log.records_path(rescored)).metric_rows()]
+    rows = metric_dicts(aggregate(log.records_path(rescored)))
     return sort_rows(rows + task_summary_rows(log, rescored))
 
 

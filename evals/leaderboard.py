@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from evals.metrics import FAILURE_SHARES
 from evals.metrics_columnar import aggregate
 from evals.records import RunLog, find_runs, iter_records
 from evals.task import TaskError
@@ -21,13 +22,13 @@ from evals.task import TaskError
 COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "n", "samples",
            "errors", "effort", "thinking_budget", "max_tokens", "tokens", "prompt_tokens",
            "completion_tokens", "reasoning_tokens", "cost_per_problem", "cost_per_correct",
-           "latency_mean", "latency_p90", "length_share", "budget_use", "over_budget_share",
-           "status", "run"]
+           "latency_mean", "latency_p90", "length_share", "no_answer_share", "timeout_share",
+           "parse_failure_share", "budget_use", "over_budget_share", "status", "run"]
 # Per-problem means that a k-sample metric spends k times (cost_per_problem comes from
 # the metric row, already multiplied by k).
 _SPEND = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 _PER_SETTING = ("cost_per_correct", "latency_mean", "latency_p90", "length_share", "budget_use",
-                "over_budget_share")
+                "over_budget_share", *FAILURE_SHARES)
 
 
 def build_rows(results_dir: Path, tasks: list[str] | None = None,
@@ -41,19 +42,7 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
         aggregator = aggregate(log.records_path(rescored))
         if aggregates is not None:
             aggregates[log.dir.name] = aggregator
-        costs = aggregator.cost_rows()
-        for metric_row in aggregator.metric_rows():
-            row = asdict(metric_row)
-            cost = costs.get((row["task"], row["model"], row["setting"]))
-            k = row.get("k") or 1
-            # Per-sample token means over N samples per problem, times k for maj@k/best@k.
-            samples = max(1, row.get("samples") or 1)
-            for name in _SPEND:
-                value = getattr(cost, name, None)
-                row[name] = None if value is None else value / samples * k
-            row["tokens"] = spend_tokens(row)
-            for name in _PER_SETTING:
-                row[name] = getattr(cost, name, None)
+        for row in metric_dicts(aggregator):
             if (tasks and row["task"] not in tasks) or (models and row["model"] not in models):
                 continue
             status = meta.get("status", "unknown")
@@ -67,6 +56,27 @@ def build_rows(results_dir: Path, tasks: list[str] | None = None,
             row.update(status=meta.get("status", "unknown"), run=log.dir.name)
             latest[_key(row, meta)] = row
     return sort_rows(list(latest.values()))
+
+
+def metric_dicts(aggregator) -> list[dict]:
+    """An aggregate's metric rows as dicts, each with its setting's spend and shares
+    (COLUMNS; the definitions are in docs/results.md)."""
+    costs = aggregator.cost_rows()
+    rows = []
+    for metric_row in aggregator.metric_rows():
+        row = asdict(metric_row)
+        cost = costs.get((row["task"], row["model"], row["setting"]))
+        k = row.get("k") or 1
+        # Per-sample token means over N samples per problem, times k for maj@k/best@k.
+        samples = max(1, row.get("samples") or 1)
+        for name in _SPEND:
+            value = getattr(cost, name, None)
+            row[name] = None if value is None else value / samples * k
+        row["tokens"] = spend_tokens(row)
+        for name in _PER_SETTING:
+            row[name] = getattr(cost, name, None)
+        rows.append(row)
+    return rows
 
 
 def _key(row: dict, meta: dict) -> tuple:
@@ -216,9 +226,28 @@ def ci_bounds(r: dict) -> str:
     return "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
 
 
+def share_cell(value: float | None) -> str:
+    """A share as a compact percentage: ``12%``, ``0.4%``, ``0%``."""
+    if value is None:
+        return ""
+    pct = 100 * value
+    return f"{pct:.0f}%" if pct == 0 or pct >= 9.95 else f"{pct:.1f}%"
+
+
+# The failure shares (docs/results.md) as table columns: "no ans" always (the share with
+# no extractable answer); "timeout" and "parse" where some row has one.
+SHARE_COLUMNS = {"no ans": "no_answer_share", "timeout": "timeout_share",
+                 "parse": "parse_failure_share"}
+
+
+def share_cells(r: dict) -> list[str]:
+    return [share_cell(r.get(name)) for name in SHARE_COLUMNS.values()]
+
+
 # Columns a narrow terminal loses first, in this order; the others always show.
-DROP_ORDER = ("95% CI", "latency", "status", "$/problem", "tokens", "samples")
-_RIGHT = {"value", "n", "errors", "tokens", "$/problem", "latency", "no ans", "samples"}
+DROP_ORDER = ("95% CI", "latency", "status", "$/problem", "tokens", "parse", "timeout")
+_RIGHT = {"value", "n", "errors", "tokens", "$/problem", "latency", *SHARE_COLUMNS}
+_OPTIONAL = ("timeout", "parse")  # left out where every row's share is 0 or unknown
 
 
 def fitted_table(title: str, columns: list[str], rows: list[list[str]], *, wide: bool = False,
@@ -233,12 +262,20 @@ def fitted_table(title: str, columns: list[str], rows: list[list[str]], *, wide:
     width = width or Console().width
     keep = list(range(len(columns)))
     notes, hidden = [], []
+    for i, name in enumerate(columns):
+        values = {row[i] for row in rows}
+        if name in _OPTIONAL and values <= {"", "0%"}:
+            keep.remove(i)
+        elif not wide and name in ("task", "model") and len(values) == 1:
+            notes.append(f"{name} {values.pop()}")
+            keep.remove(i)
+        elif not wide and name == "setting":
+            common = _common_parts(values)
+            if common:
+                notes.append(",".join(common))
+                rows = [[*row[:i], ",".join(p for p in row[i].split(",") if p not in common),
+                         *row[i + 1:]] for row in rows]
     if not wide:
-        for i, name in enumerate(columns):
-            values = {row[i] for row in rows}
-            if name in ("task", "model") and len(rows) > 1 and len(values) == 1:
-                notes.append(f"{name} {values.pop()}")
-                keep.remove(i)
 
         def needed() -> int:  # rich's default box: "│ " + " │ ".join(cells) + " │"
             return sum(max([len(columns[i])] + [len(r[i]) for r in rows]) + 3
@@ -258,6 +295,16 @@ def fitted_table(title: str, columns: list[str], rows: list[list[str]], *, wide:
     for row in rows:
         table.add_row(*(row[i] for i in keep))
     return table
+
+
+def _common_parts(settings: set[str]) -> list[str]:
+    """The fields (``n=4``) that every setting name shares, where taking them out leaves
+    each name something of its own: ``effort=low,n=4`` and ``effort=high,n=4`` -> n=4."""
+    if len(settings) < 2:
+        return []
+    split = [s.split(",") for s in settings]
+    common = [p for p in split[0] if all(p in parts for parts in split[1:])]
+    return common if all(set(parts) - set(common) for parts in split) else []
 
 
 def print_table(table, wide: bool = False) -> None:
@@ -282,13 +329,13 @@ def render(rows: list[dict], fmt: str, wide: bool = False):
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
-    shown = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors", "tokens",
-             "$/problem", "latency", "status"]
+    shown = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors",
+             *SHARE_COLUMNS, "tokens", "$/problem", "latency", "status"]
 
     def cells(r: dict) -> list[str]:
         latency = "" if r.get("latency_mean") is None else f"{r['latency_mean']:.2f}s"
         return [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
-                str(r["n"]), str(r.get("errors") or 0), tokens_cell(spend_tokens(r)),
+                str(r["n"]), str(r.get("errors") or 0), *share_cells(r), tokens_cell(spend_tokens(r)),
                 cost_cell(r.get("cost_per_problem")), latency,
                 r["status"]]
 

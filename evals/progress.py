@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from evals.leaderboard import ci_bounds, fitted_table, value_ci
+from evals.leaderboard import SHARE_COLUMNS, ci_bounds, fitted_table, share_cells, value_ci
 from evals.run import RunStats
 
 console = Console(stderr=True)
@@ -59,7 +59,8 @@ def live_progress(stats: RunStats, label: str, enabled: bool = True) -> Iterator
 
 
 def summary_table(rows: list[dict], title: str, wide: bool = False) -> Table:
-    columns = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors"]
+    columns = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors",
+               *SHARE_COLUMNS]
     return fitted_table(title, columns, [
         [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
-         str(r["n"]), str(r.get("errors", 0))] for r in rows], wide=wide)
+         str(r["n"]), str(r.get("errors", 0)), *share_cells(r)] for r in rows], wide=wide)

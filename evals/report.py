@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from evals.leaderboard import cost_cell, spend_tokens, tokens_cell
+from evals.leaderboard import cost_cell, share_cell, spend_tokens, tokens_cell
 from evals.metrics import CostRow
 from evals.report_data import Breakdown, Group, ReportData, collect
 from evals.report_svg import PALETTE, Point, fmt_cost, fmt_tokens, heatmap, scatter
@@ -121,6 +121,13 @@ def _latency(c: CostRow | None) -> str:
     return f"{c.latency_mean:.2f} / {c.latency_p90:.2f} s"
 
 
+def _failures(row: dict) -> str:
+    """The no-answer share, the timeout and parse-failure shares on hover (results.md)."""
+    tip = (f"verifier timeout {share_cell(row.get('timeout_share')) or 'n/a'}, "
+           f"parse failure {share_cell(row.get('parse_failure_share')) or 'n/a'}")
+    return f"<td class=\"share\" title=\"{tip}\">{share_cell(row.get('no_answer_share'))}</td>"
+
+
 def _at_k(row: dict | None) -> str:
     if row is None:
         return "<td></td>"
@@ -131,7 +138,7 @@ def _at_k(row: dict | None) -> str:
 # ------------------------------------------------------------------ leaderboard
 
 _HEAD = ["task", "model", "setting", "accuracy", "95% CI", "pass@K", "maj@K", "best@K",
-         "problems", "errors", "tokens", "$/problem", "latency mean / p90",
+         "problems", "errors", "no answer", "tokens", "$/problem", "latency mean / p90",
          "length-cut", "status"]
 
 
@@ -160,6 +167,7 @@ def _table(groups: list[Group]) -> str:
             f"<td><b>{_num(acc['value'])}</b></td><td class=\"ci\">{_ci(acc)}</td>"
             f"{_at_k(g.top('pass'))}{_at_k(g.top('maj'))}{_at_k(g.top('best'))}"
             f"<td>{acc['n']}</td><td class=\"err\">{acc.get('errors') or 0}</td>"
+            f"{_failures(acc)}"
             f"<td title=\"{escape(spend)}\">{tokens}</td>"
             f"<td>{cost_cell(acc.get('cost_per_problem'))}</td><td>{_latency(c)}</td>"
             f"<td>{'' if c is None or c.length_share is None else f'{c.length_share:.1%}'}</td>"
