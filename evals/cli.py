@@ -307,11 +307,58 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
         return
     from rich.console import Console
 
-    out = Console()
-    out.print(f"[bold]{run_id}[/] {meta['status']}  started {meta['started']}  ended {meta.get('ended')}")
-    out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
-              f"settings {', '.join(s['name'] for s in meta['settings'])}")
-    print_table(summary_table(_table_rows(rows, all_k), "metrics", wide), wide)
+    out = Console(highlight=False)
+    for line in run_overview(meta):
+        out.print(line, markup=False)
+    if rows:
+        print_table(summary_table(_table_rows(rows, all_k), "metrics", wide), wide)
+
+
+def _endpoint(url: str) -> str:
+    """An endpoint with any user:password@ and secrets masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from evals.redact import scrub
+
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return scrub(urlunsplit(parts))
+
+
+def run_overview(meta: dict) -> list[str]:
+    """What `evals show` prints above the table: status, why a run failed, and what
+    decided the numbers (tasks, models, settings, -T, --limit, sampling, endpoint)."""
+    config = meta.get("config") or {}
+    lines = [f"{meta.get('run_id', '?')} {meta.get('status')}  started {meta.get('started')}"
+             f"  ended {meta.get('ended')}"]
+    if meta.get("error"):
+        lines.append(f"reason: {meta['error']}")
+    counts = meta.get("counts") or {}
+    if counts:
+        lines.append(f"generations {counts.get('done')}/{counts.get('generations')}, "
+                     f"errors {counts.get('errors')}, cached {counts.get('cached')}")
+    lines.append(f"tasks {', '.join(config.get('tasks') or [])}; "
+                 f"models {', '.join(config.get('models') or [])}")
+    lines.append(f"settings {', '.join(s['name'] for s in meta.get('settings') or [])}")
+    params = config.get("task_params") or {}
+    lines.append("task parameters " + (" ".join(f"-T {k}={v}" for k, v in params.items())
+                                       or "(defaults)"))
+    sampling = [f"limit {config.get('limit') if config.get('limit') is not None else 'all'}",
+                f"samples {config.get('samples', 1)}"]
+    sampling += [f"{name} {config[name]}" for name in ("max_tokens", "temperature", "seed")
+                 if config.get(name) is not None]
+    lines.append(", ".join(sampling))
+    options = config.get("model_options") or {}
+    urls = {k: v for k, v in options.items() if k.rpartition("@")[2] == "base_url"}
+    if any(not m.startswith("gold") for m in config.get("models") or []):
+        lines.append("endpoint " + (", ".join(
+            _endpoint(v) + (f" ({k.rpartition('@')[0]})" if "@" in k else "")
+            for k, v in urls.items()) or "default (OPENAI_BASE_URL, else OpenAI)"))
+    others = {k: v for k, v in options.items() if k not in urls}
+    if others:
+        lines.append("model options " + " ".join(f"-M {k}={v}" for k, v in others.items()))
+    return lines
 
 
 @app.command()

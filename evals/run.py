@@ -365,7 +365,7 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
                                                  for s in settings],
         "versions": versions(), "git": git_revision(Path.cwd()),
         "started": meta.get("started", now), "resumed": meta.get("resumed", []),
-        "status": "running", "ended": None})
+        "status": "running", "ended": None, "error": None})
     if finished:
         meta["resumed"].append(now)
     log.write_meta(meta)
@@ -381,6 +381,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
+        raise
+    except BaseException as e:  # why the run failed, for `evals show`
+        meta["error"] = scrub(str(e) or type(e).__name__)
         raise
     finally:
         if cache is not None:

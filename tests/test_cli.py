@@ -361,3 +361,25 @@ def test_extraction_failures_show_in_run_show_leaderboard_and_report(tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert "<th" in html and ">no answer</th>" in html
     assert 'title="verifier timeout 25%, parse failure 0%">50%</td>' in html
+
+
+def test_show_names_task_parameters_limit_endpoint_and_why_a_run_failed(tmp_path):
+    from evals.fake_openai import FakeServer
+
+    res = str(tmp_path)
+    with FakeServer(api_key="the-right-key-000") as srv:
+        failed = run_cli("run", "arithmetic", "-m", "openai/fake", "--base-url", srv.url,
+                         "-T", "count=4", "--limit", "2", "--seed", "7", "-M", "api_key=wrong-key-42",
+                         "--results-dir", res, "--run-id", "f", "--no-progress")
+    assert failed.returncode == 1, failed.stderr
+    shown = run_cli("show", "f", "--results-dir", res, env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "f failed" in out and "reason: " in out and "401" in out
+    assert "-T count=4" in out and "limit 2" in out and "seed 7" in out
+    assert f"endpoint {srv.url}" in out and "-M api_key=***" in out
+    assert "wrong-key-42" not in out and "metrics" not in out  # no records: no table
+    from evals.cli import _endpoint
+    assert _endpoint("https://me:hunter2pass@host.example/v1") == "https://***@host.example/v1"
+    as_json = json.loads(run_cli("show", "f", "--results-dir", res, "--json").stdout)
+    assert "401" in as_json["run"]["error"]
