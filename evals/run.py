@@ -41,6 +41,22 @@ class RunStats:
     cost_known: bool = True
     done_at_start: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The ETA's clock starts at this session's first finished unit (then `first_done`
+    # generations were done): before it, requests were only filling the pipeline.
+    first_done_at: float | None = None
+    first_done: int = 0
+    scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
+
+    def finish(self, generations: int, errors: int = 0) -> None:
+        self.done += generations
+        self.errors += errors
+        if self.first_done_at is None:
+            self.first_done_at, self.first_done = time.monotonic(), self.done
+
+    def score(self, task: str, value: float) -> None:
+        total = self.scores.setdefault(task, [0.0, 0])
+        total[0] += value
+        total[1] += 1
 
 
 class FatalRunError(Exception):
@@ -185,8 +201,7 @@ class Orchestrator:
                              "error": message, "metadata": metadata,
                              "settings": settings_json(setting)}
                             for g in unit.gens)
-            self.stats.errors += len(unit.gens)
-            self.stats.done += len(unit.gens)
+            self.stats.finish(len(unit.gens), len(unit.gens))
             return
         records = []
         share = 1.0 / max(1, len(response.completions))
@@ -219,8 +234,10 @@ class Orchestrator:
                 "settings": settings_json(setting)})
         self.log.append(records)
         stats = self.stats
-        stats.done += len(records)
-        stats.errors += unscored
+        for record in records:
+            if record["score"] is not None:
+                stats.score(task.name, record["score"])
+        stats.finish(len(records), unscored)
         stats.cached += len(records) if response.cached else 0
         stats.prompt_tokens += usage.prompt_tokens
         stats.completion_tokens += usage.completion_tokens
@@ -371,6 +388,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     log.write_meta(meta)
 
     stats.total, stats.done, stats.done_at_start = todo + finished, finished, finished
+    if finished:
+        _seed_from_index(stats, log, tasks, runners, settings)
+    stats.started = time.monotonic()  # elapsed counts this session's work, not its set-up
     status = "failed"
     try:
         if on_start:
@@ -394,6 +414,34 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
                                 "errors": stats.errors, "cached": stats.cached}})
         log.write_meta(meta)
     return stats
+
+
+def _seed_from_index(stats: RunStats, log: RunLog, tasks: list[Task], runners: list[Runner],
+                     settings: list[Setting]) -> None:
+    """A resumed run's counters start from what its earlier sessions spent and scored
+    (tokens, cost paid, scores per task), read from the score index, not from zero."""
+    import numpy as np
+
+    entries = score_index.load(log.samples_path)
+    if entries is None:
+        return
+    task_of = {score_index.hash64([t.name, r.model, s.name]): t.name
+               for t in tasks for r in runners for s in settings}
+    for chunk in entries.chunks():
+        flags, cost = chunk["flags"], chunk["cost"]
+        err = (flags & score_index.ERROR) != 0
+        unknown = np.isnan(cost)
+        stats.prompt_tokens += int(chunk["prompt"].sum())
+        stats.completion_tokens += int(chunk["completion"].sum())
+        if (unknown & ~err).any():
+            stats.cost_known = False
+        stats.cost += float(cost[~unknown & ((flags & score_index.CACHED) == 0)].sum())
+        for group, name in task_of.items():
+            mine = (chunk["group"] == group) & ~err
+            if mine.any():
+                total = stats.scores.setdefault(name, [0.0, 0])
+                total[0] += float(chunk["score"][mine].sum())
+                total[1] += int(mine.sum())
 
 
 def _now() -> str:

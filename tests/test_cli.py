@@ -100,16 +100,56 @@ def test_bad_cli_values():
 def test_progress_line_shows_counts_tokens_cost_and_eta():
     stats = RunStats(total=100, done=40, errors=2, prompt_tokens=1000, completion_tokens=234,
                      cost=0.125, cached=5, done_at_start=10)
-    stats.started -= 30  # 30 generations in 30 s: 60 left take a minute
+    stats.first_done_at, stats.first_done = 100.0, 10  # 30 generations in 30 s from here
     console = Console(width=200, record=True)
-    console.print(ProgressLine(stats, "run-1"))
+    console.print(ProgressLine(stats, "run-1", clock=lambda: 130.0))
     text = console.export_text()
-    for part in ("run-1", "40/100", "errors 2", "tokens 1,234", "$0.1250", "cached 5"):
+    for part in ("run-1", "40/100", "errors 2", "tokens 1.2k", "$0.1250", "cached 5",
+                 "eta 0:01:00"):
         assert part in text, (part, text)
-    assert re.search(r"eta 0:01:0\d", text), text  # 60 left at 1/s, give or take a slow clock
     stats.cost_known = False
     console.print(ProgressLine(stats, "run-1"))
     assert "cost n/a" in console.export_text()
+
+
+def test_progress_eta_waits_for_the_first_finished_unit_then_ignores_the_pipeline_fill():
+    stats = RunStats(total=100, done=0)
+    line = ProgressLine(stats, "r", clock=lambda: 30.0)
+    assert line.eta(30.0) == "-:--:--"  # nothing finished yet: no guess
+    stats.started = 0.0  # 28 s of requests in flight before the first answers
+    stats.done, stats.first_done_at, stats.first_done = 32, 28.0, 32
+    assert line.eta(28.0) == "-:--:--"
+    stats.done = 64  # 32 more in the next 2 s: 36 left take 2.25 s, not 38 s
+    assert line.eta(30.0) == "0:00:02"
+
+
+def test_progress_line_fits_80_columns_with_a_score_per_task():
+    stats = RunStats(total=12000, done=4000, errors=12, prompt_tokens=12_345_678,
+                     completion_tokens=7_890_123, cost=12.3456, cached=500, done_at_start=100)
+    stats.scores = {"arithmetic": [300.0, 400], "gpqa": [10.0, 40]}
+    for width in (60, 80, 100):
+        console = Console(width=width, record=True)
+        console.print(ProgressLine(stats, "20261206-060101-abcd"))
+        text = console.export_text()
+        assert len(text.splitlines()) == 1 and len(text.rstrip("\n")) <= width, text
+        assert "4000/12000" in text and "eta" in text and "errors 12" in text
+    assert "arithmetic 0.75 gpqa 0.25" in text and "tokens 20.2M" in text
+
+
+def test_a_resumed_run_counts_tokens_and_scores_from_its_earlier_sessions(tmp_path):
+    from evals.config import RunConfig
+    from evals.records import RunLog
+    from evals.run import execute
+
+    config = RunConfig(tasks=["arithmetic"], models=["gold"], task_params={"count": "4"},
+                       samples=2, cache=False)
+    first = execute(config, RunLog(tmp_path / "r"), ["evals"])
+    assert first.prompt_tokens > 0 and first.scores == {"arithmetic": [8.0, 8]}
+    again = execute(config, RunLog(tmp_path / "r"), ["evals"])  # nothing left to do
+    assert again.done == again.done_at_start == 8
+    assert (again.prompt_tokens, again.completion_tokens) == (first.prompt_tokens,
+                                                              first.completion_tokens)
+    assert again.scores == {"arithmetic": [8.0, 8]} and again.cost_known
 
 
 def test_task_summary_rows_reach_show_and_leaderboard(tmp_path):
