@@ -51,6 +51,42 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_hub_note = ""  # set when hub_guard turned offline mode on; added to a task's error
+
+
+def hub_guard(wait: float = 2.0) -> None:
+    """Without a network the hub client retries for half a minute (``Retrying in 8s``)
+    before a task can say it cannot load its data. When the hub's host does not resolve
+    within ``wait`` seconds, turn its offline mode on before it is imported: a cached
+    dataset still loads, a missing one fails at once with the task's own message."""
+    import os
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    global _hub_note
+    if any(os.environ.get(v, "").strip() for v in (*_OFFLINE_VARS, "TRANSFORMERS_OFFLINE")):
+        return
+    host = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    resolved: list[bool] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            resolved.append(True)
+        except (OSError, UnicodeError):
+            pass
+
+    probe = threading.Thread(target=resolve, daemon=True)
+    probe.start()
+    probe.join(wait)
+    if not resolved:
+        for name in _OFFLINE_VARS:
+            os.environ[name] = "1"
+        _hub_note = f" (the hub at {host} could not be reached, so evals used offline mode)"
+
+
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -242,6 +278,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
     from evals.run import FatalRunError, execute
 
     check_results_dir(results_dir)
+    hub_guard()
     signal.signal(signal.SIGTERM, _terminate)
     run_id = run_id or new_run_id()
     log = RunLog(results_dir / run_id)
@@ -249,7 +286,9 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
         with ExitStack() as display:  # the live line starts once the run knows its totals
             stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
                 live_progress(s, run_id, progress)))
-    except (TaskError, ConfigError, FatalRunError, ValueError) as e:
+    except TaskError as e:
+        fail(str(e) + _hub_note, EXIT_FAILED)
+    except (ConfigError, FatalRunError, ValueError) as e:
         fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted; resume with: evals resume {run_id} --results-dir {results_dir}",
@@ -526,12 +565,15 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
         fail("--limit must be >= 1")
     config = RunConfig(tasks=[task], models=["gold"], task_params=parse_pairs(task_param, "-T"),
                        tasks_dirs=list(tasks_dir or []), limit=limit, cache=False)
+    hub_guard()
     with tempfile.TemporaryDirectory() as tmp:
         log = RunLog(Path(results_dir or tmp) / f"validate-{task}-{new_run_id()}")
         try:
             _print_checks(config)
             execute(config, log, sys.argv)
-        except (TaskError, ConfigError, ValueError) as e:
+        except TaskError as e:
+            fail(str(e) + _hub_note, EXIT_FAILED)
+        except (ConfigError, ValueError) as e:
             fail(str(e), EXIT_FAILED)
         records = list(iter_records(log.samples_path))
     bad = [r for r in records if r.get("score") != 1.0]

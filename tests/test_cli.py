@@ -423,3 +423,16 @@ def test_show_names_task_parameters_limit_endpoint_and_why_a_run_failed(tmp_path
     assert _endpoint("https://me:hunter2pass@host.example/v1") == "https://***@host.example/v1"
     as_json = json.loads(run_cli("show", "f", "--results-dir", res, "--json").stdout)
     assert "401" in as_json["run"]["error"]
+
+
+def test_validate_without_a_reachable_hub_fails_at_once_with_its_message(tmp_path):
+    pytest.importorskip("datasets")
+    env = {"HF_ENDPOINT": "https://hub.invalid", "HF_HOME": str(tmp_path / "hf")}
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env[name] = ""
+    result = run_cli("validate", "gpqa", env=env)
+    assert result.returncode == 1
+    assert "Retrying" not in result.stderr, result.stderr  # the hub client's backoff
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gpqa: cannot load Idavidrein/gpqa" in lines[0]
+    assert "-T path=sample" in lines[0] and "hub.invalid could not be reached" in lines[0]
