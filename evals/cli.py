@@ -25,6 +25,23 @@ def _mount_sandbox() -> None:
 
 _mount_sandbox()
 
+
+def _hide_flag_types() -> None:
+    """Newer typer writes ``<bool>`` beside every flag in --help, as if it took a value."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # an older typer: it writes no type for flags
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
 Wide = Annotated[bool, typer.Option(
     "--wide", help="Every column, however wide the table (default: fit the terminal).")]
@@ -114,6 +131,35 @@ def parse_efforts(value: str | None, models: list[str]) -> list[str | None]:
     return [None if v == DEFAULT_WORD else v for v in items]
 
 
+def check_models(specs: list[str]) -> None:
+    """A spec without a known backend: one line, with ``openai/NAME`` suggested for a
+    bare model name (``-m gpt-4o``)."""
+    from evals.runner import runner_families
+
+    families = runner_families()
+    for spec in specs:
+        family, slash, name = spec.partition("/")
+        if family in families:
+            continue
+        hint = f"did you mean openai/{spec}? " if not slash else ""
+        fail(f"-m {spec!r}: no backend {family!r}; {hint}a model spec is BACKEND/NAME "
+             f"(backends: {', '.join(sorted(families))}), or gold")
+
+
+def resolve_setting(name: str | None, settings: list[str], flag: str) -> str | None:
+    """A setting as typed (``effort=low``) -> the run's setting it names: itself, or the
+    one setting holding all its fields (``effort=low,n=4``); ambiguous or absent: fail."""
+    if name is None or name in settings:
+        return name
+    wanted = set(name.split(","))
+    matches = [s for s in settings if wanted <= set(s.split(","))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        fail(f"{flag} {name!r} matches several settings ({', '.join(matches)}); name one")
+    fail(f"{flag} {name!r} is not a setting of this run (settings: {', '.join(settings)})")
+
+
 def parse_budgets(value: str | None) -> list[int | None]:
     """``--thinking-budget``: token counts >= 0, or none/default for no budget."""
     if value is None:
@@ -198,6 +244,7 @@ def run(
     if (limit is not None and limit < 1) or (max_tokens is not None and max_tokens < 1) \
             or retries < 0 or timeout <= 0:
         fail("--limit and --max-tokens must be >= 1, --retries >= 0 and --timeout > 0")
+    check_models(model)
     budgets = parse_budgets(thinking_budget)
     efforts = parse_efforts(effort, list(model))
     options = parse_pairs(model_option, "-M")
@@ -483,6 +530,9 @@ def compare(
         logs.append(open_run(results_dir, run_id)[0])
     if run_b is None and not (setting_b or model_b):
         fail("within one run, name what to compare: --setting-b or --model-b")
+    names = [[s["name"] for s in log.read_meta().get("settings", [])] for log in logs]
+    setting_a = resolve_setting(setting_a, names[0], "--setting-a")
+    setting_b = resolve_setting(setting_b, names[1], "--setting-b")
     try:
         rows = paired(Side(logs[0].samples_path, run_a, setting_a, model_a),
                       Side(logs[1].samples_path, run_b or run_a, setting_b, model_b), task)

@@ -436,3 +436,29 @@ def test_validate_without_a_reachable_hub_fails_at_once_with_its_message(tmp_pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "gpqa: cannot load Idavidrein/gpqa" in lines[0]
     assert "-T path=sample" in lines[0] and "hub.invalid could not be reached" in lines[0]
+
+
+def test_a_bare_model_name_suggests_the_openai_backend(tmp_path):
+    result = run_cli("run", "arithmetic", "-m", "gpt-4o", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "did you mean openai/gpt-4o?" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_shows_no_type_beside_flags_and_lists_the_efforts():
+    text = run_cli("run", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--no-cache" in text and "<bool>" not in text and "<int>" in text
+    effort = next(line for line in text.splitlines() if "--effort" in line)
+    assert "none, minimal, low, medium, high" in effort
+
+
+def test_compare_matches_a_setting_by_its_unambiguous_fields(grid_run):
+    res, _ = grid_run
+    result = run_cli("compare", "grid", "--setting-a", "effort=low", "--setting-b",
+                     "effort=high", "--task", "arithmetic", "--results-dir", str(res), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["a"], r["b"]) for r in rows] == [("grid gold effort=low,n=2",
+                                                 "grid gold effort=high,n=2")], rows
+    vague = run_cli("compare", "grid", "--setting-a", "n=2", "--setting-b", "effort=high",
+                    "--results-dir", str(res))
+    assert vague.returncode == 2 and "matches several settings" in vague.stderr
