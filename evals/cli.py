@@ -104,6 +104,13 @@ def hub_guard(wait: float = 2.0) -> None:
         _hub_note = f" (the hub at {host} could not be reached, so evals used offline mode)"
 
 
+def task_failure(error: TaskError) -> str:
+    """A task's error, saying the hub was unreachable when hub_guard made it offline
+    and the task went to the hub (its client was imported)."""
+    went = "huggingface_hub" in sys.modules or "datasets" in sys.modules
+    return str(error) + (_hub_note if went else "")
+
+
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -141,14 +148,15 @@ def check_models(specs: list[str]) -> None:
         family, slash, name = spec.partition("/")
         if family in families:
             continue
-        hint = f"did you mean openai/{spec}? " if not slash else ""
-        fail(f"-m {spec!r}: no backend {family!r}; {hint}a model spec is BACKEND/NAME "
-             f"(backends: {', '.join(sorted(families))}), or gold")
+        hint = f"; did you mean openai/{spec}?" if not slash else ""
+        fail(f"unknown model {spec!r}: no backend {family!r} (known: "
+             f"{', '.join(sorted(families))}; a spec is BACKEND/NAME){hint}")
 
 
 def resolve_setting(name: str | None, settings: list[str], flag: str) -> str | None:
     """A setting as typed (``effort=low``) -> the run's setting it names: itself, or the
-    one setting holding all its fields (``effort=low,n=4``); ambiguous or absent: fail."""
+    one setting holding all its fields (``effort=low,n=4``); ambiguous: fail. A name
+    nothing matches is kept: the comparison then says what there is."""
     if name is None or name in settings:
         return name
     wanted = set(name.split(","))
@@ -157,7 +165,7 @@ def resolve_setting(name: str | None, settings: list[str], flag: str) -> str | N
         return matches[0]
     if matches:
         fail(f"{flag} {name!r} matches several settings ({', '.join(matches)}); name one")
-    fail(f"{flag} {name!r} is not a setting of this run (settings: {', '.join(settings)})")
+    return name
 
 
 def parse_budgets(value: str | None) -> list[int | None]:
@@ -334,7 +342,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
             stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
                 live_progress(s, run_id, progress)))
     except TaskError as e:
-        fail(str(e) + _hub_note, EXIT_FAILED)
+        fail(task_failure(e), EXIT_FAILED)
     except (ConfigError, FatalRunError, ValueError) as e:
         fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
@@ -622,7 +630,7 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
             _print_checks(config)
             execute(config, log, sys.argv)
         except TaskError as e:
-            fail(str(e) + _hub_note, EXIT_FAILED)
+            fail(task_failure(e), EXIT_FAILED)
         except (ConfigError, ValueError) as e:
             fail(str(e), EXIT_FAILED)
         records = list(iter_records(log.samples_path))
