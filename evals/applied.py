@@ -145,5 +145,7 @@ def run_flags(records_paths: Iterable, tasks: list[str] | None = None,
         for f in compute_flags(iter_records(path)):
             if (tasks and f.task not in tasks) or (models and f.model not in models):
                 continue
+            if f.model == "gold" or f.model.startswith("gold/"):
+                continue  # the reference answers: compute settings do not reach it
             seen.setdefault((f.task, f.model, f.kind, f.settings), f)
     return list(seen.values())

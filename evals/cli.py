@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from evals.config import STANDARD_EFFORTS, declared_efforts
 from evals.runner import ConfigError
 from evals.task import TaskError
 
@@ -24,16 +25,90 @@ def _mount_sandbox() -> None:
 
 _mount_sandbox()
 
+
+def _hide_flag_types() -> None:
+    """Newer typer writes ``<bool>`` beside every flag in --help, as if it took a value."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # an older typer: it writes no type for flags
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where runs are written.")]
+Wide = Annotated[bool, typer.Option(
+    "--wide", help="Every column, however wide the table (default: fit the terminal).")]
+AllK = Annotated[bool, typer.Option(
+    "--all-k", help="Every k of pass@k/maj@k/best@k (default: k = samples; @1 repeats accuracy).")]
+MaxErrorShare = Annotated[float, typer.Option(
+    "--max-error-share", min=0.0, max=1.0,
+    help="Share of generations that may still be errors after every retry without "
+         "exit code 3 (default 0: any error fails the command).")]
 TaskParams = Annotated[Optional[list[str]], typer.Option(
     "-T", "--task-param", help="Task parameter key=value (or task.key=value for one task).")]
 TasksDirs = Annotated[Optional[list[str]], typer.Option(
     "--tasks-dir", help="Directory or file of private task plugins (repeatable).")]
 
 
-def fail(message: str, code: int = 2) -> None:
+# Exit codes (docs/cli.md): 0 success; 1 a task, its data, the endpoint or the key failed;
+# 2 bad input (a malformed option, nothing to read); 3 the run finished with more errored
+# generations than --max-error-share allows, after every retry; 130 interrupted.
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ERRORS, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
+
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_hub_note = ""  # set when hub_guard turned offline mode on; added to a task's error
+
+
+def hub_guard(wait: float = 2.0) -> None:
+    """Without a network the hub client retries for half a minute (``Retrying in 8s``)
+    before a task can say it cannot load its data. When the hub's host does not resolve
+    within ``wait`` seconds, turn its offline mode on before it is imported: a cached
+    dataset still loads, a missing one fails at once with the task's own message."""
+    import os
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    global _hub_note
+    if any(os.environ.get(v, "").strip() for v in (*_OFFLINE_VARS, "TRANSFORMERS_OFFLINE")):
+        return
+    host = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    resolved: list[bool] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            resolved.append(True)
+        except (OSError, UnicodeError):
+            pass
+
+    probe = threading.Thread(target=resolve, daemon=True)
+    probe.start()
+    probe.join(wait)
+    if not resolved:
+        for name in _OFFLINE_VARS:
+            os.environ[name] = "1"
+        _hub_note = f" (the hub at {host} could not be reached, so evals used offline mode)"
+
+
+def task_failure(error: TaskError) -> str:
+    """A task's error, saying the hub was unreachable when hub_guard made it offline
+    and the task went to the hub (its client was imported)."""
+    went = "huggingface_hub" in sys.modules or "datasets" in sys.modules
+    return str(error) + (_hub_note if went else "")
 
 
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
@@ -46,14 +121,67 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def split_list(value: str | None, kind=str) -> list:
+DEFAULT_WORD = "default"  # in a grid: a setting that sends no effort or budget
+
+
+def parse_efforts(value: str | None, models: list[str]) -> list[str | None]:
+    """``--effort``: levels of the backend's scale, case-insensitive, comma-separated."""
     if value is None:
         return [None]
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    try:
-        return [None if v.lower() in ("none", "default") else kind(v) for v in items] or [None]
-    except ValueError:
-        fail(f"{value!r} is not a comma-separated list of {kind.__name__}")
+    allowed = declared_efforts(models)
+    valid = f"valid values: {', '.join(allowed)}, {DEFAULT_WORD} (no effort sent)"
+    items = [v.strip().lower() for v in value.split(",")]
+    for item in items:
+        if item != DEFAULT_WORD and item not in allowed:
+            fail(f"--effort {value!r}: {item!r} is not an effort level; {valid}"
+                 if item else f"--effort {value!r}: an empty level; {valid}")
+    return [None if v == DEFAULT_WORD else v for v in items]
+
+
+def check_models(specs: list[str]) -> None:
+    """A spec without a known backend: one line, with ``openai/NAME`` suggested for a
+    bare model name (``-m gpt-4o``)."""
+    from evals.runner import runner_families
+
+    families = runner_families()
+    for spec in specs:
+        family, slash, name = spec.partition("/")
+        if family in families:
+            continue
+        hint = f"; did you mean openai/{spec}?" if not slash else ""
+        fail(f"unknown model {spec!r}: no backend {family!r} (known: "
+             f"{', '.join(sorted(families))}; a spec is BACKEND/NAME){hint}")
+
+
+def resolve_setting(name: str | None, settings: list[str], flag: str) -> str | None:
+    """A setting as typed (``effort=low``) -> the run's setting it names: itself, or the
+    one setting holding all its fields (``effort=low,n=4``); ambiguous: fail. A name
+    nothing matches is kept: the comparison then says what there is."""
+    if name is None or name in settings:
+        return name
+    wanted = set(name.split(","))
+    matches = [s for s in settings if wanted <= set(s.split(","))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        fail(f"{flag} {name!r} matches several settings ({', '.join(matches)}); name one")
+    return name
+
+
+def parse_budgets(value: str | None) -> list[int | None]:
+    """``--thinking-budget``: token counts >= 0, or none/default for no budget."""
+    if value is None:
+        return [None]
+    out: list[int | None] = []
+    for item in (v.strip().lower() for v in value.split(",")):
+        if item in ("none", DEFAULT_WORD):
+            out.append(None)
+        elif item.isdigit():
+            out.append(int(item))
+        else:
+            fail(f"--thinking-budget {value!r}: {item!r} is not a budget; valid values: "
+                 f"token counts >= 0, or none/{DEFAULT_WORD} (no budget sent)")
+    return out
 
 
 @app.command("list")
@@ -87,8 +215,11 @@ def run(
         "-M", "--model-option", help="Backend option key=value (all models) or SPEC@key=value (one).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="First N samples of each task.")] = None,
     samples: Annotated[int, typer.Option(help="Generations per problem.")] = 1,
-    effort: Annotated[Optional[str], typer.Option(help="Reasoning efforts, comma-separated.")] = None,
-    thinking_budget: Annotated[Optional[str], typer.Option(help="Thinking-token budgets, comma-separated.")] = None,
+    effort: Annotated[Optional[str], typer.Option(
+        help=f"Reasoning efforts, comma-separated, any case: {', '.join(STANDARD_EFFORTS)} "
+             f"(openai/ also xhigh), or {DEFAULT_WORD} (none sent).")] = None,
+    thinking_budget: Annotated[Optional[str], typer.Option(
+        help=f"Thinking-token budgets, comma-separated: counts >= 0, or {DEFAULT_WORD}.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Completion token limit.")] = None,
     temperature: Annotated[Optional[float], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
@@ -105,49 +236,58 @@ def run(
     tasks_dir: TasksDirs = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")] = False,
     progress: Annotated[bool, typer.Option(help="Live progress display.")] = True,
+    max_error_share: MaxErrorShare = 0.0,
+    wide: Wide = False,
+    all_k: AllK = False,
 ) -> None:
-    """Run tasks x models x compute settings; resumable with --run-id."""
+    """Run tasks x models x compute settings; resumable with --run-id.
+
+    Exit codes: 0 done; 1 a task, the endpoint or the key failed; 2 bad input;
+    3 errors remain after every retry (beyond --max-error-share); 130 interrupted.
+    """
     from evals.config import RunConfig
 
     if samples < 1 or concurrency < 1:
         fail("--samples and --concurrency must be at least 1")
-    if (limit is not None and limit < 0) or (max_tokens is not None and max_tokens < 1) \
+    if (limit is not None and limit < 1) or (max_tokens is not None and max_tokens < 1) \
             or retries < 0 or timeout <= 0:
-        fail("--limit must be >= 0, --max-tokens >= 1, --retries >= 0 and --timeout > 0")
-    budgets = split_list(thinking_budget, int)
-    if any(b is not None and b < 0 for b in budgets):
-        fail(f"--thinking-budget {thinking_budget!r}: budgets are token counts >= 0")
+        fail("--limit and --max-tokens must be >= 1, --retries >= 0 and --timeout > 0")
+    check_models(model)
+    budgets = parse_budgets(thinking_budget)
+    efforts = parse_efforts(effort, list(model))
     options = parse_pairs(model_option, "-M")
     if base_url:
         options["base_url"] = base_url
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
-        model_options=options, efforts=split_list(effort), thinking_budgets=budgets,
+        model_options=options, efforts=efforts, thinking_budgets=budgets,
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
-    _execute(config, results_dir, run_id, progress)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
 
 
 @app.command()
 def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
-           progress: bool = True) -> None:
-    """Resume an interrupted run with the configuration it was started with."""
+           progress: bool = True, max_error_share: MaxErrorShare = 0.0,
+           wide: Wide = False, all_k: AllK = False) -> None:
+    """Resume an interrupted run with the configuration it was started with (exit codes
+    as `evals run`'s)."""
     from evals.config import RunConfig
 
     log, meta = open_run(results_dir, run_id)
     try:
         config = RunConfig.from_json(meta.get("config") or {}, str(log.meta_path))
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     if any(v == "***" for v in config.model_options.values()):
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
         config.concurrency = concurrency
-    _execute(config, results_dir, run_id, progress)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
 
 
 def _terminate(signum, frame) -> None:
@@ -164,7 +304,7 @@ def open_run(results_dir: Path, run_id: str):
     try:
         return log, log.read_meta()
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
 
 
 def check_results_dir(results_dir: Path) -> None:
@@ -172,14 +312,28 @@ def check_results_dir(results_dir: Path) -> None:
         fail(f"--results-dir {results_dir} is a file, not a directory")
 
 
-def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> None:
+def require_runs(results_dir: Path) -> None:
+    """Readers of a results directory: one line and exit 2 when there is no run to read
+    (a mistyped --results-dir would otherwise give an empty table and exit 0)."""
+    from evals.records import RUN_FILE
+
+    check_results_dir(results_dir)
+    if not results_dir.is_dir() or not any(results_dir.glob(f"*/{RUN_FILE}")):
+        where = "does not exist" if not results_dir.exists() else "holds no run (no */run.json)"
+        fail(f"--results-dir {results_dir} {where}")
+
+
+def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
+             max_error_share: float = 0.0, wide: bool = False, all_k: bool = False) -> None:
     import signal
 
+    from evals.leaderboard import print_table
     from evals.progress import console, live_progress, summary_table
     from evals.records import RunLog, new_run_id
     from evals.run import FatalRunError, execute
 
     check_results_dir(results_dir)
+    hub_guard()
     signal.signal(signal.SIGTERM, _terminate)
     run_id = run_id or new_run_id()
     log = RunLog(results_dir / run_id)
@@ -187,26 +341,40 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool) -> N
         with ExitStack() as display:  # the live line starts once the run knows its totals
             stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
                 live_progress(s, run_id, progress)))
-    except (TaskError, ConfigError, FatalRunError, ValueError) as e:
-        fail(str(e), 1)
+    except TaskError as e:
+        fail(task_failure(e), EXIT_FAILED)
+    except (ConfigError, FatalRunError, ValueError) as e:
+        fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted; resume with: evals resume {run_id} --results-dir {results_dir}",
                     err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     rows = _summary_rows(log)
-    console.print(summary_table(rows, f"run {run_id}"))
+    print_table(summary_table(_table_rows(rows, all_k), f"run {run_id}", wide), wide)  # results: stdout; logs: stderr
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
+    if error_share_exceeded(stats.errors, stats.total, max_error_share):
+        fail(f"{stats.errors} of {stats.total} generations are errors after every retry "
+             f"(allowed share {max_error_share:g}, --max-error-share); "
+             f"resume with: evals resume {run_id} --results-dir {results_dir}", EXIT_ERRORS)
+
+
+def error_share_exceeded(errors: int, total: int, allowed: float) -> bool:
+    return errors > 0 and errors > allowed * total
 
 
 def _summary_rows(log, rescored: bool = False) -> list[dict]:
-    from dataclasses import asdict
-
-    from evals.leaderboard import task_summary_rows
+    from evals.leaderboard import metric_dicts, sort_rows, task_summary_rows
     from evals.metrics_columnar import aggregate
 
-    rows = [asdict(r) for r in aggregate(log.records_path(rescored)).metric_rows()]
-    return rows + task_summary_rows(log, rescored)
+    rows = metric_dicts(aggregate(log.records_path(rescored)))
+    return sort_rows(rows + task_summary_rows(log, rescored))
+
+
+def _table_rows(rows: list[dict], all_k: bool) -> list[dict]:
+    from evals.leaderboard import informative
+
+    return rows if all_k else informative(rows)
 
 
 Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore` output where present.")]
@@ -215,17 +383,18 @@ Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore`
 @app.command()
 def show(run_id: str, results_dir: ResultsDir = Path("results"),
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-         rescored: Rescored = False) -> None:
+         rescored: Rescored = False, wide: Wide = False, all_k: AllK = False) -> None:
     """A run's configuration, status and metrics."""
     import orjson
 
+    from evals.leaderboard import print_table
     from evals.progress import summary_table
 
     log, meta = open_run(results_dir, run_id)
     try:
         rows = _summary_rows(log, rescored)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     from evals.applied import render_flags, run_flags
 
     flags = run_flags([log.records_path(rescored)])
@@ -237,14 +406,60 @@ def show(run_id: str, results_dir: ResultsDir = Path("results"),
         return
     from rich.console import Console
 
-    out = Console()
-    out.print(f"[bold]{run_id}[/] {meta['status']}  started {meta['started']}  ended {meta.get('ended')}")
-    out.print(f"tasks {', '.join(meta['config']['tasks'])}; models {', '.join(meta['config']['models'])}; "
-              f"settings {', '.join(s['name'] for s in meta['settings'])}")
-    out.print(summary_table(rows, "metrics"))
+    out = Console(highlight=False)
+    for line in run_overview(meta):
+        out.print(line, markup=False)
+    if rows:
+        print_table(summary_table(_table_rows(rows, all_k), "metrics", wide), wide)
     if flags:  # settings that are not the computes they were asked to be (evals.applied)
-        out.print(render_flags(flags), end="", markup=False, highlight=False,
-                  soft_wrap=True)
+        out.print(render_flags(flags), end="", markup=False, highlight=False)
+
+
+def _endpoint(url: str) -> str:
+    """An endpoint with any user:password@ and secrets masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from evals.redact import scrub
+
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return scrub(urlunsplit(parts))
+
+
+def run_overview(meta: dict) -> list[str]:
+    """What `evals show` prints above the table: status, why a run failed, and what
+    decided the numbers (tasks, models, settings, -T, --limit, sampling, endpoint)."""
+    config = meta.get("config") or {}
+    lines = [f"{meta.get('run_id', '?')} {meta.get('status')}  started {meta.get('started')}"
+             f"  ended {meta.get('ended')}"]
+    if meta.get("error"):
+        lines.append(f"reason: {meta['error']}")
+    counts = meta.get("counts") or {}
+    if counts:
+        lines.append(f"generations {counts.get('done')}/{counts.get('generations')}, "
+                     f"errors {counts.get('errors')}, cached {counts.get('cached')}")
+    lines.append(f"tasks {', '.join(config.get('tasks') or [])}; "
+                 f"models {', '.join(config.get('models') or [])}")
+    lines.append(f"settings {', '.join(s['name'] for s in meta.get('settings') or [])}")
+    params = config.get("task_params") or {}
+    lines.append("task parameters " + (" ".join(f"-T {k}={v}" for k, v in params.items())
+                                       or "(defaults)"))
+    sampling = [f"limit {config.get('limit') if config.get('limit') is not None else 'all'}",
+                f"samples {config.get('samples', 1)}"]
+    sampling += [f"{name} {config[name]}" for name in ("max_tokens", "temperature", "seed")
+                 if config.get(name) is not None]
+    lines.append(", ".join(sampling))
+    options = config.get("model_options") or {}
+    urls = {k: v for k, v in options.items() if k.rpartition("@")[2] == "base_url"}
+    if any(not m.startswith("gold") for m in config.get("models") or []):
+        lines.append("endpoint " + (", ".join(
+            _endpoint(v) + (f" ({k.rpartition('@')[0]})" if "@" in k else "")
+            for k, v in urls.items()) or "default (OPENAI_BASE_URL, else OpenAI)"))
+    others = {k: v for k, v in options.items() if k not in urls}
+    if others:
+        lines.append("model options " + " ".join(f"-M {k}={v}" for k, v in others.items()))
+    return lines
 
 
 @app.command()
@@ -255,11 +470,13 @@ def leaderboard(
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
     rescored: Rescored = False,
+    wide: Wide = False,
+    all_k: AllK = False,
 ) -> None:
     """One table over every run in the results directory."""
-    from evals.leaderboard import build_rows, render
+    from evals.leaderboard import build_rows, print_table, render
 
-    check_results_dir(results_dir)
+    require_runs(results_dir)
     if format == "html":
         if output is None:
             fail("--format html needs -o FILE")
@@ -269,8 +486,10 @@ def leaderboard(
     try:
         rows = build_rows(results_dir, tasks=task, models=model, rescored=rescored)
     except ValueError as e:
-        fail(str(e), 1)
-    text = render(rows, format)
+        fail(str(e), EXIT_FAILED)
+    if format in ("table", "markdown"):  # csv and json keep every row
+        rows = _table_rows(rows, all_k)
+    text = render(rows, format, wide)
     if output:  # a file gets Markdown where the terminal gets a rich table
         output.write_text(text if isinstance(text, str) else render(rows, "markdown"))
     elif format == "table":
@@ -278,11 +497,10 @@ def leaderboard(
 
         from evals.applied import render_flags, run_flags
         from evals.records import find_runs
-        Console().print(text)
+        print_table(text, wide)
         flags = run_flags((log.records_path(rescored) for log in find_runs(results_dir)),
                           task, model)
-        Console().print(render_flags(flags), end="", markup=False, highlight=False,
-                        soft_wrap=True)
+        Console().print(render_flags(flags), end="", markup=False, highlight=False)
     else:
         sys.stdout.write(text)
 
@@ -300,10 +518,11 @@ def report(
 
     if x_axis not in ("tokens", "cost", "auto"):
         fail(f"--x-axis {x_axis!r}: expected tokens, cost or auto")
+    require_runs(results_dir)
     try:
         path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     typer.echo(f"report -> {path}")
 
 
@@ -333,16 +552,19 @@ def compare(
         logs.append(open_run(results_dir, run_id)[0])
     if run_b is None and not (setting_b or model_b):
         fail("within one run, name what to compare: --setting-b or --model-b")
+    names = [[s["name"] for s in log.read_meta().get("settings", [])] for log in logs]
+    setting_a = resolve_setting(setting_a, names[0], "--setting-a")
+    setting_b = resolve_setting(setting_b, names[1], "--setting-b")
     try:
         rows = paired(Side(logs[0].samples_path, run_a, setting_a, model_a),
                       Side(logs[1].samples_path, run_b or run_a, setting_b, model_b), task)
     except ValueError as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     if not rows:
         settings = sorted({s["name"] for log in logs for s in log.read_meta().get("settings", [])})
         models = sorted({m for log in logs for m in log.read_meta()["config"]["models"]})
         fail("nothing to compare: no task, model and setting with shared scored problems "
-             f"(settings here: {', '.join(settings)}; models: {', '.join(models)})", 1)
+             f"(settings here: {', '.join(settings)}; models: {', '.join(models)})", EXIT_FAILED)
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -361,13 +583,14 @@ def compare(
 
 @app.command()
 def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: TasksDirs = None,
-            task_param: TaskParams = None) -> None:
+            task_param: TaskParams = None, wide: Wide = False, all_k: AllK = False) -> None:
     """Score a run's stored completions again with the current scorers (no model calls).
 
     Writes RUN/samples.rescored.jsonl beside the original records; read it with
     `evals show RUN --rescored` or `evals leaderboard --rescored`. `-T` overrides the
     run's task parameters (`-T timeout=60` settles math checks that timed out).
     """
+    from evals.leaderboard import print_table
     from evals.progress import console, summary_table
     from evals.rescore import rescore as run_rescore
 
@@ -375,13 +598,13 @@ def rescore(run_id: str, results_dir: ResultsDir = Path("results"), tasks_dir: T
     try:
         summary = run_rescore(log, tasks_dir, task_params=parse_pairs(task_param, "-T"))
     except (TaskError, ConfigError, ValueError) as e:
-        fail(str(e), 1)
+        fail(str(e), EXIT_FAILED)
     before = {(r["task"], r["model"], r["setting"], r["metric"]): r for r in _summary_rows(log)}
     after = _summary_rows(log, rescored=True)
     for row in after:
         old = before.get((row["task"], row["model"], row["setting"], row["metric"]))
         row["metric"] += "" if old is None else f" (was {old['value']:.3f})"
-    console.print(summary_table(after, f"run {run_id}, rescored"))
+    print_table(summary_table(_table_rows(after, all_k), f"run {run_id}, rescored", wide), wide)
     console.print(f"{summary.rescored} generations rescored, {summary.changed} changed, "
                   f"{summary.skipped} skipped -> {log.dir / 'samples.rescored.jsonl'}")
 
@@ -411,25 +634,31 @@ def validate(task: str, task_param: TaskParams = None, tasks_dir: TasksDirs = No
     from evals.config import RunConfig
     from evals.run import execute
 
+    if limit is not None and limit < 1:
+        fail("--limit must be >= 1")
     config = RunConfig(tasks=[task], models=["gold"], task_params=parse_pairs(task_param, "-T"),
                        tasks_dirs=list(tasks_dir or []), limit=limit, cache=False)
+    hub_guard()
     with tempfile.TemporaryDirectory() as tmp:
         log = RunLog(Path(results_dir or tmp) / f"validate-{task}-{new_run_id()}")
         try:
             _print_checks(config)
             execute(config, log, sys.argv)
-        except (TaskError, ConfigError, ValueError) as e:
-            fail(str(e), 1)
+        except TaskError as e:
+            fail(task_failure(e), EXIT_FAILED)
+        except (ConfigError, ValueError) as e:
+            fail(str(e), EXIT_FAILED)
         records = list(iter_records(log.samples_path))
     bad = [r for r in records if r.get("score") != 1.0]
     if not records:
-        fail(f"task {task!r} has no samples", 1)
+        fail(f"task {task!r} has no samples", EXIT_FAILED)
     if bad:
         for r in bad[:10]:
             typer.echo(f"  {r['sample_id']}: {r.get('status')} answer={r.get('answer')!r} "
                        f"target={r.get('target')!r} {r.get('explanation') or r.get('error') or ''}",
                        err=True)
-        fail(f"task {task!r} scored {len(records) - len(bad)}/{len(records)} with the gold runner", 1)
+        fail(f"task {task!r} scored {len(records) - len(bad)}/{len(records)} with the gold runner",
+             EXIT_FAILED)
     typer.echo(f"{task}: {len(records)}/{len(records)} samples correct with the gold runner")
 
 

@@ -16,6 +16,37 @@ from evals.redact import scrub_options
 from evals.runner import ConfigError
 
 
+# Reasoning effort, least compute first: what OpenAI-style servers accept as
+# ``reasoning_effort``. Every backend accepts the standard levels; one that accepts more
+# declares them as an ``efforts`` attribute of its factory (or is listed in
+# BACKEND_EFFORTS). Settings sort by this scale (leaderboard, report).
+EFFORT_SCALE = ("none", "minimal", "low", "medium", "high", "xhigh")
+STANDARD_EFFORTS = EFFORT_SCALE[:5]
+BACKEND_EFFORTS = {"openai": ("xhigh",)}  # OpenAI's newest models go above high
+
+
+def declared_efforts(models: list[str]) -> list[str]:
+    """The effort levels every one of ``models`` accepts, on EFFORT_SCALE's order."""
+    from evals.runner import runner_families
+
+    allowed = set(EFFORT_SCALE)
+    for spec in models:
+        family = spec.partition("/")[0]
+        extra = set(BACKEND_EFFORTS.get(family, ()))
+        factory = runner_families().get(family)
+        extra |= set(getattr(factory, "efforts", ()) or ())
+        allowed &= set(STANDARD_EFFORTS) | extra
+    return sorted(allowed, key=effort_rank)
+
+
+def effort_rank(effort: str | None) -> float:
+    """Where an effort sits on EFFORT_SCALE: no effort first, unknown levels last."""
+    if effort is None:
+        return -1
+    effort = effort.lower()
+    return EFFORT_SCALE.index(effort) if effort in EFFORT_SCALE else len(EFFORT_SCALE)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One point on the compute axis. It is data on every request and record."""

@@ -107,6 +107,17 @@ class CostRow:
     effort: str | None = None
     thinking_budget: int | None = None
     max_tokens: int | None = None
+    # Shares of scored generations whose answer was never judged (see VERDICT_FAILURES),
+    # on length_share's basis: non-error records, cached re-scores not counted again.
+    no_answer_share: float | None = None
+    timeout_share: float | None = None
+    parse_failure_share: float | None = None
+
+
+# A scored status -> the failure share it counts in: nothing extracted, the verifier
+# out of time, the answer or the verifier's input not parsed (math's checker failing).
+VERDICT_FAILURES = {"no_answer": 0, "timeout": 1, "parse_error": 2, "verifier_error": 2}
+FAILURE_SHARES = ("no_answer_share", "timeout_share", "parse_failure_share")
 
 
 def default_ks(n: int) -> list[int]:
@@ -151,7 +162,7 @@ _INTERN_LIMIT = 1_000_000  # distinct (score, answer) tuples shared; beyond, sto
 class _Group:
     __slots__ = ("key", "settings", "problems", "records", "error_records", "prompt",
                  "completion", "reasoning", "cost", "cost_known", "latencies", "length",
-                 "finished", "ranked", "budget", "budget_use", "over_budget")
+                 "finished", "ranked", "budget", "budget_use", "over_budget", "failures")
 
     def __init__(self, key: GroupKey, settings: Mapping[str, Any] | None):
         self.key = key
@@ -172,6 +183,7 @@ class _Group:
         self.budget = self.settings.get("thinking_budget") or 0
         self.budget_use = 0.0  # sum over non-error records of reasoning tokens / budget
         self.over_budget = 0
+        self.failures = [0, 0, 0]  # non-error records by VERDICT_FAILURES
 
 
 class Aggregator:
@@ -258,6 +270,9 @@ class Aggregator:
                     g.latencies.append(lat)
                 if rec.get("finish_reason") == "length":
                     g.length += 1
+                failure = VERDICT_FAILURES.get(rec.get("status"))
+                if failure is not None:
+                    g.failures[failure] += 1
                 if g.budget and (usage := rec.get("usage")):
                     use = (usage.get("reasoning") or 0.0) / g.budget
                     g.budget_use += use
@@ -355,7 +370,7 @@ class Aggregator:
             out[key] = cost_row(key, g.settings, len(g.problems), scored, errors, correct,
                                 g.records, (g.prompt, g.completion, g.reasoning), g.cost,
                                 g.cost_known, _latency(g.latencies), g.length, g.finished,
-                                g.budget_use, g.over_budget)
+                                g.budget_use, g.over_budget, g.failures)
         return out
 
 
@@ -413,9 +428,10 @@ def _latency(values: array) -> tuple[float | None, float | None]:
 def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: int,
              errors: int, correct: float, records: int, tokens: tuple[float, float, float],
              cost: float, cost_known: bool, latency: tuple[float | None, float | None],
-             length: int, finished: int, budget_use: float, over_budget: int) -> CostRow:
+             length: int, finished: int, budget_use: float, over_budget: int,
+             failures: Sequence[int] = (0, 0, 0)) -> CostRow:
     """A CostRow from one group's sums (see CostRow for the definitions);
-    ``latency``: (mean, p90)."""
+    ``latency``: (mean, p90); ``failures``: non-error records by VERDICT_FAILURES."""
     per = 1.0 / problems if problems else math.nan
     budget = settings.get("thinking_budget")
     return CostRow(
@@ -430,7 +446,9 @@ def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: 
         budget_use=budget_use / finished if budget and finished else None,
         over_budget_share=over_budget / finished if budget and finished else None,
         effort=settings.get("effort"), thinking_budget=budget,
-        max_tokens=settings.get("max_tokens"))
+        max_tokens=settings.get("max_tokens"),
+        **{name: count / finished if finished else None
+           for name, count in zip(FAILURE_SHARES, failures)})
 
 
 def assemble_rows(key: GroupKey, settings: Mapping[str, Any], samples: int, errors: int,

@@ -31,7 +31,7 @@ from evals.metrics import (
     assemble_rows, best_values, cost_row,
 )
 from evals.records import iter_records
-from evals.score_index import CACHED, ERROR, LENGTH, USAGE, StaleIndex
+from evals.score_index import CACHED, ERROR, LENGTH, NO_ANSWER, PARSE, TIMEOUT, USAGE, StaleIndex
 
 # Below this, parsing the JSON takes well under a second and numpy/pandas would
 # cost more to import than they save.
@@ -170,6 +170,7 @@ class ColumnarMetrics:
         self.tokens = [zeros(), zeros(), zeros()]
         self.unknown_cost, self.finished, self.length, self.over_budget, ranks_seen = (
             zeros(), zeros(), zeros(), zeros(), zeros())
+        self.failures = [zeros(), zeros(), zeros()]  # evals.metrics.VERDICT_FAILURES
         latencies: list[list[Any]] = [[] for _ in range(G)]
         ferr = np.empty(F, dtype=bool)
         fscore = np.empty(F)
@@ -201,6 +202,8 @@ class ColumnarMetrics:
                 add(total, counted, chunk[name])
             add(self.finished, scored_new)
             add(self.length, scored_new & ((flags & LENGTH) != 0))
+            for total, bit in zip(self.failures, (NO_ANSWER, TIMEOUT, PARSE)):
+                add(total, scored_new & ((flags & bit) != 0))
             lat = chunk["latency"]
             has_lat = scored_new & ~np.isnan(lat)
             lat_g, lat_v = g[has_lat], lat[has_lat]
@@ -418,5 +421,6 @@ class ColumnarMetrics:
                 int(self.errors[g]), float(self.correct[g]), int(self.records[g]),
                 tuple(float(t[g]) for t in self.tokens), float(self.cost[g]),
                 bool(self.cost_known[g]), self.latency[g], int(self.length[g]),
-                int(self.finished[g]), float(self.budget_use[g]), int(self.over_budget[g]))
+                int(self.finished[g]), float(self.budget_use[g]), int(self.over_budget[g]),
+                [int(f[g]) for f in self.failures])
         return out

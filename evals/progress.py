@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from evals.leaderboard import format_value
+from evals.leaderboard import SHARE_COLUMNS, ci_bounds, fitted_table, share_cells, value_ci
 from evals.run import RunStats
 
 console = Console(stderr=True)
@@ -22,30 +22,73 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class ProgressLine:
-    """Rendered from RunStats at each refresh, so the hot path only bumps counters."""
+def _count(n: float) -> str:
+    """12, 1.2k, 3.4M: tokens in a few characters."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
 
-    def __init__(self, stats: RunStats, label: str):
+
+class ProgressLine:
+    """Rendered from RunStats at each refresh, so the hot path only bumps counters.
+
+    One line at any width: the parts that matter most stay (label, done/total, ETA,
+    errors), the others (running score per task, tokens, cost, elapsed, cached) are
+    added while they fit, and the bar takes what is left."""
+
+    def __init__(self, stats: RunStats, label: str, clock=time.monotonic):
         self.stats = stats
         self.label = label
+        self.clock = clock
 
-    def __rich__(self) -> Text:
+    def eta(self, now: float) -> str:
+        """From this session's rate since its first finished unit: the requests before
+        it only filled the pipeline, and resumed generations came free."""
         s = self.stats
-        elapsed = time.monotonic() - s.started
-        width = 30
-        frac = s.done / s.total if s.total else 1.0
-        bar = "━" * int(frac * width) + "╺" + " " * (width - int(frac * width))
-        # The ETA uses this session's rate only: resumed generations came free.
-        rate = (s.done - s.done_at_start) / elapsed if elapsed > 0 else 0
-        eta = _duration((s.total - s.done) / rate) if rate > 0 else "-:--:--"
+        if s.first_done_at is None or s.done <= s.first_done or now <= s.first_done_at:
+            return "-:--:--"
+        rate = (s.done - s.first_done) / (now - s.first_done_at)
+        return _duration((s.total - s.done) / rate)
+
+    def parts(self, now: float) -> list[tuple[str, str]]:
+        """(text, style) in the order they are given room."""
+        s = self.stats
         cost = f"${s.cost:.4f}" if s.cost_known else "cost n/a"
-        line = Text(f"{self.label} ")
-        line.append(bar[:width], "green")
-        line.append(f" {s.done}/{s.total} ", "bold")
-        line.append(f"errors {s.errors} ", "red" if s.errors else "dim")
-        line.append(f"tokens {s.prompt_tokens + s.completion_tokens:,} {cost} "
-                    f"cached {s.cached} elapsed {_duration(elapsed)} eta {eta}")
+        scores = " ".join(f"{task} {total / n:.2f}" for task, (total, n) in s.scores.items()
+                          if n)
+        return [(f"errors {s.errors}", "red" if s.errors else "dim"),
+                (scores, "cyan"),
+                (f"tokens {_count(s.prompt_tokens + s.completion_tokens)}", ""),
+                (cost, ""), (f"elapsed {_duration(now - s.started)}", "dim"),
+                (f"cached {s.cached}", "dim")]
+
+    def render(self, width: int) -> Text:
+        s = self.stats
+        now = self.clock()
+        head = f"{self.label[:max(20, width // 4)]} {s.done}/{s.total}"
+        tail = f"eta {self.eta(now)}"
+        used = len(head) + 1 + len(tail)
+        extra = []
+        for text, style in self.parts(now):
+            if text and used + 1 + len(text) <= width:
+                extra.append((text, style))
+                used += 1 + len(text)
+        bar_width = min(30, width - used - 2)
+        line = Text(head, "bold")
+        if bar_width >= 10:
+            frac = s.done / s.total if s.total else 1.0
+            filled = int(frac * bar_width)
+            line.append(" ")
+            line.append("━" * filled + " " * (bar_width - filled), "green")
+        for text, style in extra:
+            line.append(" ")
+            line.append(text, style)
+        line.append(" " + tail)
         return line
+
+    def __rich_console__(self, console, options):
+        yield self.render(options.max_width - 1)
 
 
 @contextmanager
@@ -58,12 +101,9 @@ def live_progress(stats: RunStats, label: str, enabled: bool = True) -> Iterator
         yield
 
 
-def summary_table(rows: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("task", "model", "setting", "metric", "value", "95% CI", "n", "errors"):
-        table.add_column(col, justify="right" if col in ("value", "n", "errors") else "left")
-    for r in rows:
-        ci = "" if r.get("ci_low") is None else f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        table.add_row(r["task"], r["model"], r["setting"], r["metric"], format_value(r["value"]),
-                      ci, str(r["n"]), str(r.get("errors", 0)))
-    return table
+def summary_table(rows: list[dict], title: str, wide: bool = False) -> Table:
+    columns = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors",
+               *SHARE_COLUMNS]
+    return fitted_table(title, columns, [
+        [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
+         str(r["n"]), str(r.get("errors", 0)), *share_cells(r)] for r in rows], wide=wide)

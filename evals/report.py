@@ -19,6 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
+from evals.leaderboard import cost_cell, share_cell, spend_tokens, tokens_cell
 from evals.metrics import CostRow
 from evals.report_data import Breakdown, Group, ReportData, collect
 from evals.report_svg import PALETTE, Point, fmt_cost, fmt_tokens, heatmap, scatter
@@ -120,6 +121,13 @@ def _latency(c: CostRow | None) -> str:
     return f"{c.latency_mean:.2f} / {c.latency_p90:.2f} s"
 
 
+def _failures(row: dict) -> str:
+    """The no-answer share, the timeout and parse-failure shares on hover (results.md)."""
+    tip = (f"verifier timeout {share_cell(row.get('timeout_share')) or 'n/a'}, "
+           f"parse failure {share_cell(row.get('parse_failure_share')) or 'n/a'}")
+    return f"<td class=\"share\" title=\"{tip}\">{share_cell(row.get('no_answer_share'))}</td>"
+
+
 def _at_k(row: dict | None) -> str:
     if row is None:
         return "<td></td>"
@@ -130,7 +138,7 @@ def _at_k(row: dict | None) -> str:
 # ------------------------------------------------------------------ leaderboard
 
 _HEAD = ["task", "model", "setting", "accuracy", "95% CI", "pass@K", "maj@K", "best@K",
-         "problems", "errors", "tokens / problem", "cost / problem", "latency mean / p90",
+         "problems", "errors", "no answer", "tokens", "$/problem", "latency mean / p90",
          "length-cut", "status"]
 
 
@@ -147,9 +155,10 @@ def _table(groups: list[Group]) -> str:
         last_task = g.task
         badge = ("bad" if g.status == "failed" else "warn" if incomplete or acc.get("errors")
                  else "")
-        tokens = "" if c is None else fmt_tokens(c.completion_tokens)
-        spend = ("" if c is None else f"prompt {c.prompt_tokens:,.0f}, completion "
-                 f"{c.completion_tokens:,.0f}, reasoning {c.reasoning_tokens:,.0f} per problem")
+        tokens = tokens_cell(spend_tokens(acc))  # one definition: docs/results.md
+        spend = ("" if acc.get("prompt_tokens") is None else
+                 f"per problem and generation: prompt {acc['prompt_tokens']:,.0f}, completion "
+                 f"{acc['completion_tokens']:,.0f}, reasoning {acc['reasoning_tokens']:,.0f}")
         body.append(
             f"<tr class=\"{' '.join(cls)}\" data-task=\"{escape(g.task)}\" "
             f"data-model=\"{escape(g.model)}\" data-setting=\"{escape(g.setting)}\" "
@@ -158,9 +167,9 @@ def _table(groups: list[Group]) -> str:
             f"<td><b>{_num(acc['value'])}</b></td><td class=\"ci\">{_ci(acc)}</td>"
             f"{_at_k(g.top('pass'))}{_at_k(g.top('maj'))}{_at_k(g.top('best'))}"
             f"<td>{acc['n']}</td><td class=\"err\">{acc.get('errors') or 0}</td>"
+            f"{_failures(acc)}"
             f"<td title=\"{escape(spend)}\">{tokens}</td>"
-            f"<td>{'' if c is None or c.cost_per_problem is None else fmt_cost(c.cost_per_problem)}"
-            f"</td><td>{_latency(c)}</td>"
+            f"<td>{cost_cell(acc.get('cost_per_problem'))}</td><td>{_latency(c)}</td>"
             f"<td>{'' if c is None or c.length_share is None else f'{c.length_share:.1%}'}</td>"
             f"<td class=\"l\" title=\"run {escape(g.run)}\"><span class=\"badge {badge}\">"
             f"{escape(g.status)}</span></td></tr>")
@@ -168,7 +177,8 @@ def _table(groups: list[Group]) -> str:
             f"<tbody>{''.join(body)}</tbody></table><p class=\"note\">Highlighted rows come "
             f"from runs that did not complete; a red error count means generations that "
             f"failed and were not scored. pass/maj/best are at the largest K (= samples per "
-            f"problem). Tokens and cost are per problem, all samples together.</p>")
+            f"problem). tokens and $/problem are what one generation spends per problem, as in "
+            f"the accuracy row of evals leaderboard; an @K metric spends K times that.</p>")
 
 
 # ------------------------------------------------------------------ plots

@@ -43,6 +43,22 @@ class RunStats:
     cost_known: bool = True
     done_at_start: int = 0
     started: float = field(default_factory=time.monotonic)
+    # The ETA's clock starts at this session's first finished unit (then `first_done`
+    # generations were done): before it, requests were only filling the pipeline.
+    first_done_at: float | None = None
+    first_done: int = 0
+    scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
+
+    def finish(self, generations: int, errors: int = 0) -> None:
+        self.done += generations
+        self.errors += errors
+        if self.first_done_at is None:
+            self.first_done_at, self.first_done = time.monotonic(), self.done
+
+    def score(self, task: str, value: float) -> None:
+        total = self.scores.setdefault(task, [0.0, 0])
+        total[0] += value
+        total[1] += 1
 
 
 class FatalRunError(Exception):
@@ -262,8 +278,10 @@ class Orchestrator:
         records.sort(key=lambda r: r["gen"])
         self.log.append(records)
         stats = self.stats
-        stats.done += len(records)
-        stats.errors += unscored + len(failed)
+        for record in records:
+            if record["score"] is not None:
+                stats.score(task.name, record["score"])
+        stats.finish(len(records), unscored + len(failed))
         for _, result in scored:
             stats.cached += result.cached
             stats.prompt_tokens += result.usage.prompt_tokens
@@ -485,12 +503,15 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
                                                  for s in settings],
         "versions": versions(), "git": git_revision(Path.cwd()),
         "started": meta.get("started", now), "resumed": meta.get("resumed", []),
-        "status": "running", "ended": None})
+        "status": "running", "ended": None, "error": None})
     if finished:
         meta["resumed"].append(now)
     log.write_meta(meta)
 
     stats.total, stats.done, stats.done_at_start = todo + finished, finished, finished
+    if finished:
+        _seed_from_index(stats, log, tasks, runners, settings)
+    stats.started = time.monotonic()  # elapsed counts this session's work, not its set-up
     status = "failed"
     try:
         if on_start:
@@ -502,6 +523,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except BaseException as e:  # why the run failed, for `evals show`
+        meta["error"] = scrub(str(e) or type(e).__name__)
+        raise
     finally:
         if cache is not None:
             cache.close()
@@ -511,6 +535,34 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
                                 "errors": stats.errors, "cached": stats.cached}})
         log.write_meta(meta)
     return stats
+
+
+def _seed_from_index(stats: RunStats, log: RunLog, tasks: list[Task], runners: list[Runner],
+                     settings: list[Setting]) -> None:
+    """A resumed run's counters start from what its earlier sessions spent and scored
+    (tokens, cost paid, scores per task), read from the score index, not from zero."""
+    import numpy as np
+
+    entries = score_index.load(log.samples_path)
+    if entries is None:
+        return
+    task_of = {score_index.hash64([t.name, r.model, s.name]): t.name
+               for t in tasks for r in runners for s in settings}
+    for chunk in entries.chunks():
+        flags, cost = chunk["flags"], chunk["cost"]
+        err = (flags & score_index.ERROR) != 0
+        unknown = np.isnan(cost)
+        stats.prompt_tokens += int(chunk["prompt"].sum())
+        stats.completion_tokens += int(chunk["completion"].sum())
+        if (unknown & ~err).any():
+            stats.cost_known = False
+        stats.cost += float(cost[~unknown & ((flags & score_index.CACHED) == 0)].sum())
+        for group, name in task_of.items():
+            mine = (chunk["group"] == group) & ~err
+            if mine.any():
+                total = stats.scores.setdefault(name, [0.0, 0])
+                total[0] += float(chunk["score"][mine].sum())
+                total[1] += int(mine.sum())
 
 
 def _now() -> str:

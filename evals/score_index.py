@@ -31,8 +31,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
 
-SUFFIX = ".index"  # names the format: a change to ENTRY takes a new one, so an old
-# index is ignored (readers parse the JSON, resume rebuilds it), never misread
+from evals.metrics import VERDICT_FAILURES
+
+SUFFIX = ".index2"  # names the format: a change to ENTRY takes a new one, so an old
+# index is ignored (readers parse the JSON, resume rebuilds it), never misread.
+# ".index2": flags gained NO_ANSWER, TIMEOUT, PARSE (a ".index" lacks them).
 # end offset, group, sample id, answer (0 = none), category (0 = none), gen, flags,
 # score (NaN: unscored), rank, cost, latency (NaN: none), prompt, completion, reasoning.
 ENTRY = struct.Struct("<QQQQQIBddddddd")
@@ -40,6 +43,8 @@ FIELDS = [("end", "<u8"), ("group", "<u8"), ("problem", "<u8"), ("answer", "<u8"
           ("category", "<u8"), ("gen", "<u4"), ("flags", "u1"), ("score", "<f8"), ("rank", "<f8"), ("cost", "<f8"),
           ("latency", "<f8"), ("prompt", "<f8"), ("completion", "<f8"), ("reasoning", "<f8")]
 ERROR, CACHED, LENGTH, USAGE = 1, 2, 4, 8
+NO_ANSWER, TIMEOUT, PARSE = 16, 32, 64  # a scored record's evals.metrics.VERDICT_FAILURES
+_FAILURE_FLAGS = (NO_ANSWER, TIMEOUT, PARSE)
 FLUSH_BYTES = 64 * ENTRY.size  # entries buffered before a write (RunLog.append's path)
 _NAN = math.nan
 
@@ -92,8 +97,11 @@ class Encoder:
     def entry(self, rec: Mapping[str, Any], end: int) -> bytes:
         score = rec.get("score")
         flags = 0
-        if score is None or rec.get("status") == "error":  # as evals.metrics.Aggregator
+        status = rec.get("status")
+        if score is None or status == "error":  # as evals.metrics.Aggregator
             flags, score = ERROR, _NAN
+        elif (failure := VERDICT_FAILURES.get(status)) is not None:
+            flags = _FAILURE_FLAGS[failure]
         if rec.get("cached"):
             flags |= CACHED
         if rec.get("finish_reason") == "length":

@@ -33,7 +33,7 @@ def test_a_key_given_only_by_model_option_is_never_written(tmp_path):
         result = run_cli("run", "arithmetic", "-m", "openai/fake-model", "--base-url", srv.url,
                          "-M", f"api_key={ODD_KEY}", "-T", "count=3", "--results-dir",
                          str(tmp_path), "--run-id", "k", "--concurrency", "1")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # an error remains: exit 3
     for path in (tmp_path / "k").iterdir():
         assert ODD_KEY.encode() not in path.read_bytes(), path  # the score index is binary
     errors = [r for r in iter_records(tmp_path / "k" / "samples.jsonl") if r["status"] == "error"]
@@ -150,9 +150,10 @@ def test_results_dir_that_is_a_file(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["-T", "arithmatic.count=2"], "'arithmatic' is not a task of this run"),
-    (["--limit", "-1"], "--limit must be >= 0"),
-    (["--max-tokens", "0"], "--max-tokens >= 1"),
-    (["--thinking-budget", "-5"], "budgets are token counts >= 0"),
+    (["--limit", "-1"], "--limit and --max-tokens must be >= 1"),
+    (["--limit", "0"], "--limit and --max-tokens must be >= 1"),  # an empty run
+    (["--max-tokens", "0"], "--limit and --max-tokens must be >= 1"),
+    (["--thinking-budget", "-5"], "'-5' is not a budget; valid values: token counts >= 0"),
 ])
 def test_bad_values_are_refused(tmp_path, args, message):
     one_line_error(run_cli("run", "arithmetic", "-m", "gold", *args, "--results-dir",
@@ -176,7 +177,7 @@ def test_a_scorer_that_raises_is_counted_apart_not_as_wrong(tmp_path):
     res = tmp_path / "res"
     result = run_cli("run", "boom", "--tasks-dir", str(tmp_path), "-m", "gold",
                      "--results-dir", str(res), "--run-id", "b")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # unscored: counted as an error
     shown = json.loads(run_cli("show", "b", "--results-dir", str(res), "--json").stdout)
     (accuracy,) = [m for m in shown["metrics"] if m["metric"] == "accuracy"]
     assert accuracy["value"] == 1.0 and accuracy["errors"] == 1 and accuracy["n"] == 2

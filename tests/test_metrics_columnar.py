@@ -64,7 +64,10 @@ def _scored(rng, base, how, cached=None):
     score = float(answer == "7")
     if how.get("fractional") and rng.random() < 0.3:
         score = rng.choice([0.25, 0.5, 1 / 3])
-    rec = {**base, "status": "ok" if answer else "no_answer", "score": score, "answer": answer,
+    status = "ok" if answer else "no_answer"
+    if answer and rng.random() < 0.1:  # a verdict the verifier could not reach
+        status = rng.choice(["timeout", "verifier_error", "parse_error"])
+    rec = {**base, "status": status, "score": score, "answer": answer,
            "cached": cached, "finish_reason": "length" if rng.random() < 0.1 else "stop",
            "latency": None if rng.random() < 0.05 else round(rng.uniform(0.1, 9.0), 3),
            "cost": None if how.get("no_cost") else rng.uniform(1e-4, 1e-2),
@@ -119,6 +122,9 @@ def test_columnar_rows_equal_the_aggregators(tmp_path, seed, monkeypatch):
     assert_same(columnar, reference)
     metrics = {r.metric for r in columnar.metric_rows()}
     assert {"accuracy", "pass@8", "maj@8", "best@6"} <= metrics  # every estimator was compared
+    shares = [(c.no_answer_share, c.timeout_share, c.parse_failure_share)
+              for c in columnar.cost_rows().values()]
+    assert all(max(column) > 0 for column in zip(*shares)), shares  # each share was compared
 
 
 def test_explicit_ks_and_confidence(tmp_path):
