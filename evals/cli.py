@@ -463,6 +463,68 @@ def run_overview(meta: dict) -> list[str]:
 
 
 @app.command()
+def audit(
+    run_id: str,
+    results_dir: ResultsDir = Path("results"),
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    kind: Annotated[Optional[list[str]], typer.Option(
+        help="Only these kinds: no_answer, several_answers, reasoning_only, undecided, "
+             "grader_error, peer_disagrees.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write to a file.")] = None,
+    peer: Annotated[bool, typer.Option(help="Judge math answers again with math-verify, "
+                                            "when it is installed.")] = True,
+    rescored: Rescored = False,
+) -> None:
+    """The verdicts a person should look at: no answer, several answers, an answer only
+    in the reasoning, undecided checks, grader failures, math-verify disagreeing."""
+    from evals.audit import KINDS, audit_run, counts, to_csv
+
+    if format not in ("table", "csv", "json"):
+        fail(f"--format {format!r}: expected table, csv or json")
+    unknown = [k for k in kind or [] if k not in KINDS]
+    if unknown:
+        fail(f"--kind {unknown[0]!r}: expected one of {', '.join(KINDS)}")
+    log, _ = open_run(results_dir, run_id)
+    try:
+        items = audit_run(log.records_path(rescored), kind or KINDS, peer)
+    except ValueError as e:
+        fail(str(e), EXIT_FAILED)
+    if format == "csv":
+        text = to_csv(items)
+    elif format == "json":
+        from dataclasses import asdict
+
+        import orjson
+        text = orjson.dumps({"run": run_id, "counts": counts(items),
+                             "items": [asdict(i) for i in items]},
+                            option=orjson.OPT_INDENT_2).decode() + "\n"
+    else:
+        text = None
+    if output:
+        output.write_text(text if text is not None else to_csv(items), encoding="utf-8")
+        typer.echo(f"{len(items)} verdicts to look at -> {output}", err=True)
+        return
+    if text is not None:
+        sys.stdout.write(text)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    summary = ", ".join(f"{k} {n}" for k, n in counts(items).items() if n) or "none"
+    out.print(f"{run_id}: {len(items)} verdicts to look at ({summary})", highlight=False)
+    table = Table(show_lines=True)
+    for column in ("kind", "sample", "setting", "verdict", "context"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        verdict = f"{item.status} {item.answer!s} (target {item.target!s}); {item.detail}"
+        table.add_row(item.kind, f"{item.task}/{item.sample_id}#{item.gen}",
+                      f"{item.model} {item.setting}", verdict[:300], item.context)
+    if items:
+        out.print(table)
+
+
+@app.command()
 def leaderboard(
     results_dir: ResultsDir = Path("results"),
     format: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv, json or html (needs -o)")] = "table",

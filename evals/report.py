@@ -68,15 +68,57 @@ def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = 
         raise ValueError(f"x_axis must be one of {', '.join(X_AXES)}, got {x_axis!r}")
     data = collect(Path(results_dir), list(tasks) if tasks else None,
                    list(models) if models else None)
-    html = render_report(data, x_axis=x_axis,
-                         title=title or f"evals report: {Path(results_dir).resolve().name}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    audits = _audits(Path(results_dir), data.runs, out)
+    html = render_report(data, x_axis=x_axis, audits=audits,
+                         title=title or f"evals report: {Path(results_dir).resolve().name}")
     out.write_text(html, encoding="utf-8")
     return out
 
 
-def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "evals report") -> str:
+# Runs whose records are larger than this are not audited by the report (the JSON
+# would have to be read); the report names the command instead.
+AUDIT_MAX_BYTES = 64 << 20
+
+
+def _audits(results_dir: Path, runs: Sequence[str], out: Path) -> list[tuple[str, dict, str]]:
+    """``(run, counts by kind, file)`` per run: each run's audit written beside the
+    report as ``REPORT.audit.RUN.csv`` (``evals audit RUN`` lists the same)."""
+    from evals.audit import audit_run, counts, to_csv
+
+    found = []
+    for run in runs:
+        path = results_dir / run / "samples.jsonl"
+        if not path.exists() or path.stat().st_size > AUDIT_MAX_BYTES:
+            found.append((run, {}, ""))
+            continue
+        items = audit_run(path, use_peer=False)
+        name = f"{out.stem}.audit.{run}.csv"
+        (out.parent / name).write_text(to_csv(items), encoding="utf-8")
+        found.append((run, counts(items), name))
+    return found
+
+
+def _audit_section(audits: list[tuple[str, dict, str]]) -> str:
+    rows = []
+    for run, by_kind, name in audits:
+        total = sum(by_kind.values())
+        kinds = ", ".join(f"{escape(k.replace('_', ' '))} {n}" for k, n in by_kind.items() if n)
+        link = (f"<a href=\"{escape(name)}\">{total} to look at</a>" if name
+                else "not read here (large run)")
+        rows.append(f"<tr><td>{escape(run)}</td><td>{link}</td><td>{kinds or '-'}</td>"
+                    f"<td><code>evals audit {escape(run)}</code></td></tr>")
+    return ("<h2 id=\"audit\">Verdicts to check</h2><p class=\"meta\">Completions where a "
+            "grader may have read the answer differently from a careful reader: no answer, "
+            "several answers, an answer only in the reasoning, undecided checks, grader "
+            "failures (and, with <code>evals audit</code>, math answers math-verify judges "
+            "differently).</p><table><tr><th>run</th><th>audit</th><th>kinds</th>"
+            "<th>command</th></tr>" + "".join(rows) + "</table>")
+
+
+def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "evals report",
+                  audits: list[tuple[str, dict, str]] | None = None) -> str:
     tasks = sorted({g.task for g in data.groups})
     models = sorted({g.model for g in data.groups})
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
@@ -99,6 +141,8 @@ def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "eva
             if b.task == task:
                 parts.append(_domain_table(b, groups) if b.kind == "domain"
                              else _needle_grids(b))
+    if audits:
+        parts.append(_audit_section(audits))
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -72,6 +72,7 @@ class Choice:
     rule: str
     where: str  # "text", "reasoning" or "unclosed_reasoning"
     offset: int = -1  # where the commitment starts, within its part
+    context: str = ""  # the text around it, for a person checking the verdict
     # every letter the part commits to, in order of first commitment: more than one
     # means the completion changed its mind (evals audit lists those)
     committed: tuple[str, ...] = ()
@@ -575,5 +576,8 @@ def extract_choice(text: str, options: Sequence[str] | None = None,
         if part.strip():
             found = _read(part, letters, options)
             if found:
-                return Choice(found[0], found[1], where, found[2], found[3])
+                at = max(0, found[2])
+                context = " ".join(part[max(0, at - 80):at + 120].split())
+                return Choice(found[0], found[1], where, offset=found[2],
+                              committed=found[3], context=context)
     return None
