@@ -86,9 +86,25 @@ def test_reasoning_is_a_fallback():
     found = extract_answer("<think>try \\boxed{3}</think>\nso it is 4")  # nothing marked after
     assert (found.text, found.rule, found.where) == ("3", "boxed", "reasoning")
     found = extract_answer("<think>truncated while thinking \\boxed{6}")  # never closed
-    assert (found.text, found.rule, found.where) == ("6", "boxed", "reasoning")
+    assert (found.text, found.rule, found.where) == ("6", "boxed", "unclosed_reasoning")
     found = extract_answer("<think>\\boxed{3}</think> \\boxed{4}")
     assert found.where == "text" and found.text == "4"
+
+
+def test_an_answer_only_in_cut_off_reasoning_is_no_answer_by_default(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"id": "c", "problem": "2+4?", "answer": "6"}])
+    cut = "<think>so far it looks like \\boxed{6} but let me check the"
+    default = build(path=path)
+    (s,) = default.samples()
+    got = score(default, s, cut)
+    assert (got.value, got.status, got.answer) == (0.0, "no_answer", None)
+    assert got.metadata["where"] == "unclosed_reasoning" and "unfinished" in got.explanation
+    credited = build(path=path, truncated="extract")
+    (s,) = credited.samples()
+    got = score(credited, s, cut)
+    assert (got.value, got.status, got.metadata["where"]) == (1.0, "ok", "unclosed_reasoning")
+    with pytest.raises(TaskError, match="truncated"):
+        build(path=path, truncated="maybe")
 
 
 def test_answer_regex():

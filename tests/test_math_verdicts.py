@@ -165,3 +165,13 @@ def _sample():
 def _gold():
     from tasks.math.scoring import Gold
     return Gold("t")
+
+
+@pytest.mark.parametrize("answer", ["3+", "\\frac{1}{", "x^^2"])
+def test_an_unparseable_answer_is_a_flagged_parse_error(pool, answer):
+    """Wrong either way, but the verdict rests on the parser: counted as a parse failure
+    and listed by evals audit, not silently a plain 'different'."""
+    score = asyncio.run(MathScorer(Options(), pool=pool).check(
+        "x^2", Extracted(answer, "boxed", "text")))
+    assert (score.status, score.value) == ("parse_error", 0.0)
+    assert "parse_error" not in UNSCORED

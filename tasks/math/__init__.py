@@ -111,7 +111,7 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
          timeout: float = 5.0,
          workers: int = 2, verifier: str | None = None, row_verifiers: bool = True,
          program_runner: str = "local", redact: bool = False,
-         memory_mb: int = 2048, retry_factor: float = 4.0) -> Task:
+         memory_mb: int = 2048, retry_factor: float = 4.0, truncated: str = "no_answer") -> Task:
     """Free-form math answers checked for equivalence (path=FILE|DIR|sample, or dataset=HUB_ID)."""
     if bool(path) == bool(dataset):
         raise TaskError("math: pass exactly one of -T path=FILE|DIR|sample or -T dataset=HUB_ID "
@@ -119,6 +119,8 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
     if rtol < 0 or timeout <= 0 or workers < 1 or retry_factor < 1:
         raise TaskError("math: rtol must be >= 0, timeout > 0, workers >= 1 and "
                         "retry_factor >= 1")
+    if truncated not in ("no_answer", "extract"):
+        raise TaskError(f"math: -T truncated={truncated!r}: use no_answer or extract")
     if decimal_comma not in DECIMAL_COMMA_POLICIES:
         raise TaskError(f"math: -T decimal_comma={decimal_comma!r}: use one of "
                         f"{', '.join(DECIMAL_COMMA_POLICIES)} (docs/math.md, Decimal commas)")
@@ -139,7 +141,8 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
             raise TaskError(f"math: symbolic checks need {' and '.join(missing)}: "
                             f"pip install sympy latex2sympy2_extended")
     options = Options(rtol=rtol, decimal_comma=decimal_comma, timeout=timeout,
-                      retry_factor=retry_factor, answer_regex=pattern, redact=redact,
+                      retry_factor=retry_factor, truncated=truncated,
+                      answer_regex=pattern, redact=redact,
                       salt=redact_key() if redact else b"", workers=workers, memory_mb=memory_mb,
                       program_runner=get_program_runner(program_runner))
     scorer = MathScorer(options, task_verifier)

@@ -2,9 +2,10 @@
 
 Order (docs/math.md shows examples):
 
-0. Reasoning is set apart (:func:`tasks.extract.split_think`): the rules
-   run on the text outside ``<think>...</think>`` first, and on the
-   reasoning only when that finds nothing.
+0. Reasoning is set apart (:func:`tasks.extract.think_parts`): the rules
+   run on the text outside ``<think>...</think>`` first, then on closed
+   reasoning, last on an unclosed ``<think>`` (``where="unclosed_reasoning"``:
+   scored ``no_answer`` unless ``-T truncated=extract``).
 1. ``-T answer_regex=...``, when given: its last match (the group named
    ``answer``, else group 1, else the whole match).
 2. Explicit answers: the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested
@@ -26,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tasks.extract import answer_lines, balanced_braces, boxed_contents, split_think
+from tasks.extract import answer_lines, balanced_braces, boxed_contents, think_parts
 
 _PHRASE = re.compile(r"(?<![A-Za-z])(?:final\s+)?answer\s+is\s*[:\-]?\s*", re.I)
 _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.I)
@@ -74,7 +75,7 @@ def _box_run(text: str, boxes: list[tuple[int, str]]) -> tuple[int, str]:
 class Extracted:
     text: str
     rule: str  # "regex", "boxed", "answer_line", "phrase"
-    where: str  # "text" or "reasoning"
+    where: str  # "text", "reasoning" or "unclosed_reasoning" (output cut while thinking)
 
 
 def clean(payload: str) -> str:
@@ -131,8 +132,9 @@ def _by_regex(text: str, pattern: re.Pattern) -> tuple[str, str] | None:
 
 def extract_answer(completion: str, answer_regex: re.Pattern | None = None) -> Extracted | None:
     """The completion's final answer, or None when it marks none."""
-    visible, reasoning = split_think(completion or "")
-    for where, part in (("text", visible), ("reasoning", reasoning)):
+    parts = think_parts(completion or "")
+    for where, part in (("text", parts.visible), ("reasoning", parts.reasoning),
+                        ("unclosed_reasoning", parts.unclosed)):
         if not part.strip():
             continue
         found = ((_by_regex(part, answer_regex) if answer_regex is not None else None)

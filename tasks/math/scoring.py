@@ -34,6 +34,9 @@ _LONG = 300  # canonical strings past this many characters are stored as a diges
 class Options:
     rtol: float = 1e-6
     decimal_comma: str = "auto"  # "auto", "on" or "off": docs/math.md, Decimal commas
+    # An answer found only in an unclosed <think> (the output was cut by the token
+    # limit while thinking): "no_answer" (default) or "extract" to grade it.
+    truncated: str = "no_answer"
     timeout: float = 5.0  # CPU seconds per check (tasks/math/pool.py)
     # An undecided check is tried once more with this many times the limit before it
     # counts as a timeout (scored wrong, flagged): a correct answer that is slow to
@@ -137,6 +140,11 @@ class MathScorer:
             note = "" if self.options.redact else f"; gold is {gold.answer[:200]!r}"
             return Score(0.0, None, f"no marked answer (\\boxed{{}}, Answer:){note}",
                          "no_answer")
+        if found.where == "unclosed_reasoning" and self.options.truncated == "no_answer":
+            note = "" if self.options.redact else f" ({found.text[:100]!r})"
+            return Score(0.0, None, f"no answer: one only inside unfinished reasoning{note} "
+                         "(output cut while thinking)", "no_answer",
+                         {"where": found.where, "extracted_by": found.rule})
         verifier = gold.verifier or self.verifier
         if verifier is not None:
             return await self._custom(verifier, sample, gold, found)
@@ -175,8 +183,12 @@ class MathScorer:
             return self._score(1.0, await self._gold_canonical(gold_text), found, gold,
                                result["rule"], check_s=round(out.elapsed, 3))
         note = "; ".join(result.get("errors") or []) if not self.options.redact else ""
+        # A side the parser could not read: "different" rests on that, so it is flagged
+        # (scored 0, counted as a parse failure, listed by evals audit) for a person to
+        # check, and a later parser can settle it with evals rescore.
+        status = "parse_error" if result.get("errors") else "ok"
         return self._score(0.0, result.get("cand_canon") or fallback, found, gold,
-                           "different", note=note, check_s=round(out.elapsed, 3))
+                           "different", status, note=note, check_s=round(out.elapsed, 3))
 
     async def _in_pool(self, job: dict[str, Any]):
         """A pool check; undecided at the limit, once more at ``retry_factor`` times it."""
