@@ -12,7 +12,7 @@ from pathlib import Path
 
 from evals.metrics import paired_difference
 from evals.metrics_columnar import indexed
-from evals.records import UNSCORED, iter_records
+from evals.records import iter_records
 from evals.score_index import hash64
 
 
@@ -33,7 +33,9 @@ def problem_means(path: Path) -> dict[tuple[str, str, str], dict[int, float]]:
         return fast.problem_means()
     latest: dict[tuple, float | None] = {}
     for r in iter_records(path):
-        score = None if r.get("status") in UNSCORED else r.get("score")
+        # as evals.metrics.Aggregator and the score index: the run writes no score for
+        # an unscored status (UNSCORED), and a failed call has none
+        score = None if r.get("status") == "error" else r.get("score")
         latest[(r["task"], r["model"], r["setting"], r["sample_id"], r["gen"])] = score
     sums: dict[tuple, dict[str, list[float]]] = {}
     for (task, model, setting, sample_id, _), score in latest.items():

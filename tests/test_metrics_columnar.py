@@ -67,6 +67,8 @@ def _scored(rng, base, how, cached=None):
     status = "ok" if answer else "no_answer"
     if answer and rng.random() < 0.1:  # a verdict the verifier could not reach
         status = rng.choice(["timeout", "verifier_error", "parse_error"])
+    if status == "verifier_error":
+        score = None  # unscored (evals.records.UNSCORED): the run writes no score
     rec = {**base, "status": status, "score": score, "answer": answer,
            "cached": cached, "finish_reason": "length" if rng.random() < 0.1 else "stop",
            "latency": None if rng.random() < 0.05 else round(rng.uniform(0.1, 9.0), 3),

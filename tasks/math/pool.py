@@ -87,6 +87,7 @@ class _Worker:
         self.buffer = b""
         self.ready = False
         self.jobs = 0
+        self.waited_for_cpu = 0  # deadlines moved because the check got less than a core
 
     def _read_line(self, deadline: float) -> bytes | None:
         """One line from the worker, or None at the deadline or on EOF."""
@@ -143,6 +144,7 @@ class _Worker:
                 return None
             # Starved of CPU by other load: wait for the CPU time it has not had yet.
             deadline = min(wall_cap, now + max(0.05, timeout - used))
+            self.waited_for_cpu += 1
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -176,6 +178,7 @@ class VerifierPool:
                                             thread_name_prefix="math-verify")
         self.timeouts = 0  # checks killed at their deadline (for tests and reports)
         self.jobs_sent = 0  # jobs that reached a worker (the cheap path sends none)
+        self.starved_checks = 0  # checks whose deadline moved: the worker got less CPU
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self.memory_mb)
@@ -212,8 +215,12 @@ class VerifierPool:
         with self._lock:
             self.jobs_sent += 1
         began = time.monotonic()
+        waited = worker.waited_for_cpu
         reply = worker.request(job, timeout)
         elapsed = time.monotonic() - began
+        if worker.waited_for_cpu > waited:
+            with self._lock:
+                self.starved_checks += 1
         if reply is None:
             self.timeouts += 1
             self._retire(worker)
