@@ -231,6 +231,7 @@ def run(
     ranker_option: Annotated[Optional[list[str]], typer.Option(
         "--ranker-option", help="The ranker's option key=value, e.g. base_url=... or batch_size=32")] = None,
     sandboxes: Annotated[Optional[int], typer.Option(help="Sandbox containers at once, for tasks that grade in Docker.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: run shard I (0-based) of N of the grid, for a job array; `evals merge` joins the shards.")] = None,
     results_dir: ResultsDir = Path("results"),
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run; an existing one resumes.")] = None,
     tasks_dir: TasksDirs = None,
@@ -264,6 +265,7 @@ def run(
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
+        shard=parse_shard_option(shard),
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache)
     _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
@@ -321,6 +323,12 @@ def require_runs(results_dir: Path) -> None:
     if not results_dir.is_dir() or not any(results_dir.glob(f"*/{RUN_FILE}")):
         where = "does not exist" if not results_dir.exists() else "holds no run (no */run.json)"
         fail(f"--results-dir {results_dir} {where}")
+    from evals.records import find_runs
+
+    shards = len(find_runs(results_dir, shards=True)) - len(find_runs(results_dir))
+    if shards:  # each holds a slice of a grid: alone it would stand for the whole
+        typer.echo(f"{shards} shard run{'s' if shards > 1 else ''} left out: merge them with "
+                   "`evals merge RUN ... --run-id NAME`", err=True)
 
 
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
@@ -460,6 +468,39 @@ def run_overview(meta: dict) -> list[str]:
     if others:
         lines.append("model options " + " ".join(f"-M {k}={v}" for k, v in others.items()))
     return lines
+
+
+def parse_shard_option(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    from evals.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ConfigError as e:
+        fail(str(e))
+
+
+@app.command()
+def merge(
+    runs: Annotated[list[str], typer.Argument(help="The shard runs (--shard I/N) to join.")],
+    run_id: Annotated[str, typer.Option(help="Name of the merged run.")],
+    results_dir: ResultsDir = Path("results"),
+    allow_partial: Annotated[bool, typer.Option(
+        help="Merge although a shard is missing or unfinished (the run says so).")] = False,
+) -> None:
+    """Join the shard runs of one configuration into one run (leaderboard, report, show)."""
+    from evals.shards import merge as merge_shards
+
+    check_results_dir(results_dir)
+    try:
+        summary = merge_shards(results_dir, list(runs), run_id, allow_partial=allow_partial)
+    except (ConfigError, ValueError) as e:
+        fail(str(e))
+    note = (f"; shards {', '.join(map(str, summary.missing))} missing" if summary.missing
+            else "")
+    typer.echo(f"{summary.runs} shards, {summary.records} records -> "
+               f"{results_dir / run_id}{note}", err=True)
 
 
 @app.command()

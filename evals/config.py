@@ -87,6 +87,8 @@ class RunConfig:
     ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
     ranker_options: dict[str, str] = field(default_factory=dict)
     sandboxes: int | None = None  # given to tasks that take a `sandboxes` parameter
+    # [I, N]: this run holds shard I (0-based) of N of the grid (evals/shards.py)
+    shard: list[int] | None = None
     # Not part of what the run computes; a resumed run may change these.
     concurrency: int = 32
     retries: int = 6

@@ -156,9 +156,15 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{path}:{lineno}: not a JSON record ({e})") from None
 
 
-def find_runs(results_dir: Path) -> list[RunLog]:
+def find_runs(results_dir: Path, shards: bool = False) -> list[RunLog]:
+    """The runs under ``results_dir``, oldest first. Shard runs (``--shard I/N``) hold a
+    slice of a grid each: left out unless ``shards``, since each alone would stand for
+    the whole (``evals merge`` makes one run of them)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         return []
     runs = [RunLog(p) for p in sorted(results_dir.iterdir()) if (p / RUN_FILE).exists()]
-    return sorted(runs, key=lambda r: r.read_meta().get("started", ""))
+    metas = {r.dir.name: r.read_meta() for r in runs}
+    if not shards:
+        runs = [r for r in runs if not (metas[r.dir.name].get("config") or {}).get("shard")]
+    return sorted(runs, key=lambda r: metas[r.dir.name].get("started", ""))

@@ -155,8 +155,12 @@ def build_runners(config: RunConfig) -> list[Runner]:
 
 
 def plan(tasks: list[Task], runners: list[Runner], settings: list[Setting], limit: int | None,
-         done: dict[tuple, set[int]]) -> tuple[list[tuple[Task, list[Sample]]], int, int]:
-    """Load each task's samples once; count units to do and generations already done."""
+         done: dict[tuple, set[int]], shard: list[int] | None = None
+         ) -> tuple[list[tuple[Task, list[Sample]]], int, int]:
+    """Load each task's samples once (``--limit`` first, then this run's ``--shard``);
+    count units to do and generations already done."""
+    from evals.shards import in_shard
+
     loaded = []
     todo = finished = 0
     for task in tasks:
@@ -166,6 +170,8 @@ def plan(tasks: list[Task], runners: list[Runner], settings: list[Setting], limi
             if s.id in seen:
                 raise TaskError(f"task {task.name!r}: duplicate sample id {s.id!r}")
             seen.add(s.id)
+        if shard is not None:
+            samples = [s for s in samples if in_shard(task.name, s.id, shard)]
         loaded.append((task, samples))
         for sample, runner, setting in itertools.product(samples, runners, settings):
             have = len(done.get((task.name, runner.model, setting.name, sample.id), ()))
@@ -495,7 +501,7 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     # takes a minute, which must not stall requests in flight (RunLog.append would).
     score_index.sync(log.samples_path)
     done = log.done_generations()
-    loaded, todo, finished = plan(tasks, runners, settings, config.limit, done)
+    loaded, todo, finished = plan(tasks, runners, settings, config.limit, done, config.shard)
     now = _now()
     meta.update({
         "run_id": log.dir.name, "command": [scrub(a) for a in command],
