@@ -226,7 +226,7 @@ def run(
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
     retries: Annotated[int, typer.Option(help="Retries per request on 429/5xx/timeouts.")] = 6,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible endpoint; several (repeat the option) make a pool with adaptive concurrency per endpoint.")] = None,
     ranker: Annotated[Optional[str], typer.Option(help="Ranks completions for best@k: an LLM judge (model spec) or reward/PATH (a reward model).")] = None,
     ranker_option: Annotated[Optional[list[str]], typer.Option(
         "--ranker-option", help="The ranker's option key=value, e.g. base_url=... or batch_size=32")] = None,
@@ -258,7 +258,7 @@ def run(
     efforts = parse_efforts(effort, list(model))
     options = parse_pairs(model_option, "-M")
     if base_url:
-        options["base_url"] = base_url
+        options["base_url"] = ",".join(base_url)
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
         model_options=options, efforts=efforts, thinking_budgets=budgets,

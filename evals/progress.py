@@ -57,7 +57,9 @@ class ProgressLine:
         cost = f"${s.cost:.4f}" if s.cost_known else "cost n/a"
         scores = " ".join(f"{task} {total / n:.2f}" for task, (total, n) in s.scores.items()
                           if n)
+        limits = " ".join(f() for f in s.limits)  # adaptive concurrency per endpoint
         return [(f"errors {s.errors}", "red" if s.errors else "dim"),
+                (limits, "yellow"),
                 (scores, "cyan"),
                 (f"tokens {_count(s.prompt_tokens + s.completion_tokens)}", ""),
                 (cost, ""), (f"elapsed {_duration(now - s.started)}", "dim"),

@@ -48,6 +48,8 @@ class RunStats:
     first_done_at: float | None = None
     first_done: int = 0
     scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
+    # what endpoint pools show of their limits in force (runners/endpoint_pool.py)
+    limits: list[Callable[[], str]] = field(default_factory=list)
 
     def finish(self, generations: int, errors: int = 0) -> None:
         self.done += generations
@@ -494,6 +496,10 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     runners = build_runners(config)
     settings = config.settings()
     stats = RunStats()
+    for runner in runners:
+        if hasattr(runner, "set_ceiling"):  # an endpoint pool: --concurrency per endpoint
+            runner.set_ceiling(config.concurrency)
+            stats.limits.append(runner.limits_text)
     cache = ResponseCache(cache_dir) if config.cache else None
     orchestrator = Orchestrator(config, log, stats, cache)  # builds the judge: may refuse
     log.repair()

@@ -36,8 +36,15 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 
 def make_runner(name: str, **options: Any) -> "OpenAIRunner":
+    """``base_url`` holding several URLs (comma-separated: ``--base-url`` given more than
+    once) makes an endpoint pool over them (runners/endpoint_pool.py)."""
     if not name:
         raise ConfigError("model spec 'openai/' needs a model name, e.g. openai/gpt-4o")
+    urls = [u.strip() for u in str(options.get("base_url") or "").split(",") if u.strip()]
+    if len(urls) > 1:
+        from runners.endpoint_pool import EndpointPool
+
+        return EndpointPool([OpenAIRunner(name, **{**options, "base_url": u}) for u in urls])
     return OpenAIRunner(name, **options)
 
 

@@ -1,0 +1,112 @@
+"""One model over several endpoints: adaptive concurrency per endpoint (AIMD), a dead
+endpoint taken out and probed again, nothing lost or written twice. Three real fake
+servers of different speeds on 127.0.0.1; one is stopped in the middle of the run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+
+import evals.run as run_module
+from evals.fake_openai import FakeServer
+from evals.records import RunLog, iter_records
+from evals.run import RunConfig, execute
+from evals.runner import Request, RunnerError
+from runners.endpoint_pool import EndpointPool
+from runners.openai_api import OpenAIRunner, make_runner
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(run_module, "backoff", lambda attempt, retry_after: 0.01)
+
+
+def test_several_base_urls_make_a_pool():
+    pool = make_runner("m", base_url="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+    assert isinstance(pool, EndpointPool) and len(pool.endpoints) == 2
+    assert pool.model == "openai/m" and "127.0.0.1:1" in pool.cache_identity
+    assert isinstance(make_runner("m", base_url="http://127.0.0.1:1/v1"), OpenAIRunner)
+
+
+def test_nothing_lost_or_doubled_and_load_follows_capacity(tmp_path):
+    fast, medium, slow = (FakeServer(latency=s, record=False) for s in (0.01, 0.04, 0.12))
+    for s in (fast, medium, slow):
+        s.start()
+    stopped = threading.Event()
+
+    def kill_medium_midway():  # the medium replica dies once it has answered 40
+        while medium.count < 40:
+            if stopped.wait(0.005):
+                return
+        medium.stop()
+
+    killer = threading.Thread(target=kill_medium_midway)
+    killer.start()
+    try:
+        cfg = RunConfig(tasks=["arithmetic"], models=["openai/fake-model"],
+                        model_options={"base_url": f"{fast.url},{medium.url},{slow.url}"},
+                        task_params={"count": "300"}, concurrency=12, retries=8)
+        log = RunLog(tmp_path / "r")
+        stats = execute(cfg, log, ["evals"])
+    finally:
+        stopped.set()
+        killer.join()
+        fast.stop()
+        slow.stop()
+    records = list(iter_records(log.samples_path))
+    keys = Counter((r["sample_id"], r["gen"]) for r in records)
+    assert len(keys) == 300 and set(keys.values()) == {1}  # each generation once
+    assert stats.errors == 0 and all(r["status"] == "ok" for r in records)
+    answered = {"fast": fast.count, "medium": medium.count, "slow": slow.count}
+    assert answered["medium"] >= 40  # it did take part before it died
+    assert answered["fast"] > answered["slow"]  # load follows capacity
+
+
+async def _pool_of(*servers, ceiling=8):
+    runners = [OpenAIRunner("fake-model", base_url=s.url) for s in servers]
+    pool = EndpointPool(runners)
+    pool.set_ceiling(ceiling)
+    return pool
+
+
+def test_aimd_grows_to_the_ceiling_and_halves_on_429():
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=8)
+        ask = Request([{"role": "user", "content": "hi"}])
+        for _ in range(6):  # eight at a time: both endpoints take part
+            await asyncio.gather(*(pool.generate(ask) for _ in range(8)))
+        first = pool.endpoints[0]
+        grown = [e.limit for e in pool.endpoints]
+        a.inject("429", times=1, retry_after=0)
+        before = b.count
+        await pool.generate(ask)  # a answers 429: halved, and the request goes to b
+        moved = b.count - before
+        for _ in range(4):
+            await pool.generate(ask)
+        await pool.aclose()
+        return grown, [e.halvings for e in pool.endpoints], first.history, moved, \
+            pool.limits_text()
+
+    with FakeServer() as a, FakeServer() as b:
+        grown, halvings, history, moved, shown = asyncio.run(main(a, b))
+    assert grown == [8.0, 8.0]  # one more per success, capped at --concurrency
+    assert halvings == [1, 0] and moved == 1
+    assert history[-5:] == [4.0, 5.0, 6.0, 7.0, 8.0]  # halved on the 429, growing again
+    assert shown == "limit 8/8"
+
+
+def test_every_endpoint_down_is_one_retryable_connection_error():
+    async def main():
+        pool = EndpointPool([OpenAIRunner("m", base_url="http://127.0.0.1:9/v1"),
+                             OpenAIRunner("m", base_url="http://127.0.0.1:7/v1")])
+        try:
+            await pool.generate(Request([{"role": "user", "content": "hi"}]))
+        finally:
+            await pool.aclose()
+
+    with pytest.raises(RunnerError) as caught:
+        asyncio.run(main())
+    assert caught.value.retryable and caught.value.status == -1
