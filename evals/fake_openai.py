@@ -9,7 +9,8 @@ In tests, run it in a background thread and point any OpenAI client at ``url``::
         assert srv.count == 3 and srv.requests[0]["model"] == "m"
 
 A *reply* is a ``str`` (the content), a ``dict`` with keys ``content``,
-``reasoning_content``, ``finish_reason`` (default "stop") and ``usage`` (overrides of
+``reasoning_content``, ``tool_calls`` (``[{"name", "arguments"}]``: answered as OpenAI
+function calls, finish_reason "tool_calls"), ``finish_reason`` (default "stop") and ``usage`` (overrides of
 ``prompt_tokens``/``completion_tokens``/``total_tokens``/``reasoning_tokens``), or a
 list of such replies, one per choice index (cycled).  ``script`` is either a dict from the
 *last user message* to a reply, or a callable ``script(body, index) -> reply`` called once
@@ -188,6 +189,17 @@ class FakeServer:
                 msg["content"] = " ".join(words)
                 if "reasoning_content" in msg:
                     msg["reasoning_content"] = " ".join(think)
+            if r.get("tool_calls"):  # [{"name", "arguments": dict or JSON text}, ...]
+                msg["tool_calls"] = [
+                    {"id": f"call_{next(self._ids)}", "type": "function",
+                     "function": {"name": t["name"], "arguments": t["arguments"]
+                                  if isinstance(t["arguments"], str)
+                                  else orjson.dumps(t["arguments"]).decode()}}
+                    for t in r["tool_calls"]]
+                msg["content"] = msg["content"] or None
+                finish = r.get("finish_reason", "tool_calls")
+                words += [w for t in msg["tool_calls"] for w in
+                          (t["function"]["name"] + " " + t["function"]["arguments"]).split()]
             choices.append({"index": i, "message": msg, "finish_reason": finish, "logprobs": None})
             completion += len(words) + len(think)
             reasoning += len(think)

@@ -38,6 +38,11 @@ class Request:
     # Only the gold runner reads this; never sent to a model nor part of the cache key.
     reference: str | None = field(default=None, repr=False)
     gens: tuple[int, ...] | None = None
+    # Tools the model may call, in OpenAI's function-tool form ({"type": "function",
+    # "function": {"name", "description", "parameters"}}); a multi-turn conversation
+    # carries the assistant's tool calls and the "tool" answers in ``messages``.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | None = None  # "auto", "required", "none"
 
     def generation(self, i: int) -> int:
         """The generation number of this request's ``i``-th completion."""
@@ -55,7 +60,8 @@ class Request:
         """The key of generation ``gen`` of this prompt and setting (not of ``n``)."""
         body = orjson.dumps(
             [model, self.messages, self.max_tokens, self.temperature,
-             self.seed, self.stop, self.effort, self.thinking_budget, gen],
+             self.seed, self.stop, self.effort, self.thinking_budget, gen]
+            + ([self.tools, self.tool_choice] if self.tools else []),
             option=orjson.OPT_SORT_KEYS)
         return hashlib.blake2b(body, digest_size=16).hexdigest()
 
@@ -76,10 +82,21 @@ class Usage:
 
 
 @dataclass
+class ToolCall:
+    """A tool call the model asks for: ``arguments`` is the JSON text it wrote (kept
+    as written; the caller parses it and answers a malformed one as an error)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
 class Completion:
     text: str
     reasoning: str | None = None
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # "tool_calls" when the model asks for tools
+    tool_calls: list[ToolCall] | None = None
 
 
 @dataclass
@@ -97,7 +114,10 @@ class Response:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "completions": [[c.text, c.reasoning, c.finish_reason] for c in self.completions],
+            "completions": [[c.text, c.reasoning, c.finish_reason]
+                            + ([[[t.id, t.name, t.arguments] for t in c.tool_calls]]
+                               if c.tool_calls else [])
+                            for c in self.completions],
             "usage": [self.usage.prompt_tokens, self.usage.completion_tokens,
                       self.usage.reasoning_tokens, self.usage.cached_tokens],
             "latency": self.latency,
@@ -108,7 +128,8 @@ class Response:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Response":
         # Entries cached before ``cached_tokens`` and ``applied`` existed lack them.
-        return cls([Completion(*c) for c in data["completions"]], Usage(*data["usage"]),
+        return cls([Completion(*c[:3], [ToolCall(*t) for t in c[3]] if len(c) > 3 else None)
+                    for c in data["completions"]], Usage(*data["usage"]),
                    data["latency"], data["cost"], applied=data.get("applied"))
 
 

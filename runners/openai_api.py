@@ -28,7 +28,7 @@ import orjson
 
 from evals.prices import find_price, load_prices
 from evals.runner import (ConfigError, Completion, PartialResponse, Request, Response,
-                          RunnerError, Usage)
+                          RunnerError, ToolCall, Usage)
 
 OPENAI_URL = "https://api.openai.com/v1"
 THINKING_STYLES = ("vllm", "chat_template", "anthropic", "openrouter", "none")
@@ -134,6 +134,10 @@ class OpenAIRunner:
             body["reasoning_effort"] = request.effort
         if request.thinking_budget is not None:
             body.update(_thinking_fields(self.thinking_style, request.thinking_budget))
+        if request.tools:
+            body["tools"] = request.tools
+            if request.tool_choice:
+                body["tool_choice"] = request.tool_choice
         return body
 
     async def generate(self, request: Request) -> Response:
@@ -230,7 +234,7 @@ class OpenAIRunner:
                 self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key,
                                                   max_retries=0, timeout=self.timeout)
         known = {"model", "messages", "n", "max_tokens", "max_completion_tokens", "temperature",
-                 "seed", "stop", "reasoning_effort"}
+                 "seed", "stop", "reasoning_effort", "tools", "tool_choice"}
         args = {k: v for k, v in body.items() if k in known}
         extra = {k: v for k, v in body.items() if k not in known}
         try:
@@ -278,6 +282,22 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+def _tool_calls(raw: Any) -> list[ToolCall] | None:
+    """A message's tool calls; a malformed one is answered by the caller, not raised."""
+    if not raw or not isinstance(raw, list):
+        return None
+    calls = []
+    for i, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        arguments = function.get("arguments")
+        calls.append(ToolCall(str(call.get("id") or f"call_{i}"), str(function.get("name") or ""),
+                              arguments if isinstance(arguments, str)
+                              else orjson.dumps(arguments).decode()))
+    return calls or None
+
+
 def parse_chat_completion(data: Any) -> tuple[list[Completion], Usage]:
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices, list) \
@@ -291,7 +311,7 @@ def parse_chat_completion(data: Any) -> tuple[list[Completion], Usage]:
         completions.append(Completion(
             _text(message.get("content")),
             message.get("reasoning_content") or message.get("reasoning"),
-            choice.get("finish_reason")))
+            choice.get("finish_reason"), _tool_calls(message.get("tool_calls"))))
     raw_usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     details = raw_usage.get("completion_tokens_details") or {}
     if not isinstance(details, dict):

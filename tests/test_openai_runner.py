@@ -1,5 +1,7 @@
 """The openai runner against a real HTTP server on 127.0.0.1 (evals.fake_openai)."""
 
+import json
+
 import pytest
 
 from evals.fake_openai import FakeServer
@@ -145,3 +147,47 @@ def test_bad_options():
         make_runner("openai/x", base_url="http://127.0.0.1:1/v1", colour="red")
     with pytest.raises(ConfigError, match="needs a model name"):
         make_runner("openai/")
+
+
+async def test_tool_calls_round_trip_through_the_wire_and_the_cache(tmp_path):
+    """A multi-turn request with tools: the body carries them, the answer's tool calls
+    come back as ToolCall objects, and a cached response keeps them."""
+    from evals.cache import ResponseCache
+    from evals.runner import ToolCall
+
+    tools = [{"type": "function", "function": {
+        "name": "bash", "description": "Run a shell command.",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
+                       "required": ["command"]}}}]
+
+    def script(body, index):
+        if body["messages"][-1]["role"] == "tool":  # the command's output came back
+            return "The repository has 3 files. Done."
+        return {"content": "", "tool_calls": [{"name": "bash", "arguments": {"command": "ls"}}]}
+
+    with FakeServer(script=script) as srv:
+        runner = make_runner("openai/fake-model", base_url=srv.url)
+        first = await runner.generate(Request([{"role": "user", "content": "List the repo"}],
+                                              tools=tools, tool_choice="auto"))
+        (call,) = first.completions[0].tool_calls
+        assert (call.name, json.loads(call.arguments)) == ("bash", {"command": "ls"})
+        assert first.completions[0].finish_reason == "tool_calls"
+        assert srv.requests[0]["tools"] == tools and srv.requests[0]["tool_choice"] == "auto"
+        turn = [{"role": "user", "content": "List the repo"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call.id, "type": "function",
+                     "function": {"name": call.name, "arguments": call.arguments}}]},
+                {"role": "tool", "tool_call_id": call.id, "content": "a\nb\nc"}]
+        second = await runner.generate(Request(turn, tools=tools))
+        await runner.aclose()
+    assert second.completions[0].text.startswith("The repository has 3 files")
+    assert second.completions[0].tool_calls is None
+    cache = ResponseCache(tmp_path)
+    cache.put("k", first)
+    cache.flush()
+    again = cache.get("k").completions[0]
+    cache.close()
+    assert again.tool_calls == [ToolCall(call.id, "bash", call.arguments)]
+    # the tools are part of the cache key: another tool set is another request
+    ask = Request([{"role": "user", "content": "x"}])
+    assert ask.cache_key("m") != Request(ask.messages, tools=tools).cache_key("m")
