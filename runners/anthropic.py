@@ -154,6 +154,8 @@ class AnthropicRunner:
                                            and body["max_tokens"] > self.stream_above)
 
     async def generate(self, request: Request) -> Response:
+        if request.tools:  # said, not silently dropped: the answer would not be the same
+            raise RunnerError("anthropic/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         body, applied = self.body(request)
         call = self._stream if self.streams(body) else self._post

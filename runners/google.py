@@ -120,6 +120,8 @@ class GeminiRunner:
         return body
 
     async def generate(self, request: Request) -> Response:
+        if request.tools:  # said, not silently dropped: the answer would not be the same
+            raise RunnerError("google/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         applied = self.thinking(request)[1]  # refuses a setting before anything is sent
         if self._fan_out and request.n > 1:

@@ -310,6 +310,8 @@ class HFRunner:
         return Job(request, ids, opened, max(1, max_tokens), controlled)
 
     async def generate(self, request: Request) -> Response:
+        if request.tools:  # said, not silently dropped: the answer would not be the same
+            raise RunnerError("hf/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         job = self.prepare(request)
         if self._loop_task is None or self._loop_task.done():

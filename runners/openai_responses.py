@@ -111,6 +111,9 @@ class ResponsesRunner:
         return body
 
     async def generate(self, request: Request) -> Response:
+        if request.tools:  # said, not silently dropped: the answer would not be the same
+            raise RunnerError("openai-responses/ does not take tools yet "
+                              "(openai/ does: docs/runners.md)")
         start = time.perf_counter()
         body = self.body(request)
         # each generation re-attaches to its own background response after a kill
