@@ -222,6 +222,11 @@ class Orchestrator:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def run_unit(self, unit: Unit) -> None:
+        self.keep_records(unit.task.name, await self.unit_records(unit))
+
+    async def unit_records(self, unit: Unit) -> list[dict[str, Any]]:
+        """The records of one unit: its generations asked for (or read from the cache),
+        scored and ranked. Writes nothing: run_unit (or a cluster's driver) does."""
         task, sample, setting = unit.task, unit.sample, unit.setting
         try:
             messages = task.prompt(sample)
@@ -256,10 +261,7 @@ class Orchestrator:
         else:  # slow graders (a sandbox, a judge) work on all n at once
             verdicts = await asyncio.gather(*(self.verdict(task, sample, r.completion.text)
                                               for _, r in scored))
-        unscored = 0
         for (gen, result), (score, rank, spend) in zip(scored, verdicts):
-            if score.status in UNSCORED:
-                unscored += 1
             completion, usage = result.completion, result.usage
             cost = result.cost
             if spend is not None and spend.cost is not None and cost is not None:
@@ -284,20 +286,29 @@ class Orchestrator:
                 # what the provider applied where it differs from "settings" (requested)
                 **({"applied": result.applied} if result.applied else {})})
         records.sort(key=lambda r: r["gen"])
+        return records
+
+    def keep_records(self, task_name: str, records: list[dict[str, Any]]) -> None:
+        """Append a unit's records (one write) and count them for the progress line."""
         self.log.append(records)
         stats = self.stats
-        for record in records:
-            if record["score"] is not None:
-                stats.score(task.name, record["score"])
-        stats.finish(len(records), unscored + len(failed))
-        for _, result in scored:
-            stats.cached += result.cached
-            stats.prompt_tokens += result.usage.prompt_tokens
-            stats.completion_tokens += result.usage.completion_tokens
-            if result.cost is None:
+        unscored = 0
+        for r in records:
+            if r["score"] is not None:
+                stats.score(task_name, r["score"])
+            if r["status"] in UNSCORED:
+                unscored += 1
+            if r["status"] == "error":
+                continue
+            stats.cached += bool(r.get("cached"))
+            usage = r.get("usage") or {}
+            stats.prompt_tokens += usage.get("prompt") or 0
+            stats.completion_tokens += usage.get("completion") or 0
+            if r.get("cost") is None:
                 stats.cost_known = False
-            elif not result.cached:  # the progress line shows what this run spends
-                stats.cost += result.cost
+            elif not r.get("cached"):  # the progress line shows what this run spends
+                stats.cost += r["cost"]
+        stats.finish(len(records), unscored)
 
     async def generations(self, runner: Runner, request: Request
                           ) -> tuple[dict[int, "Generated"], RunnerError | None]:

@@ -137,7 +137,7 @@ def test_tolerance_is_a_parameter(pool):
 @pytest.mark.parametrize("completion,answer", [
     ("So \\boxed{1}, \\boxed{2}, \\boxed{3}.", "1, 2, 3"),
     ("$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(2, 2), (6, 2)"),
-    ("\\(y_1 = \\boxed{x+1}\\) and \\(y_2 = \\boxed{x-1}\\)", "x+1, x-1"),
+    ("\\(y_1 = \\boxed{x+1}\\) and \\(y_2 = \\boxed{x-1}\\)", "y_1 = x+1, y_2 = x-1"),
     ("\\boxed{3} \\text{ for part (a) and } \\boxed{4}", "3, 4"),
     # Boxes divided by more than separators: only the last one is the answer.
     ("First \\boxed{5}. Checking again, the answer is \\boxed{6}", "6"),
@@ -175,3 +175,17 @@ def test_systems_vote_with_their_tuples(pool):
     got = asyncio.run(judge_all(scorer, [{"gold": "42", "candidate": c}
                                          for c in ("p=5, q=2", "(5,2)", "q=2, p=5")]))
     assert got[0].answer == got[1].answer != got[2].answer
+
+
+@pytest.mark.parametrize("completion,gold,equal", [
+    ("Hence $y = \\boxed{1}$ and $x = \\boxed{2}$.", "x=1, y=2", False),
+    ("$q = \\boxed{3}$, $p = \\boxed{2}$", "p=3, q=2", False),
+    ("$x = \\boxed{1}$ and $y = \\boxed{2}$", "x=1, y=2", True),
+    ("$y = \\boxed{2}$ and $x = \\boxed{1}$", "x=1, y=2", True),
+])
+def test_labels_between_boxes_stay_with_their_values(pool, completion, gold, equal):
+    """Adjacent boxes are read together with the label before each: the values in the
+    order written would be another answer when the labels are not in the gold's order."""
+    found = extract_answer(completion)
+    score = asyncio.run(MathScorer(Options(), pool=pool).check(gold, found))
+    assert (score.value == 1.0) is equal, (found.text, score.explanation)

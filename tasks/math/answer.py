@@ -42,6 +42,7 @@ _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NAME = r"(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?'*"
 _GLUE = re.compile(rf"(?:\s|[,;&]|\$|\\[()\[\]]|\\q?quad|\\[,;:! ]|\\text\s*\{{\s*(?:and|or|,)\s*\}}"
                    rf"|\b(?:and|or)\b|{_NAME}\s*=)*", re.I)
+_LABEL_BEFORE = re.compile(rf"({_NAME})\s*=\s*\$?\s*\Z")
 _PHRASE_GLUE = re.compile(r"[^.!?\n$\\{}]{0,40}?\b(?:and|or)\s*", re.I)
 _TEXT_WRAP = re.compile(r"\\text\s*\{([^{}]*)\}")
 
@@ -63,12 +64,19 @@ def _box_run(text: str, boxes: list[tuple[int, str]]) -> tuple[int, str]:
         end = balanced_braces(text, m.end() - 1) if m else None
         spans.append((pos, end if end is not None else pos, content))
     start, _, content = spans[-1]
-    run = [content]
+    run = [(start, content)]
     for (pos, end, inner), (next_pos, _, _) in zip(reversed(spans[:-1]), reversed(spans[1:])):
         if not _is_glue(text[end:next_pos]):
             break
-        run.append(inner)
-    return start, ", ".join(reversed(run)) if len(run) > 1 else content
+        run.append((pos, inner))
+    if len(run) == 1:
+        return start, content
+    # A box's label stays with it: "$y = \boxed{1}$ and $x = \boxed{2}$" is "y = 1, x = 2",
+    # not the values in the order written, which would be another answer.
+    labels = [_LABEL_BEFORE.search(text, max(0, pos - 40), pos) for pos, _ in reversed(run)]
+    items = [f"{m.group(1)} = {inner}" if m else inner
+             for m, (_, inner) in zip(labels, reversed(run))]
+    return start, ", ".join(items)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ the same labelled values in any order, or unlabelled values in its order.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from .leaves import Leaves, Verdict
-from .structure import UNORDERED, Eq, Leaf, Node, Seq, labelled, same_label, value_side
+from .structure import (UNORDERED, Eq, Leaf, Node, Seq, label_key, label_of, labelled,
+                        same_label, value_side)
 
 
 def _any(verdicts) -> Verdict:
@@ -78,8 +80,34 @@ def _dedupe(items: tuple) -> tuple:
     return tuple(out)
 
 
+def _paired(node: Node) -> Node:
+    """``(p, q) = (3, 2)`` as the system ``p = 3, q = 2``: each name with its value, so
+    that labels are compared as labels (``q = 3, p = 2`` is not it)."""
+    if not isinstance(node, Eq):
+        return node
+    label, value = label_of(node), node.sides[-1]
+    if isinstance(label, Seq) and isinstance(value, Seq) and value.kind == "tuple" \
+            and 1 < len(label.items) == len(value.items) \
+            and len({label_key(n) for n in label.items}) == len(label.items):
+        return Seq("system", tuple(Eq((n, v)) for n, v in zip(label.items, value.items)))
+    return node
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key))
+
+
+def _in_natural_order(system: Seq) -> bool:
+    """Labels written in their natural order (``x, y``; ``a, b, c``; ``x_1, x_2``): only
+    then do a system's values mean the same in order as an unlabelled tuple's. ``y = 3,
+    x = 2`` against ``(3, 2)`` could be either, so it is not accepted."""
+    keys = [label_key(label_of(item)) for item in system.items]
+    return keys == sorted(keys, key=_natural)
+
+
 def compare(gold: Node, cand: Node, leaves: Leaves) -> Verdict:
     """Is ``cand`` an acceptable answer where ``gold`` is expected?"""
+    gold, cand = _paired(gold), _paired(cand)
     if isinstance(gold, Eq):
         if isinstance(cand, Eq):
             if same_label(gold, cand):
@@ -143,12 +171,15 @@ def _compare_systems(gold: Seq, cand: Seq, cmp) -> Verdict:
             return False
         if not _unlabelled(cand):
             return _match(gold.items, cand.items, cmp) if cand.kind == "list" else False
+        if cand.kind == "tuple" and not _in_natural_order(gold):
+            return False
         values = _values(gold)
         return _all(cmp(g, c) for g, c in zip(values, cand.items)) \
             if len(values) == len(cand.items) else False
     if gold.kind in ("list", "set"):
         return _match(_dedupe(gold.items), _dedupe(_values(cand)), cmp)
-    if gold.kind == "tuple" and gold.brackets == "()" and len(gold.items) == len(cand.items):
+    if gold.kind == "tuple" and gold.brackets == "()" and len(gold.items) == len(cand.items) \
+            and _in_natural_order(cand):
         return _all(cmp(g, c) for g, c in zip(gold.items, _values(cand)))
     return False
 
