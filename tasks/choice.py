@@ -88,7 +88,7 @@ class _Candidate:
 
 
 _LEAD = " \t*_`$\"'“”‘’:=-"
-_FILLER = re.compile(r"^(?:that\s+|therefore\s+|thus\s+|then\s+|probably\s+|clearly\s+)*"
+_FILLER = re.compile(r"^(?:that\s+|therefore\s+|thus\s+|then\s+|clearly\s+)*"
                      r"(?:the\s+)?(?:option|choice|letter)?\s*[:#]?\s*", re.I)
 _BRACKETED = re.compile(r"[\(\[\{]\s*([A-Za-z])\s*[\)\]\}]")
 _ENUMERATION = re.compile(
@@ -118,12 +118,32 @@ def _alternative_tail(letters: str) -> re.Pattern:
         r"(?:(?i:option|choice)\s+)?[\(\[]?\s*[" + up + r"](?![A-Za-z0-9]))")
 
 
+# The rest of a sentence: up to its end (an ellipsis does not end it).
+_SENTENCE_REST = re.compile(r"(?:[^.!?\n]|\.\.\.|\.(?=\S))*(?P<end>[.!?\n]|$)")
+
+
+@lru_cache(maxsize=32)
+def _hedge_later(letters: str) -> re.Pattern:
+    # "B, but it could also be C", "probably B, but possibly D", "C, or" (cut off)
+    up = re.escape(letters.upper())
+    return re.compile(
+        r"\b(?:could|might|may)\s+(?:also\s+|well\s+)?be\s+[\(\[]?[" + up + r"]\b"
+        r"|\b(?:possibly|perhaps|maybe)\s+[\(\[]?[" + up + r"]\b|,?\s+or\s*$", re.I)
+
+
 def _takes_back(rest: str, letters: str) -> bool:
     """True when ``rest``, the text right after a letter, makes it no commitment."""
     r = rest[:200].lstrip(_TAIL_SKIP)
     if r.startswith("?"):
         return True  # "Is the answer: B?" asks, it does not answer
+    if re.match(r"\s*(?:=|≈|<|>|\^|_\{?\w)", r):
+        return True  # "C = 4 μF": a quantity named C, not option C
     if _NEGATED_TAIL.match(r):
+        return True
+    sentence = _SENTENCE_REST.match(rest[:300])
+    if sentence and sentence.group("end") == "?":
+        return True  # "The answer is B, right?", "... or is it?"
+    if sentence and _hedge_later(letters).search(sentence.group(0)):
         return True
     return bool(_alternative_tail(letters).match(rest[:200].lstrip(" \t*_`$)]}")))
 
@@ -174,6 +194,9 @@ def parse_choice(payload: str, letters: str = "ABCD",
     p = _FILLER.sub("", raw, count=1).lstrip(_LEAD)
     if not p:
         return None
+    m = re.match(r"not\s+(?:option\s+)?[\(\[]?[A-Za-z][\)\]]?\s*,?\s*but\s+(?:rather\s+)?", p, re.I)
+    if m:  # "not B but D"
+        return parse_choice(p[m.end():], letters, options)
     m = _ENUMERATION.match(p)
     if m and m.group(1).upper() in letters and m.group(2).upper() in letters \
             and m.group(2) != "a":
@@ -216,8 +239,10 @@ _PHRASE = re.compile(
     r"(?<![A-Za-z])(?:answer|option|choice|letter)s?(?:\s+(?:here|then|now|overall|itself|"
     r"i(?:'d|’d|\s+would|'ll|’ll|\s+will)?\s+give|(?:i|we)\s+(?:\w+\s+)?(?:want|mean|need)))?"
     r"\s*(?:(?:\*\*|__)\s*)?"
-    r"(?P<verb>is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|=)(?![A-Za-z])"
-    r"|(?<![A-Za-z])(?:i(?:\s+will|\s+would|'ll|’ll|'d|’d)?(?:\s+\w+ly)?\s+"
+    r"(?P<verb>is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|appears\s+to\s+be|"
+    r"seems\s+to\s+be|=)(?![A-Za-z])"
+    r"|(?<![A-Za-z])(?:right|correct|best)\s+one\s+is(?![A-Za-z])"
+    r"|(?<![A-Za-z])(?:(?:i|we)(?:\s+will|\s+would|'ll|’ll|'d|’d)?(?:\s+\w+ly)?\s+"
     r"(?:choose|pick|select|say|guess)"
     r"|(?:i\s+am\s+|i'm\s+|i’m\s+)?going\s+(?:with|w/)"
     r"|(?:i(?:'ll|’ll|\s+will)\s+)?go\s+(?:with|w/)"
@@ -225,7 +250,7 @@ _PHRASE = re.compile(
     r"|(?P<lean>(?:i(?:'d|’d|\s+would)\s+)?(?:lean|leaning)\s+(?:toward|towards|to))"
     r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:settle|settling)\s+on"
     r"|(?:revise|revising|change|changing|switch|switching)\s+(?:my\s+answer\s+|it\s+)?to"
-    r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:stick|sticking)\s+with"
+    r"|(?:i(?:'ll|’ll|\s+will)\s+)?(?:stick|sticking)\s+with|i(?:'ll|’ll|\s+will)\s+keep"
     r"|my\s+(?P<final>final\s+)?(?:best\s+)?(?:answer|choice|guess|pick)\s*(?:is)?)"
     r"(?![A-Za-z])",
     re.I)
@@ -236,7 +261,10 @@ _SUPPOSED_BEFORE = re.compile(
     r"|\b(?:might|would|could|may|to|some|many|students|people|one)\s+"
     r"(?:\w+\s+)?(?:think|thinks|believe|believes|assume|conclude|say|claim|guess|expect)\b.*"
     r"|\b(?:mistake|mistaken|mistakenly|wrongly|incorrectly|naive|naively|tempting|trap|"
-    r"distractor|tempted)\b.*"
+    r"distractor|tempted|said|says|suggests|suggested|claims|claimed|states|stated|"
+    r"hypothetically|textbook's|textbook’s|key's|key’s|so\s+far|for\s+now|for\s+comparison|"
+    r"let's\s+say|let’s\s+say|let\s+us\s+say|forgets?|forgetting|student|students|"
+    r"thought|hypothesis|initially|at\s+first)\b.*"
     r"|(?:^|\b(?:so|then|but|and|or|now)\s+)(?:is|was|could)\s+(?:it\s+)?(?:that\s+)?(?:the\s+)?$)",
     re.I | re.S)
 _REMAINING = re.compile(
@@ -261,13 +289,17 @@ _UNDECIDED = re.compile(
     r"\b(?:can't|can’t|cannot|can\s+not)\s+(?:settle|decide|choose|tell\s+which)|"
     r"(?:really\s+)?(?:don't|don’t|do\s+not)\s+know\s*(?:which|[.!]|$)|flip-?flop|"
     r"torn\s+between|undecided|no\s+idea\s+which", re.I)
-_CONDITIONAL_SENTENCE = re.compile(r"\b(?:if|were|had|unless|otherwise)\b", re.I)
+# "the wrong answer is C", "the tempting choice is A": named, not chosen
+_DISOWNED = re.compile(r"\b(?:wrong|incorrect|naive|tempting|trap|distractor|obvious\s+but)\s*$",
+                       re.I)
+_CONDITIONAL_SENTENCE = re.compile(r"\b(?:if|were|had|unless|otherwise|assuming|suppose)\b",
+                                   re.I)
 _CLAUSE_BOUNDARY = re.compile(r"[.!?;\n]")
 _SELF_CORRECTION = re.compile(
-    r"\b(?:wait|actually|hold\s+on|hmm+|correction|on\s+second\s+thought|scratch\s+that|"
+    r"\b(?:wait|actually|hold\s+on|correction|on\s+second\s+thought|scratch\s+that|"
     r"made\s+an?\s+(?:error|mistake)|i\s+was\s+wrong|that(?:'s|’s|\s+is|\s+was)\s+wrong|"
     r"let\s+me\s+(?:redo|recompute|re-?check|reconsider|recalculate)|redoing|re-doing|"
-    r"recomputing|recalculating|dropped\s+a|no,|double-?check|was\s+wrong|oops|mistake|"
+    r"recomputing|recalculating|dropped\s+a|no,|was\s+wrong|oops|made\s+a\s+mistake|"
     r"revise|changing\s+my\s+answer)",
     re.I)
 
@@ -347,6 +379,9 @@ def _patterns(letters: str) -> dict[str, re.Pattern]:
 
 
 # The text's last sentence: after the last sentence end, line break or arrow.
+# "i.e. D.", "e.g. D.", "vs. A.": the letter after an abbreviation ends no sentence.
+_ABBREVIATION_BEFORE = re.compile(r"\b(?:i\.e|e\.g|vs|cf|fig|figs|eq|eqs|approx|etc|no|resp)\.\s*\Z",
+                                  re.I)
 _LAST_SENTENCE = re.compile(r"(?:^|(?<=[.!?])\s+|\n|→|->|=>|⇒)([^\n.!?→]{1,60}[.!]*)\s*$")
 
 
@@ -381,6 +416,53 @@ def _sentence_around(text: str, pos: int, end: int) -> str:
         _CLAUSE_BOUNDARY.split(text[end:end + 300], maxsplit=1)[0]
 
 
+# A sentence about what someone else, or a mistake, would give: its letter is no conclusion.
+_HYPOTHETICAL = re.compile(
+    r"\b(?:would|could|might|mistake|mistakenly|student|students|naive|naively|forgets?|"
+    r"forgetting|trap|distractor|for\s+comparison|compared?\s+(?:to|with))\b", re.I)
+
+
+def _own_clause(text: str, pos: int) -> str:
+    """The clause before ``pos`` from its last "but"/"so"/"however": what the writer
+    says in their own voice after setting another view aside."""
+    return re.split(r"\b(?:but|so(?!\s+far)|however|therefore|thus|hence)\b",
+                    _clause_before(text, pos),
+                    flags=re.I)[-1]
+
+
+def _supposed_clause(text: str, pos: int) -> bool:
+    return bool(_SUPPOSED_BEFORE.search(_own_clause(text, pos)))
+
+
+def _supposed(text: str, pos: int) -> bool:
+    """A mention under a supposition, a report, or in a hypothetical sentence:
+    ``A naive calculation gives \\boxed{B}``, ``One would get B if ...``."""
+    if _supposed_clause(text, pos):
+        return True
+    sentence = _sentence_around(text, pos, pos)
+    return bool(re.search(r"\bwould\b", sentence, re.I) and
+                re.search(r"\b(?:if|were|had|unless)\b", sentence, re.I))
+
+
+# A letter defined as a quantity or a name in the text ("C is the capacitance", "let A be",
+# "A = 3", "point A"): its bare mentions are that name, so only "(A)" or "option A" count.
+_NAMED_LETTER = (r"(?:\b(?:let|where|with|call)\s+([A-Z])\s+(?:be|denote|is)\b"
+                 r"|\b([A-Z])\s+(?:denotes|is\s+the\s+(?!correct|right|best|answer|option|"
+                 r"choice|only|one|last|first)[a-z]+\b)"
+                 r"|\b(?:point|vertex|corner|node|region|panel|figure|fig\.|site|plan|grade|"
+                 r"resistor|capacitor|charge|mass|block|particle|body|ball|vector|matrix|set|"
+                 r"line|segment|triangle|angle)\s+([A-Z])\b)")
+
+
+def _named_letters(text: str, letters: str) -> set[str]:
+    out = set()
+    for m in re.finditer(_NAMED_LETTER, text):
+        letter = next(g for g in m.groups() if g)
+        if letter in letters:
+            out.add(letter)
+    return out
+
+
 def _commitments(text: str, letters: str, options) -> list[_Candidate]:
     pats = _patterns(letters)
     found: list[_Candidate] = []
@@ -388,7 +470,7 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
     def payloads(spans, rule: str, strength: int) -> None:
         for pos, payload in spans[-MAX_TRIES:]:
             letter = parse_choice(payload, letters, options)
-            if letter:
+            if letter and not _supposed(text, pos):
                 found.append(_Candidate(pos, letter, rule, strength))
 
     payloads(answer_lines(text), "answer_line", EXPLICIT)
@@ -397,7 +479,7 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
              "answer_line", EXPLICIT)
     for m in list(_PHRASE.finditer(text))[-MAX_TRIES:]:
         before = _clause_before(text, m.start())
-        if _SUPPOSED_BEFORE.search(before):
+        if _supposed_clause(text, m.start()) or _DISOWNED.search(before):
             continue
         verb = (m.group("verb") or "").lower()
         if verb.startswith(("would", "should", "will")) and \
@@ -410,18 +492,21 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
             strength = EXPLICIT if m.group("final") else WEAK if hedged else STRONG
             found.append(_Candidate(m.start(), letter, "phrase", strength,
                                     bool(hedged or m.group("lean"))))
+    named = _named_letters(text, letters)
     for m in list(pats["reversed"].finditer(text))[-MAX_TRIES:]:
-        if _SUPPOSED_BEFORE.search(_clause_before(text, m.start())) or \
+        if _supposed_clause(text, m.start()) or \
                 re.match(r"[\s,]*(?:only\s+)?(?:if|unless|when)\b", text[m.end():], re.I):
             continue
+        if (m.group(2) and m.group(2) in named) or _takes_back(text[m.end():], letters):
+            continue  # "C is correct dimensionally" where C is the capacitance; "C is correct?"
         found.append(_Candidate(m.start(), (m.group(1) or m.group(2)).upper(), "phrase", STRONG))
     for m in list(pats["elimination"].finditer(text))[-MAX_TRIES:]:
         if not _takes_back(text[m.end():], letters) and \
-                not _SUPPOSED_BEFORE.search(_clause_before(text, m.start())):
+                not _supposed_clause(text, m.start()):
             found.append(_Candidate(m.start(), _letter_of(m), "elimination", STRONG))
     for m in list(pats["conclusion"].finditer(text))[-MAX_TRIES:]:
         before = _clause_before(text, m.start())
-        if _SUPPOSED_BEFORE.search(before):
+        if _supposed_clause(text, m.start()):
             continue
         if m.group("comma") is not None and (m.group("apposition") or not (
                 _CONCLUDING.search(before) or (
@@ -429,6 +514,14 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
             continue  # ", C." ends a concluding sentence, or ", option C." an apposition
         if _takes_back(text[m.end():], letters):
             continue  # "It's A. Or B."
+        if any(m.groupdict().get(g) for g in ("bare", "bare5", "bare7")) \
+                and _letter_of(m) in named:
+            continue  # "..., which is A." where A names a point
+        sentence = _sentence_around(text, m.start(), m.end())
+        # what follows the sentence's last "so"/"but" is the writer's own conclusion
+        own = re.split(r"\b(?:so|but|however|therefore|thus|hence)\b", sentence, flags=re.I)[-1]
+        if _HYPOTHETICAL.search(own if own.strip() else sentence):
+            continue  # "a student who forgets the 1/2 gets 10 J, which is D."
         found.append(_Candidate(m.start(), _letter_of(m), "conclusion", WEAK))
     for m in list(_ORDINAL_COMMIT.finditer(text))[-MAX_TRIES:]:
         before = _clause_before(text, m.start())
@@ -443,7 +536,7 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
                                     else "conclusion", STRONG if m.group("verb") else WEAK))
     # "the remaining option, C", "Hence the remaining choice: (R)-butan-2-ol."
     payloads([(m.start(), _line_from(text, m.end())) for m in _REMAINING.finditer(text)
-              if not _SUPPOSED_BEFORE.search(_clause_before(text, m.start()))][-MAX_TRIES:],
+              if not _supposed_clause(text, m.start())][-MAX_TRIES:],
              "elimination", STRONG)
     headed = []
     for m in list(_ANSWER_HEADING.finditer(text))[-MAX_TRIES:]:
@@ -452,7 +545,7 @@ def _commitments(text: str, letters: str, options) -> list[_Candidate]:
             headed.append((m.start(), _line_from(rest, 0)))
     payloads(headed, "answer_line", EXPLICIT)
     sentence = _LAST_SENTENCE.search(text)
-    if sentence:
+    if sentence and not _ABBREVIATION_BEFORE.search(text, 0, sentence.start(1)):
         m = _letter_sentence(letters).match(sentence.group(1))
         start = sentence.start(1)
         if m and not any(c.pos >= start for c in found):
@@ -478,14 +571,24 @@ def _final(found: list[_Candidate], text: str) -> _Candidate | None:
     if not found:
         return None
     found = sorted(found, key=lambda c: c.pos)
-    explicit = [c.pos for c in found if c.strength == EXPLICIT]
-    last_marker = explicit[-1] if explicit else None
+    firm = [c.pos for c in found if c.strength > WEAK]
+    last_firm = firm[-1] if firm else None
     for c in reversed(found):
-        if c.strength > WEAK or last_marker is None or c.pos <= last_marker:
+        if c.strength > WEAK or last_firm is None or c.pos <= last_firm:
             return c
-        if _SELF_CORRECTION.search(text, last_marker, c.pos):
+        if _SELF_CORRECTION.search(text, last_firm, c.pos):
             return c
     return None
+
+
+# After the last commitment: it is taken back and nothing replaces it.
+_RETRACTED = re.compile(
+    r"\b(?:wait[.!,]*\s*\Z|on\s+second\s+thought|scratch\s+that|that(?:'s|’s|\s+is|\s+was)"
+    r"\s+(?:wrong|not\s+right)|(?:i\s+)?made\s+an?\s+(?:error|mistake)|contradicts|"
+    r"(?:let\s+me|need\s+to|have\s+to)\s+(?:redo|recompute|reconsider|recalculate|rethink)|"
+    r"no,?\s+wait|"
+    r"i\s+(?:now\s+)?reali[sz]e|let\s+me\s+(?:re-?check|check\s+again|double-?check)\W*\Z)\b",
+    re.I)
 
 
 _CONCLUDING = re.compile(
@@ -545,6 +648,8 @@ def _read(text: str, letters: str, options) -> tuple[str, str, int, tuple[str, .
     final = _final(found, text)
     if final is not None and _UNDECIDED.search(text, final.pos):
         return None  # "Answer: A. No, B. Or A... I can't settle it."
+    if final is not None and _RETRACTED.search(text, final.pos + 1):
+        return None  # "So the answer is B. Wait, that's wrong: ... Let me recompute."
     if final is not None and final.tentative and \
             not text.rstrip().rstrip("*_`$)\"'”’").endswith((".", "!", "?")):
         return None  # "I'm leaning towards A but need to rule out folate, and" (cut off)

@@ -410,6 +410,45 @@ def test_extraction_reads_the_final_commitment(text, letter, rule):
     assert (found.letter, found.rule, found.where) == (letter, rule, "text")
 
 
+# Found by a review that tried to break the extractor: abbreviations, checking asides,
+# retractions, tag questions, reported speech, hedges, hypotheticals, named letters.
+REVIEW_CASES = [
+    ("Answer: B\n\nForgetting the factor 1/2 gives 10 J, i.e. D.", "B"),
+    ("Answer: B\n\nNote: the series value is 2.5 J vs. A.", "B"),
+    ("Answer: B\n\nDouble-check: doubling the voltage would give 10 J, that's D.", "B"),
+    ("Answer: B\n\nHmm, a student who forgets the 1/2 gets 10 J, which is D.", "B"),
+    ("**Answer: B**\n\nNo, wait. I'll keep B. (D would be the answer if the 1/2 were "
+     "missing, so D.)", "B"),
+    ("The answer is B.\n\nHmm, for comparison the series case gives A.", "B"),
+    ("<think>So the answer is B. Wait, that's wrong: I dropped a factor of 2. Let me "
+     "recompute.</think>", None),
+    ("Answer: B. Wait, that contradicts step 2. Let me redo step 2.", None),
+    ("The answer is B, right?", None),
+    ("Option C is correct?", None),
+    ("My friend said the answer is B.", None),
+    ("I think the answer is B, but it could also be C", None),
+    ("Final answer: probably B, but possibly D", None),
+    ("So the answer is C, or", None),
+    ("Let's say the answer is C and check consistency.", None),
+    ("So far it's B. Let me check C.", None),
+    ("A naive calculation gives \\boxed{B}.", None),
+    ("One would get \\boxed{B} if the battery were disconnected.", None),
+    ("Hmm, C is the capacitance so C is correct dimensionally for charge Q = CV.", None),
+    ("\\boxed{B} is what a naive calculation gives, but the correct answer is \\boxed{D}", "D"),
+    ("I initially thought the answer is B, but it's D.", "D"),
+    ("The answer is not B but D.", "D"),
+    ("Answer: (C) is incorrect; the right one is (D).", "D"),
+    ("If we choose C, the energy is 7.5 J, too high. So we choose B.", "B"),
+    ("The answer is B.\nWait, A gives 2.5 J. So A is out.", "B"),
+]
+
+
+@pytest.mark.parametrize("text,letter", REVIEW_CASES)
+def test_review_cases(text, letter):
+    assert scored_letter({"completion": text,
+                          "options": ["5.0 J", "2.5 J", "1.25 J", "10 J"]}) == letter
+
+
 @pytest.mark.parametrize("text", NOT_COMMITTED)
 def test_extraction_of_uncommitted_text_is_none(text):
     assert extract_choice(text, ["4.1 MeV", "29.8 MeV", "33.9 MeV", "16.9 MeV"]) is None
@@ -422,7 +461,7 @@ def test_changed_mind_lists_every_committed_letter():
 
 def test_unclosed_reasoning_is_no_answer_by_default():
     s = next(iter(build(path="sample").samples()))
-    cut = f"<think>Working... so far it is ANSWER: {s.target} but let me verify the"
+    cut = f"<think>Working it through: ANSWER: {s.target}. Now to verify it with the"
     found = extract_choice(cut, s.metadata["choices"])
     assert (found.letter, found.where) == (s.target, "unclosed_reasoning")
     default = score(s, cut)
