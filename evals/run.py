@@ -250,7 +250,9 @@ class Orchestrator:
         records: list[dict[str, Any]] = []
         failed = [g for g in unit.gens if g not in got]
         if failed:
-            message = scrub(str(error))
+            message = scrub(str(error)) if error is not None else \
+                f"the backend returned {len(unit.gens) - len(failed)} of {len(unit.gens)} " \
+                "generations asked for"
             # The metadata too: a failed call counts in its category's breakdown (report).
             records += [{**base, "gen": g, "status": "error", "score": None,
                          "error": message, "metadata": metadata,
@@ -264,8 +266,9 @@ class Orchestrator:
         for (gen, result), (score, rank, spend) in zip(scored, verdicts):
             completion, usage = result.completion, result.usage
             cost = result.cost
-            if spend is not None and spend.cost is not None and cost is not None:
-                cost += spend.cost  # the ranker's calls are part of this setting's spend
+            if spend is not None and cost is not None:
+                # the ranker's calls are part of this setting's spend; unknown, so is the sum
+                cost = None if spend.cost is None else cost + spend.cost
             records.append({
                 **base, "gen": gen, "status": score.status,
                 "score": None if score.status in UNSCORED else score.value,
@@ -432,11 +435,17 @@ class Orchestrator:
                 error = RunnerError(f"no answer within {config.timeout:g}s", retryable=True)
             except PartialResponse as e:
                 error = e
+                # the endpoint answered (some of it): not an unreachable one
+                self.succeeded[runner.model] = self.succeeded.get(runner.model, 0) + 1
                 if keep is not None:
                     keep(request, e.response)
-                    request = request.for_gens(
-                        [request.generation(i) for i, c in enumerate(e.response.completions)
-                         if c is None])
+                    answered = {request.generation(i) for i, c in
+                                enumerate(e.response.completions) if c is not None}
+                    rest = [request.generation(i) for i in range(request.n)
+                            if request.generation(i) not in answered]
+                    if not rest:
+                        return e.response
+                    request = request.for_gens(rest)
             except RunnerError as e:
                 error = e
             if error.status in (401, 403, 404):

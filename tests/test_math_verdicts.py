@@ -38,6 +38,13 @@ def burn(answer, target, sample):
 
 def crash(answer, target, sample):
     raise RuntimeError("the verifier itself is broken")
+
+def spawn(answer, target, sample):
+    """Start a child that outlives this call unless its whole session is killed."""
+    import subprocess, pathlib
+    child = subprocess.Popen(["sleep", "3600"])
+    pathlib.Path(answer).write_text(str(child.pid))
+    time.sleep(3600)
 '''
 
 
@@ -180,3 +187,13 @@ def test_an_unparseable_answer_is_a_flagged_parse_error(pool, answer):
         "x^2", Extracted(answer, "boxed", "text")))
     assert (score.status, score.value) == ("parse_error", 0.0)
     assert "parse_error" not in UNSCORED
+
+
+def test_a_killed_check_takes_its_verifiers_children_with_it(burner, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    out = burner.run_sync({"op": "call", "spec": "burn_verifier:spawn", "answer": str(pid_file),
+                           "target": "", "sample": {}}, timeout=0.2)
+    assert out.status == "timeout"
+    pid = int(pid_file.read_text())
+    from tests.conftest import alive, wait_for
+    assert wait_for(lambda: not alive(pid), 30)  # the verifier's own child was killed too

@@ -31,6 +31,7 @@ import json
 import os
 import queue
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -88,6 +89,7 @@ class _Worker:
         self.ready = False
         self.jobs = 0
         self.waited_for_cpu = 0  # deadlines moved because the check got less than a core
+        self.closed = False  # its output reached end of file
 
     def _read_line(self, deadline: float) -> bytes | None:
         """One line from the worker, or None at the deadline or on EOF."""
@@ -101,7 +103,8 @@ class _Worker:
                 return None
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                return None  # the worker died
+                self.closed = True  # the worker died, or closed its output: no reply comes
+                return None
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
@@ -132,8 +135,12 @@ class _Worker:
         while True:
             line = self._read_line(deadline)
             if line is not None:
-                return json.loads(line)
-            if self.proc.poll() is not None:
+                try:
+                    return json.loads(line)
+                except ValueError:  # not the protocol: retire it, as one that died
+                    return {"ok": False, "resource": "worker garbled its reply",
+                            "error": "worker garbled its reply"}
+            if self.proc.poll() is not None or self.closed:
                 return {"ok": False, "resource": "worker died", "error": "worker died"}
             now = time.monotonic()
             cpu_now = cpu_seconds(self.proc.pid)
@@ -148,7 +155,10 @@ class _Worker:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:  # its session too: a custom verifier's own subprocesses go with it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 does not wait
