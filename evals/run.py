@@ -114,6 +114,7 @@ _ranker_spend: contextvars.ContextVar[RankerSpend | None] = contextvars.ContextV
 
 def build_tasks(config: RunConfig) -> list[Task]:
     from evals.plugins import load_tasks
+    from evals.task import TASKS
 
     registry = load_tasks(config.tasks_dirs)
     for key in config.task_params:  # a misspelt task scope would be silently ignored
@@ -124,8 +125,7 @@ def build_tasks(config: RunConfig) -> list[Task]:
     tasks = []
     for name in config.tasks:
         if name not in registry:
-            known = ", ".join(sorted(registry)) or "none"
-            raise TaskError(f"unknown task {name!r} (known: {known})")
+            raise TASKS.unknown(name)
         spec = registry[name]
         params = config.params_for(name)
         if config.sandboxes and any(p.name == "sandboxes" for p in spec.params):

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 import orjson
 
+from evals.registry import Registry
 from evals.task import Message
 
 
@@ -161,32 +162,32 @@ class ConfigError(ValueError):
 
 
 RunnerFactory = Callable[..., Runner]
-_FACTORIES: dict[str, RunnerFactory] = {}
-_entry_points_loaded = False
+# Built-in backends by family; packages add theirs through the evals.runners entry points.
+RUNNERS: Registry[RunnerFactory] = Registry("backend", "evals.runners", {
+    "openai": "runners.openai_api:make_runner",
+    "openai-responses": "runners.openai_responses:make_runner",
+    "anthropic": "runners.anthropic:make_runner",
+    "google": "runners.google:make_runner",
+    "gold": "runners.gold:make_runner",
+    "hf": "runners.hf:make_runner",
+    "vllm": "runners.vllm:make_runner",
+}, error=ConfigError)
 
 
 def register_runner(family: str) -> Callable[[RunnerFactory], RunnerFactory]:
-    def register(factory: RunnerFactory) -> RunnerFactory:
-        _FACTORIES[family] = factory
-        return factory
-    return register
+    """``@register_runner("family")``: a backend registered in code."""
+    return RUNNERS.register(family)
 
 
-def runner_families() -> dict[str, RunnerFactory]:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        from importlib.metadata import entry_points
-        for ep in entry_points(group="evals.runners"):
-            _FACTORIES.setdefault(ep.name, lambda *a, _ep=ep, **k: _ep.load()(*a, **k))
-        _entry_points_loaded = True
-    return _FACTORIES
+def runner_families() -> dict[str, RunnerFactory | str]:
+    """Every backend family: its factory, or its ``module:object`` until first used."""
+    return {name: entry.target for name, entry in RUNNERS.entries().items()}
 
 
 def make_runner(spec: str, **options: Any) -> Runner:
     """Build a runner from ``family/name``; options are backend-specific (base_url, ...)."""
     family, _, name = spec.partition("/")
-    factories = runner_families()
-    if family not in factories:
+    if family not in RUNNERS:
         raise ConfigError(f"unknown model {spec!r}: no backend {family!r} "
-                          f"(known: {', '.join(sorted(factories))})")
-    return factories[family](name, **options)
+                          f"(known: {', '.join(RUNNERS.names())})")
+    return RUNNERS.get(family)(name, **options)

@@ -10,9 +10,10 @@ ones are found through ``--tasks-dir``, ``EVALS_TASKS_PATH`` or the
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Union
+from typing import Any, Awaitable, Callable, Iterable, Union
+
+from evals.registry import Registry
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
 
@@ -154,8 +155,8 @@ class TaskError(ValueError):
     """Bad task name, parameter or data; the CLI prints it as one line."""
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
-_current_source = "builtin"
+TASKS: Registry[TaskSpec] = Registry("task", "evals.tasks", modules=("tasks",), error=TaskError,
+                                     describe=lambda spec: spec.description)
 
 
 def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
@@ -165,25 +166,15 @@ def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
     def register(f: Callable[..., Task]) -> Callable[..., Task]:
         task_name = name or f.__name__
         doc = description or (inspect.getdoc(f) or "").strip().split("\n")[0]
-        _REGISTRY[task_name] = TaskSpec(task_name, f, doc, _current_source)
+        TASKS.register(task_name, TaskSpec(task_name, f, doc, TASKS.loading))
         return f
 
     return register(fn) if fn is not None else register
 
 
 def registry() -> dict[str, TaskSpec]:
-    return _REGISTRY
-
-
-@contextmanager
-def registering_from(source: str) -> Iterator[None]:
-    """Label tasks registered inside the block with where they came from."""
-    global _current_source
-    _current_source = source
-    try:
-        yield
-    finally:
-        _current_source = "builtin"
+    """The tasks registered so far, by name (``evals.plugins.load_tasks`` finds them all)."""
+    return TASKS.registered()
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from evals.task import Sample, Score, Task, TaskError, task
+from sandbox.cli import IMAGE_BUILDERS
 
 from . import bundled, data, grading, prepare, prompt, specs
 from .data import HUB_DEFAULT, Instance
@@ -128,6 +129,9 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         return outcome.score(diff)
 
     return Task(dataset=dataset, scorer=score, metrics=["accuracy"], check=check_instance)
+
+
+IMAGE_BUILDERS.register("swe", "tasks.swe.images:build_instances")
 
 
 def _mirror(repo: str, repos_dir: Path, clone: bool) -> Path | None:
