@@ -177,8 +177,25 @@ def registry() -> dict[str, TaskSpec]:
     return TASKS.registered()
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(value: Any) -> bool:
+    """A flag's value: a bool, or one of TRUE_WORDS / FALSE_WORDS (any case); else ValueError."""
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in TRUE_WORDS:
+        return True
+    if low in FALSE_WORDS:
+        return False
+    raise ValueError(value)
+
+
+def is_true(value: Any) -> bool:
+    """Lenient: True for True and TRUE_WORDS, False for anything else (an unset variable)."""
+    return value is True or str(value).strip().lower() in TRUE_WORDS
 
 
 def coerce_param(task_name: str, param: TaskParam, value: Any) -> Any:
@@ -194,12 +211,7 @@ def coerce_param(task_name: str, param: TaskParam, value: Any) -> Any:
         kind = getattr(kind, "__name__", "str")
     try:
         if kind == "bool":
-            low = value.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(value)
+            return parse_bool(value)
         if kind == "int":
             return int(value)
         if kind == "float":
