@@ -36,8 +36,6 @@ class Request:
     stop: list[str] | None = None
     effort: str | None = None  # reasoning effort: "low", "medium", "high", ...
     thinking_budget: int | None = None  # thinking tokens
-    # Only the gold runner reads this; never sent to a model nor part of the cache key.
-    reference: str | None = field(default=None, repr=False)
     gens: tuple[int, ...] | None = None
 
     def generation(self, i: int) -> int:
@@ -122,6 +120,8 @@ class Runner(Protocol):
     sets ``cache_identity`` to a string naming all of it; the response cache keys on it.
     A backend whose answers cost nothing to recompute (``gold``) sets ``cacheable =
     False``: caching them would only grow the cache.
+    A backend that answers from the sample itself (``gold``, with its reference solution)
+    defines ``for_sample(sample) -> Runner``; the orchestrator asks it for each sample.
     """
 
     model: str

@@ -78,7 +78,6 @@ class Task:
     dataset: Iterable[Sample] | Callable[[], Iterable[Sample]]
     scorer: Scorer
     prompt: PromptFn = chat_prompt
-    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     # Fields a run may not override per task (e.g. stop sequences); merged
     # into each request. Compute settings come from the run, not the task.
     stop: list[str] | None = None
@@ -114,6 +113,9 @@ class TaskSpec:
     fn: Callable[..., Task]
     description: str
     source: str  # "builtin", a file path or an entry point
+    # What the task uses that the run shares out, each with the parameter that takes the
+    # run's amount: {"containers": "sandboxes"} gets --sandboxes as -T sandboxes.
+    resources: dict[str, str] = field(default_factory=dict)
 
     @property
     def params(self) -> list[TaskParam]:
@@ -160,13 +162,18 @@ TASKS: Registry[TaskSpec] = Registry("task", "evals.tasks", modules=("tasks",), 
 
 
 def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
-         description: str | None = None):
-    """Register a task function: ``@task`` or ``@task(name="x")``."""
+         description: str | None = None, resources: dict[str, str] | None = None):
+    """Register a task function: ``@task`` or ``@task(name="x")``.
+
+    ``resources`` maps what the task uses at once (``containers``) to the parameter
+    that sets how many: the run's ``--sandboxes`` reaches it there.
+    """
 
     def register(f: Callable[..., Task]) -> Callable[..., Task]:
         task_name = name or f.__name__
         doc = description or (inspect.getdoc(f) or "").strip().split("\n")[0]
-        TASKS.register(task_name, TaskSpec(task_name, f, doc, TASKS.loading))
+        TASKS.register(task_name, TaskSpec(task_name, f, doc, TASKS.loading,
+                                           dict(resources or {})))
         return f
 
     return register(fn) if fn is not None else register

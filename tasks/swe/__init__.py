@@ -80,7 +80,7 @@ def check_instance(sample: Sample) -> list[str]:
     return warnings
 
 
-@task
+@task(resources={"containers": "sandboxes"})
 def swe(instances: str = "bundled", split: str = "test", repos: str | None = None,
         clone: bool = True, context: str = "oracle", hints: bool = False,
         specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
@@ -128,7 +128,7 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
                 raise
         return outcome.score(diff)
 
-    return Task(dataset=dataset, scorer=score, metrics=["accuracy"], check=check_instance)
+    return Task(dataset=dataset, scorer=score, check=check_instance)
 
 
 IMAGE_BUILDERS.register("swe", "tasks.swe.images:build_instances")
