@@ -86,7 +86,7 @@ class RunConfig:
     tasks_dirs: list[str] = field(default_factory=list)
     ranker: str | None = None  # model spec of an LLM judge ranking completions for best@k
     ranker_options: dict[str, str] = field(default_factory=dict)
-    sandboxes: int | None = None  # containers at once, for tasks that declare that resource
+    sandboxes: int | None = None  # given to tasks that take a `sandboxes` parameter
     # Not part of what the run computes; a resumed run may change these.
     concurrency: int = 32
     retries: int = 6
