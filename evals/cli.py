@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from evals.config import STANDARD_EFFORTS, declared_efforts
+from evals.registry import Registry
 from evals.runner import ConfigError
 from evals.task import TaskError
 
@@ -17,13 +18,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate LLMs on hard benchmarks, across test-time compute settings.")
 
 
-def _mount_sandbox() -> None:
-    from sandbox.cli import sandbox_app  # typer only; docker is imported when a command runs
+# Sub-commands of plugins: a typer app each, mounted under its name. Packages add
+# theirs through the evals.commands entry points.
+COMMANDS: Registry[typer.Typer] = Registry("command", "evals.commands", {
+    "sandbox": "sandbox.cli:sandbox_app",  # typer only; docker is imported when one runs
+}, describe=lambda sub: sub.info.help or "")
 
-    app.add_typer(sandbox_app, name="sandbox", help="Docker images for sandboxed grading.")
+
+def _mount_commands() -> None:
+    for name in COMMANDS.names():
+        app.add_typer(COMMANDS.get(name), name=name)
 
 
-_mount_sandbox()
+_mount_commands()
 
 
 def _hide_flag_types() -> None:
@@ -185,17 +192,34 @@ def parse_budgets(value: str | None) -> list[int | None]:
 
 
 @app.command("list")
-def list_tasks(tasks_dir: TasksDirs = None) -> None:
+def list_tasks(
+    tasks_dir: TasksDirs = None,
+    kind: Annotated[str, typer.Option(
+        "--kind", help="What to list: task, runner, ranker, command, program-runner, "
+                       "log-parser, image-builder, or 'kind' for every kind.")] = "task",
+) -> None:
     """Every registered task, its description and its parameters with defaults."""
     from rich.console import Console
     from rich.table import Table
 
     from evals.plugins import load_tasks
+    from evals.registry import KINDS
 
     try:
-        registry = load_tasks(tasks_dir)
-    except TaskError as e:
+        registry = load_tasks(tasks_dir)  # tasks also register the kinds they declare
+        plugins = KINDS if kind == "kind" else KINDS.get(kind)
+    except (TaskError, LookupError) as e:
         fail(str(e))
+    if kind != "task":
+        table = Table(show_lines=False)
+        for col in (kind, "what", "source"):
+            table.add_column(col, overflow="fold")
+        for name, entry in sorted(plugins.entries().items()):
+            if plugins is KINDS:
+                plugins.get(name)  # a kind is a registry: cheap to import, and says more
+            table.add_row(name, plugins.describe(name), entry.source)
+        Console().print(table)
+        return
     table = Table(show_lines=False)
     for col in ("task", "description", "parameters", "source"):
         table.add_column(col, overflow="fold")

@@ -62,7 +62,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 @lru_cache(maxsize=4096)
-def _weights(n: int, k: int) -> tuple[float, ...]:
+def order_weights(n: int, k: int) -> tuple[float, ...]:
     """w[j] = C(j, k) / C(n, k) for j = 0..n: P(a random k-subset of n lies in a fixed j-set).
 
     Every order-statistic estimator below is a difference of these, so one
@@ -74,33 +74,33 @@ def _weights(n: int, k: int) -> tuple[float, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _top_probs(n: int, k: int) -> tuple[float, ...]:
+def top_probs(n: int, k: int) -> tuple[float, ...]:
     """p[j-1] = C(j-1, k-1) / C(n, k): P(the j-th smallest of n is a random k-subset's max)."""
     total = math.comb(n, k)
     return tuple(math.comb(j - 1, k - 1) / total for j in range(1, n + 1))
 
 
-def _max_of_k(scores: Sequence[float], k: int) -> float:
+def max_of_k(scores: Sequence[float], k: int) -> float:
     """Expected max score of a random k-subset (pass@k for scores in [0, 1]).
 
     The j-th smallest of n scores is the subset's max with probability
     C(j-1, k-1) / C(n, k); ties do not matter, tied scores are equal.  With
     0/1 scores this is pass@k.
     """
-    return sum(map(mul, sorted(scores), _top_probs(len(scores), k)))
+    return sum(map(mul, sorted(scores), top_probs(len(scores), k)))
 
 
 # ------------------------------------------------------------------ best-of-k
 
-_FIRST = itemgetter(0)
+FIRST = itemgetter(0)
 
-def _rank_groups(ranks: Sequence[float], scores: Sequence[float]) -> list[tuple[int, float]]:
+def rank_groups(ranks: Sequence[float], scores: Sequence[float]) -> list[tuple[int, float]]:
     """(size, score sum) of each set of equal ranks, lowest rank first."""
     groups: list[tuple[int, float]] = []
     last = None
     size = 0
     total = 0.0
-    for r, s in sorted(zip(ranks, scores), key=_FIRST):
+    for r, s in sorted(zip(ranks, scores), key=FIRST):
         if size and r != last:
             groups.append((size, total))
             size, total = 0, 0.0
@@ -112,7 +112,7 @@ def _rank_groups(ranks: Sequence[float], scores: Sequence[float]) -> list[tuple[
     return groups
 
 
-def _best_from_groups(groups: list[tuple[int, float]], w: Sequence[float]) -> float:
+def best_from_groups(groups: list[tuple[int, float]], w: Sequence[float]) -> float:
     # The subset's top rank falls in group g iff the subset lies within the
     # groups up to g and meets g: probability w[below+size] - w[below].  Given
     # that, the members of g it holds are a uniform draw from g, so the tied
@@ -138,7 +138,7 @@ def best_of_k(ranks: Sequence[float], scores: Sequence[float], k: int) -> float:
     _check_nk(n, k)
     if any(r != r for r in ranks):
         raise ValueError("ranks must not be NaN")
-    return _best_from_groups(_rank_groups(ranks, scores), _weights(n, k))
+    return best_from_groups(rank_groups(ranks, scores), order_weights(n, k))
 
 
 # -------------------------------------------------------------------- maj@k
@@ -179,12 +179,12 @@ def _maj_monte_carlo(index: Sequence[int], corr: Sequence[float], k: int,
 
 # Above this many bytes of polynomial state the counting method gives way to
 # enumeration or Monte Carlo.  N = 64 needs at most ~40 kB per level.
-_COUNT_BUDGET = 4_000_000
+COUNT_BUDGET = 4_000_000
 _COUNT_MAX_N = 1000  # coefficients must stay below the float range (2**1000)
 
 
-def _count_cost(counts: Sequence[int], n_none: int, kmax: int) -> float:
-    """Rough bytes of integer state of ``_maj_exact``'s general levels; 0 when surely small."""
+def count_cost(counts: Sequence[int], n_none: int, kmax: int) -> float:
+    """Rough bytes of integer state of ``maj_exact``'s general levels; 0 when surely small."""
     n = n_none + sum(counts)
     if n <= 256:
         return 0.0
@@ -232,7 +232,7 @@ def _pair_levels(a: int, b: int, v_lo: int, v_hi: int, bits: int) -> int:
     return total
 
 
-def _maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
+def maj_exact(counts: Sequence[int], corrs: Sequence[float], n_none: int,
                ks: Sequence[int]) -> list[float]:
     """Exact maj@k for every k in ``ks``, by counting (never lists subsets).
 
@@ -388,7 +388,7 @@ def maj_at_k(answers: Sequence[str | None], correct: Mapping[str, float], k: int
     score (answers missing from it score 0).  Tied answers share the credit
     equally, i.e. the expected value of a random tie-break.
 
-    ``method="auto"`` counts exactly (``_maj_exact``: always for N <= 256, up
+    ``method="auto"`` counts exactly (``maj_exact``: always for N <= 256, up
     to N = 1000 while its size estimate allows), else enumerates all C(N, k)
     subsets when there are at most ``max_subsets``, else averages
     ``max_subsets`` random subsets drawn with ``seed`` (Monte Carlo, standard
@@ -403,7 +403,7 @@ def maj_at_k(answers: Sequence[str | None], correct: Mapping[str, float], k: int
         raise ValueError(f"max_subsets must be >= 1, got {max_subsets}")
     counts, corrs, n_none = _tally(answers, correct)
     if method == "auto":
-        if _count_cost(counts, n_none, k) <= _COUNT_BUDGET:
+        if count_cost(counts, n_none, k) <= COUNT_BUDGET:
             method = "count"
         elif math.comb(n, k) <= max_subsets:
             method = "enumerate"
@@ -412,7 +412,7 @@ def maj_at_k(answers: Sequence[str | None], correct: Mapping[str, float], k: int
     if method == "count":
         if n > _COUNT_MAX_N:
             raise ValueError(f"exact counting supports N <= {_COUNT_MAX_N}, got {n}")
-        return _maj_exact(counts, corrs, n_none, [k])[0]
+        return maj_exact(counts, corrs, n_none, [k])[0]
     ids: dict[str, int] = {}
     index = [-1 if a is None else ids.setdefault(a, len(ids)) for a in answers]
     corr = [0.0] * len(ids)

@@ -2,7 +2,7 @@
 
 ``--ranker openai/MODEL`` (any model spec) asks the judge to rate each completion
 0-10 for how likely its final answer is correct; ``--ranker reward/PATH`` scores it
-with a local reward model (runners/reward.py). The score becomes the record's
+with a local reward model (the ``reward`` entry of :data:`RANKERS`). The score becomes the record's
 ``rank``. Neither sees the reference answer, so the ranking is a real test-time
 selection rule (what best-of-k would do in deployment).
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any, Awaitable, Callable
 
-from evals.runner import Request, Response, Runner, make_runner
+from evals.registry import Registry
+from evals.runner import ConfigError, Request, Response, Runner, make_runner
 from evals.task import Sample
 
 JUDGE_PROMPT = """You are grading a response to a problem. Without solving the problem \
@@ -54,15 +55,22 @@ def judge_ranker(runner: Runner, generate: Callable[[Runner, Request], Awaitable
     return rank
 
 
+# Rankers other than the judge, by the prefix of their spec (``reward/PATH``); packages
+# add theirs through the evals.rankers entry points. Each is ``factory(rest, **options)``
+# returning an object with ``rank(sample, completion)`` and ``aclose()``.
+RANKERS: Registry[Callable[..., Any]] = Registry("ranker", "evals.rankers", {
+    "reward": "runners.reward:make_ranker",
+}, error=ConfigError)
+
+
 def make_ranker(spec: str, options: dict[str, str],
                 generate: Callable[[Runner, Request], Awaitable[Response]]
                 ) -> tuple[Any, Callable[[Sample, str], Awaitable[float | None]]]:
     """``--ranker SPEC``: (what to ``aclose()`` at the end, the rank function)."""
-    if spec.startswith("reward/"):
-        from runners.reward import make_ranker as make_reward_ranker
-
-        reward = make_reward_ranker(spec[len("reward/"):], **options)
-        return reward, reward.rank
+    prefix, slash, rest = spec.partition("/")
+    if slash and prefix in RANKERS:
+        ranker = RANKERS.get(prefix)(rest, **options)
+        return ranker, ranker.rank
     # the judge has options of its own: the evaluated model's -M/--base-url are not its
     runner = make_runner(spec, **options)
     return runner, judge_ranker(runner, generate)

@@ -22,10 +22,10 @@ from operator import itemgetter, mul
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from evals.estimators import (
-    _COUNT_BUDGET, _FIRST, _best_from_groups, _count_cost, _maj_exact, _max_of_k,
-    _rank_groups, _top_probs, _weights, best_of_k, maj_at_k, pass_at_k,
+    COUNT_BUDGET, FIRST, best_from_groups, count_cost, maj_exact, max_of_k,
+    rank_groups, top_probs, order_weights, best_of_k, maj_at_k, pass_at_k,
 )
-from evals.stats import CI, Comparison, _interval, mean_ci, paired_difference, t_ppf, t_sf
+from evals.stats import CI, Comparison, mean_interval, mean_ci, paired_difference, t_ppf, t_sf
 
 __all__ = [
     "CI", "Comparison", "MetricRow", "CostRow", "GroupKey", "Aggregator",
@@ -329,9 +329,9 @@ class Aggregator:
             # pass@K: expected best score of K generations (= unbiased pass@K for 0/1).
             ones = scores.count(1.0)
             if ones + scores.count(0.0) == n:
-                vals = [1.0 - _weights(n, k)[n - ones] for k in kk]
+                vals = [1.0 - order_weights(n, k)[n - ones] for k in kk]
             else:
-                vals = [_max_of_k(scores, k) for k in kk]
+                vals = [max_of_k(scores, k) for k in kk]
             _extend(tables["pass"], kk, vals)
             # maj@K: an answer's score is the mean score of its generations.
             pairs = Counter(map(_VOTE, items))
@@ -398,8 +398,8 @@ def maj_values(n_none: int, profile: tuple, kk: Sequence[int], cache: dict,
     if vals is None:
         counts = [c for c, _ in profile]
         corrs = [s for _, s in profile]
-        if _count_cost(counts, n_none, kk[-1]) <= _COUNT_BUDGET:
-            vals = _maj_exact(counts, corrs, n_none, kk)
+        if count_cost(counts, n_none, kk[-1]) <= COUNT_BUDGET:
+            vals = maj_exact(counts, corrs, n_none, kk)
         else:  # too big to count (N in the hundreds+): maj_at_k's fallback
             answers, correct = answers_and_scores()
             vals = [maj_at_k(answers, correct, k) for k in kk]
@@ -413,10 +413,10 @@ def best_values(ranks: Sequence[float], scores: Sequence[float], kk: Sequence[in
     """best@K for each K in ``kk`` of one problem (``ranks``: -inf for unranked)."""
     n = len(ranks)
     if len(set(ranks)) == n:  # no ties: the max-of-k weights apply as they are
-        ordered = [s for _, s in sorted(zip(ranks, scores), key=_FIRST)]
-        return [sum(map(mul, ordered, _top_probs(n, k))) for k in kk]
-    groups = _rank_groups(ranks, scores)
-    return [_best_from_groups(groups, _weights(n, k)) for k in kk]
+        ordered = [s for _, s in sorted(zip(ranks, scores), key=FIRST)]
+        return [sum(map(mul, ordered, top_probs(n, k))) for k in kk]
+    groups = rank_groups(ranks, scores)
+    return [best_from_groups(groups, order_weights(n, k)) for k in kk]
 
 
 def _latency(values: array) -> tuple[float | None, float | None]:
@@ -461,7 +461,7 @@ def assemble_rows(key: GroupKey, settings: Mapping[str, Any], samples: int, erro
 
     def row(metric: str, values: Sequence[float], k: int | None) -> MetricRow:
         # Wilson when every per-problem value is 0 or 1 (see evals.stats).
-        ci = _interval(values, confidence)
+        ci = mean_interval(values, confidence)
         defined = ci.method != "none"
         return MetricRow(task, model, setting, metric, ci.mean,
                          ci.low if defined else None, ci.high if defined else None,

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evals import score_index
-from evals.estimators import _COUNT_BUDGET, _count_cost, _maj_exact, maj_at_k
+from evals.estimators import COUNT_BUDGET, count_cost, maj_exact, maj_at_k
 from evals.metrics import (
-    Aggregator, CostRow, GroupKey, MetricRow, _extend, _max_of_k, _quantile, _wanted, _weights,
+    Aggregator, CostRow, GroupKey, MetricRow, _extend, max_of_k, _quantile, _wanted, order_weights,
     assemble_rows, best_values, cost_row,
 )
 from evals.records import iter_records
@@ -62,7 +62,7 @@ def indexed(samples: Path, min_bytes: int | None = None) -> "ColumnarMetrics | N
 
 def _count_maj(key: tuple) -> list[float]:
     n_none, profile, kk = key
-    return _maj_exact([c for c, _ in profile], [m for _, m in profile], n_none, kk)
+    return maj_exact([c for c, _ in profile], [m for _, m in profile], n_none, kk)
 
 
 def _map(fn: Callable[[Any], Any], items: list) -> list:
@@ -307,9 +307,9 @@ class ColumnarMetrics:
             nk, ok_k, bin_k = n[reach], ones[reach], binary[reach]
             for size in np.unique(nk[bin_k]).tolist():
                 at = bin_k & (nk == size)
-                values[at] = 1.0 - np.asarray(_weights(size, k))[size - ok_k[at]]
+                values[at] = 1.0 - np.asarray(order_weights(size, k))[size - ok_k[at]]
             for j in np.flatnonzero(~bin_k).tolist():
-                values[j] = _max_of_k(self._scores(int(mine[reach][j])), k)
+                values[j] = max_of_k(self._scores(int(mine[reach][j])), k)
             tables["pass"][k] = values.tolist()
         rb, votes, means = self.run_bounds.tolist(), self.run_votes, self.run_means
         n_none = self.n_none.tolist()
@@ -343,7 +343,7 @@ class ColumnarMetrics:
         too big, from the first problem with that key (``first``: key id -> problem), as
         the Aggregator's cache does."""
         countable = [i for i, (n_none, profile, kk) in enumerate(keys)
-                     if _count_cost([c for c, _ in profile], n_none, kk[-1]) <= _COUNT_BUDGET]
+                     if count_cost([c for c, _ in profile], n_none, kk[-1]) <= COUNT_BUDGET]
         out: list[Any] = [None] * len(keys)
         for i, values in zip(countable, _map(_count_maj, [keys[i] for i in countable])):
             out[i] = values

@@ -116,6 +116,7 @@ _ranker_spend: contextvars.ContextVar[RankerSpend | None] = contextvars.ContextV
 
 def build_tasks(config: RunConfig) -> list[Task]:
     from evals.plugins import load_tasks
+    from evals.task import TASKS
 
     registry = load_tasks(config.tasks_dirs)
     for key in config.task_params:  # a misspelt task scope would be silently ignored
@@ -126,12 +127,11 @@ def build_tasks(config: RunConfig) -> list[Task]:
     tasks = []
     for name in config.tasks:
         if name not in registry:
-            known = ", ".join(sorted(registry)) or "none"
-            raise TaskError(f"unknown task {name!r} (known: {known})")
+            raise TASKS.unknown(name)
         spec = registry[name]
         params = config.params_for(name)
-        if config.sandboxes and any(p.name == "sandboxes" for p in spec.params):
-            params.setdefault("sandboxes", str(config.sandboxes))
+        if config.sandboxes and (param := spec.resources.get("containers")):
+            params.setdefault(param, str(config.sandboxes))
         tasks.append(spec.build(params))
     return tasks
 
@@ -239,14 +239,15 @@ class Orchestrator:
             messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
-            reference=sample.solution if sample.solution is not None else str(sample.target)
         ).for_gens(unit.gens)
+        runner = unit.runner.for_sample(sample) if hasattr(unit.runner, "for_sample") \
+            else unit.runner
         base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
                 "sample_id": sample.id}
         metadata = sample.metadata
         if any(k.startswith("_") for k in metadata):
             metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
-        got, error = await self.generations(unit.runner, request)
+        got, error = await self.generations(runner, request)
         records: list[dict[str, Any]] = []
         failed = [g for g in unit.gens if g not in got]
         if failed:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 
 import orjson
 
+from evals.registry import Registry
 from evals.task import Message
 
 
@@ -35,8 +36,6 @@ class Request:
     stop: list[str] | None = None
     effort: str | None = None  # reasoning effort: "low", "medium", "high", ...
     thinking_budget: int | None = None  # thinking tokens
-    # Only the gold runner reads this; never sent to a model nor part of the cache key.
-    reference: str | None = field(default=None, repr=False)
     gens: tuple[int, ...] | None = None
     # Tools the model may call, in OpenAI's function-tool form ({"type": "function",
     # "function": {"name", "description", "parameters"}}); a multi-turn conversation
@@ -142,6 +141,8 @@ class Runner(Protocol):
     sets ``cache_identity`` to a string naming all of it; the response cache keys on it.
     A backend whose answers cost nothing to recompute (``gold``) sets ``cacheable =
     False``: caching them would only grow the cache.
+    A backend that answers from the sample itself (``gold``, with its reference solution)
+    defines ``for_sample(sample) -> Runner``; the orchestrator asks it for each sample.
     """
 
     model: str
@@ -182,32 +183,32 @@ class ConfigError(ValueError):
 
 
 RunnerFactory = Callable[..., Runner]
-_FACTORIES: dict[str, RunnerFactory] = {}
-_entry_points_loaded = False
+# Built-in backends by family; packages add theirs through the evals.runners entry points.
+RUNNERS: Registry[RunnerFactory] = Registry("backend", "evals.runners", {
+    "openai": "runners.openai_api:make_runner",
+    "openai-responses": "runners.openai_responses:make_runner",
+    "anthropic": "runners.anthropic:make_runner",
+    "google": "runners.google:make_runner",
+    "gold": "runners.gold:make_runner",
+    "hf": "runners.hf:make_runner",
+    "vllm": "runners.vllm:make_runner",
+}, error=ConfigError)
 
 
 def register_runner(family: str) -> Callable[[RunnerFactory], RunnerFactory]:
-    def register(factory: RunnerFactory) -> RunnerFactory:
-        _FACTORIES[family] = factory
-        return factory
-    return register
+    """``@register_runner("family")``: a backend registered in code."""
+    return RUNNERS.register(family)
 
 
-def runner_families() -> dict[str, RunnerFactory]:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        from importlib.metadata import entry_points
-        for ep in entry_points(group="evals.runners"):
-            _FACTORIES.setdefault(ep.name, lambda *a, _ep=ep, **k: _ep.load()(*a, **k))
-        _entry_points_loaded = True
-    return _FACTORIES
+def runner_families() -> dict[str, RunnerFactory | str]:
+    """Every backend family: its factory, or its ``module:object`` until first used."""
+    return {name: entry.target for name, entry in RUNNERS.entries().items()}
 
 
 def make_runner(spec: str, **options: Any) -> Runner:
     """Build a runner from ``family/name``; options are backend-specific (base_url, ...)."""
     family, _, name = spec.partition("/")
-    factories = runner_families()
-    if family not in factories:
+    if family not in RUNNERS:
         raise ConfigError(f"unknown model {spec!r}: no backend {family!r} "
-                          f"(known: {', '.join(sorted(factories))})")
-    return factories[family](name, **options)
+                          f"(known: {', '.join(RUNNERS.names())})")
+    return RUNNERS.get(family)(name, **options)

@@ -126,7 +126,8 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion of ``n`` Bernoulli outcomes."""
     z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
     p = successes / n
     z2n = z * z / n
@@ -135,12 +136,25 @@ def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def normal_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Normal-approximation (CLT) interval for a mean (sample sd), clipped to [0, 1];
+    (0, 1) for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = z * math.sqrt(var / n)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
 def _binary(means: Sequence[float]) -> bool:
     """Every per-problem mean is exactly 0 or 1: one Bernoulli outcome per problem."""
     return all(x == 0.0 or x == 1.0 for x in means)
 
 
-def _interval(means: Sequence[float], confidence: float, *, method: str = "auto",
+def mean_interval(means: Sequence[float], confidence: float, *, method: str = "auto",
               clip: bool | None = None) -> CI:
     """CI of the mean of per-problem values (see ``mean_ci``)."""
     _check_confidence(confidence)
@@ -152,7 +166,7 @@ def _interval(means: Sequence[float], confidence: float, *, method: str = "auto"
     if method == "wilson" or (method == "auto" and _binary(means)):
         if method == "wilson" and not _binary(means):
             raise ValueError("a Wilson interval needs every per-problem mean to be 0 or 1")
-        low, high = _wilson(math.fsum(means), n, confidence)
+        low, high = wilson_interval(math.fsum(means), n, confidence)
         return CI(mean, low, high, math.sqrt(mean * (1.0 - mean) / n), n, "wilson")
     if method not in ("auto", "cluster"):
         raise ValueError(f"method must be auto, cluster or wilson, got {method!r}")
@@ -193,7 +207,7 @@ def mean_ci(values_by_problem: Iterable[Sequence[float]], confidence: float = 0.
     """
     means = [math.fsum(vals) / len(vals) if len(vals) != 1 else float(vals[0])
              for vals in values_by_problem if len(vals)]
-    return _interval(means, confidence, method=method, clip=clip)
+    return mean_interval(means, confidence, method=method, clip=clip)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ ones are found through ``--tasks-dir``, ``EVALS_TASKS_PATH`` or the
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Union
+from typing import Any, Awaitable, Callable, Iterable, Union
+
+from evals.registry import Registry
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
 
@@ -77,7 +78,6 @@ class Task:
     dataset: Iterable[Sample] | Callable[[], Iterable[Sample]]
     scorer: Scorer
     prompt: PromptFn = chat_prompt
-    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     # Fields a run may not override per task (e.g. stop sequences); merged
     # into each request. Compute settings come from the run, not the task.
     stop: list[str] | None = None
@@ -113,6 +113,9 @@ class TaskSpec:
     fn: Callable[..., Task]
     description: str
     source: str  # "builtin", a file path or an entry point
+    # What the task uses that the run shares out, each with the parameter that takes the
+    # run's amount: {"containers": "sandboxes"} gets --sandboxes as -T sandboxes.
+    resources: dict[str, str] = field(default_factory=dict)
 
     @property
     def params(self) -> list[TaskParam]:
@@ -154,40 +157,52 @@ class TaskError(ValueError):
     """Bad task name, parameter or data; the CLI prints it as one line."""
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
-_current_source = "builtin"
+TASKS: Registry[TaskSpec] = Registry("task", "evals.tasks", modules=("tasks",), error=TaskError,
+                                     describe=lambda spec: spec.description)
 
 
 def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
-         description: str | None = None):
-    """Register a task function: ``@task`` or ``@task(name="x")``."""
+         description: str | None = None, resources: dict[str, str] | None = None):
+    """Register a task function: ``@task`` or ``@task(name="x")``.
+
+    ``resources`` maps what the task uses at once (``containers``) to the parameter
+    that sets how many: the run's ``--sandboxes`` reaches it there.
+    """
 
     def register(f: Callable[..., Task]) -> Callable[..., Task]:
         task_name = name or f.__name__
         doc = description or (inspect.getdoc(f) or "").strip().split("\n")[0]
-        _REGISTRY[task_name] = TaskSpec(task_name, f, doc, _current_source)
+        TASKS.register(task_name, TaskSpec(task_name, f, doc, TASKS.loading,
+                                           dict(resources or {})))
         return f
 
     return register(fn) if fn is not None else register
 
 
 def registry() -> dict[str, TaskSpec]:
-    return _REGISTRY
+    """The tasks registered so far, by name (``evals.plugins.load_tasks`` finds them all)."""
+    return TASKS.registered()
 
 
-@contextmanager
-def registering_from(source: str) -> Iterator[None]:
-    """Label tasks registered inside the block with where they came from."""
-    global _current_source
-    _current_source = source
-    try:
-        yield
-    finally:
-        _current_source = "builtin"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+def parse_bool(value: Any) -> bool:
+    """A flag's value: a bool, or one of TRUE_WORDS / FALSE_WORDS (any case); else ValueError."""
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in TRUE_WORDS:
+        return True
+    if low in FALSE_WORDS:
+        return False
+    raise ValueError(value)
+
+
+def is_true(value: Any) -> bool:
+    """Lenient: True for True and TRUE_WORDS, False for anything else (an unset variable)."""
+    return value is True or str(value).strip().lower() in TRUE_WORDS
 
 
 def coerce_param(task_name: str, param: TaskParam, value: Any) -> Any:
@@ -203,12 +218,7 @@ def coerce_param(task_name: str, param: TaskParam, value: Any) -> Any:
         kind = getattr(kind, "__name__", "str")
     try:
         if kind == "bool":
-            low = value.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError(value)
+            return parse_bool(value)
         if kind == "int":
             return int(value)
         if kind == "float":

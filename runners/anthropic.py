@@ -31,8 +31,9 @@ from typing import Any
 
 from evals.prices import find_price, load_prices
 from evals.runner import Completion, ConfigError, Request, Response, RunnerError, Usage
+from evals.task import is_true
 from runners.native import (Family, JsonTransport, Part, check_options, find_family,
-                            first_env, flag, gather_parts, merge, need_name, resolve_key,
+                            first_env, gather_parts, merge, need_name, resolve_key,
                             split_system)
 
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -92,7 +93,7 @@ class AnthropicRunner:
         self.family = find_family(name, FAMILIES)
         extra = self.family.extra if self.family else {}
         self.default_max_tokens = int(max_tokens)
-        self.stream = stream if stream == "auto" else ("always" if flag(stream) else "never")
+        self.stream = stream if stream == "auto" else ("always" if is_true(stream) else "never")
         self.stream_above = extra.get("stream_above", STREAM_ABOVE)
         self.max_wait = float(max_wait)
         self.thinking_display = thinking_display

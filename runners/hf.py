@@ -28,17 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.runner import ConfigError, Request, Response, RunnerError
+from evals.task import is_true
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 OPTIONS = ("dtype", "device", "batch_size", "batch_wait", "max_tokens", "think_start",
            "think_end", "think_end_insert", "wait_string", "wait_extensions", "top_p", "top_k",
            "temperature", "ignore_eos", "trust_remote_code", "revision", "chat_template",
            "chat_template_kwargs", "attn_implementation", "cudnn_attention")
-
-
-def as_bool(value: Any) -> bool:
-    """A ``-M``/``--ranker-option`` flag's string value."""
-    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 def avoid_cudnn_attention(model: Any, allowed: bool) -> None:
@@ -86,11 +82,11 @@ class HFOptions:
                 else int(options["batch_size"]),
                 batch_wait=float(options.get("batch_wait", 0.005)),
                 max_tokens=int(options.get("max_tokens", 2048)),
-                ignore_eos=as_bool(options.get("ignore_eos", False)),
-                trust_remote_code=as_bool(options.get("trust_remote_code", False)),
+                ignore_eos=is_true(options.get("ignore_eos", False)),
+                trust_remote_code=is_true(options.get("trust_remote_code", False)),
                 revision=options.get("revision"),
                 attn_implementation=options.get("attn_implementation"),
-                cudnn_attention=as_bool(options.get("cudnn_attention", False)),
+                cudnn_attention=is_true(options.get("cudnn_attention", False)),
                 chat_template=options.get("chat_template"),
                 chat_template_kwargs=_json_dict(options.get("chat_template_kwargs")),
                 sampling={k: float(options[k]) for k in ("temperature", "top_p", "top_k")
@@ -157,7 +153,7 @@ def load(name: str, opts: HFOptions, model_class: Any = None) -> tuple[Any, Any]
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
         model = model_class.from_pretrained(name, **common, **extra)
     except (OSError, ValueError) as e:
-        offline = " (HF_HUB_OFFLINE=1 is set: only the local cache is read)" if as_bool(
+        offline = " (HF_HUB_OFFLINE=1 is set: only the local cache is read)" if is_true(
             os.environ.get("HF_HUB_OFFLINE")) else ""
         raise ConfigError(f"hf/{name}: cannot load the model: {str(e).splitlines()[0]}"
                           f"{offline}") from None

@@ -64,10 +64,6 @@ def check_options(runner: str, unknown: dict[str, Any], known: str) -> None:
         raise ConfigError(f"{runner} runner has no option {next(iter(unknown))!r} (known: {known})")
 
 
-def flag(value: bool | str) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
-
-
 @dataclass(frozen=True)
 class Family:
     """The compute knobs of the models whose names match ``pattern`` (an fnmatch glob).

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from evals.prices import find_price, load_prices
+from evals.task import is_true
 from evals.runner import (ConfigError, Completion, PartialResponse, Request, Response,
                           RunnerError, ToolCall, Usage)
 
@@ -91,7 +92,7 @@ class OpenAIRunner:
         self.name = name
         self.model = f"openai/{name}"
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
-        self.azure = str(azure).lower() in ("1", "true", "yes")
+        self.azure = is_true(azure)
         self.transport = "sdk" if self.azure else transport
         if self.transport not in ("http", "sdk"):
             raise ConfigError("transport must be 'http' or 'sdk'")

@@ -29,9 +29,10 @@ from typing import Any
 from evals.cache import default_cache_dir
 from evals.prices import find_price, load_prices
 from evals.runner import Completion, ConfigError, Request, Response, RunnerError, Usage
+from evals.task import is_true
 from runners.attach import ResponseJournal
 from runners.native import (Family, JsonTransport, Part, check_options, cut_at_stop,
-                            find_family, flag, gather_parts, merge, need_name, resolve_key)
+                            find_family, gather_parts, merge, need_name, resolve_key)
 
 OPENAI_URL = "https://api.openai.com/v1"
 _NO_BUDGET = "; OpenAI's reasoning models take --effort instead of a token budget"
@@ -76,7 +77,7 @@ class ResponsesRunner:
         key = resolve_key(api_key, ("OPENAI_API_KEY",), self.base_url, OPENAI_URL)
         self.family = find_family(name, FAMILIES)
         family_background = bool(self.family and self.family.extra.get("background"))
-        self.background = family_background if background == "auto" else flag(background)
+        self.background = family_background if background == "auto" else is_true(background)
         self.summary = summary
         self.poll, self.max_wait = float(poll), float(max_wait)
         self.price = find_price(name, load_prices(prices))

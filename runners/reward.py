@@ -24,8 +24,7 @@ from typing import Any
 
 from evals.judge import problem_text
 from evals.runner import ConfigError, RunnerError
-from evals.task import Sample
-from runners.hf import as_bool
+from evals.task import Sample, is_true
 
 OPTIONS = ("device", "dtype", "batch_size", "max_length", "label", "chat_template",
            "batch_wait", "trust_remote_code", "revision", "cudnn_attention")
@@ -59,9 +58,9 @@ class RewardOptions:
                       label=int(options.get("label", 0)),
                       chat_template=options.get("chat_template"),
                       batch_wait=float(options.get("batch_wait", 0.005)),
-                      trust_remote_code=as_bool(options.get("trust_remote_code", False)),
+                      trust_remote_code=is_true(options.get("trust_remote_code", False)),
                       revision=options.get("revision"),
-                      cudnn_attention=as_bool(options.get("cudnn_attention", False)))
+                      cudnn_attention=is_true(options.get("cudnn_attention", False)))
         except ValueError as e:
             raise ConfigError(f"reward ranker: bad option value: {e}") from None
         if out.batch_size < 1 or out.max_length < 8:

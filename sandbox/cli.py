@@ -1,6 +1,9 @@
 """``evals sandbox build|list|prune``: manage the sandbox images and show their disk use.
 
-Mounted by evals/cli.py as ``app.add_typer(sandbox_app, name="sandbox")``.
+Registered as the ``sandbox`` sub-command (``evals.cli.COMMANDS``). The images beyond
+the base one are built by the tasks that use them: each registers a builder in
+:data:`IMAGE_BUILDERS` (``builder(params, limit, echo, fail)``), or through the
+``evals.image_builders`` entry points.
 """
 
 from __future__ import annotations
@@ -9,8 +12,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from evals.registry import KINDS, Registry
+
 sandbox_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                          help="Docker sandbox images: build, list, prune.")
+                          help="Docker images for sandboxed grading.")
+IMAGE_BUILDERS: Registry = KINDS.register("image-builder", Registry(
+    "image builder", "evals.image_builders"))
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -43,33 +50,21 @@ def build(
                                                    if result.built else "present"))
         if base_only:
             return
-        _build_instances(dict(p.split("=", 1) for p in task_param or [] if "=" in p), limit)
+        _build_task_images(dict(p.split("=", 1) for p in task_param or [] if "=" in p), limit)
     except SandboxError as e:
         _fail(str(e))
 
 
-def _build_instances(params: dict[str, str], limit: int | None) -> None:
-    from pathlib import Path
-
+def _build_task_images(params: dict[str, str], limit: int | None) -> None:
+    from evals.plugins import load_tasks
     from evals.task import TaskError
-    from tasks.swe import default_repos_dir, load_instances, specs
-    from tasks.swe.layers import ensure_images
-    from tasks.swe.repos import mirror_path
 
-    repos_dir = Path(params.get("repos") or default_repos_dir()).expanduser()
     try:
-        instances = load_instances(params.get("instances", "bundled"), repos_dir,
-                                   params.get("split", "test"))
-        spec_map = specs.read_spec_file(params.get("specs_file"))
+        load_tasks()  # tasks register their image builders when imported
     except TaskError as e:
         _fail(str(e))
-    for inst in instances[:limit]:
-        spec = specs.resolve(inst, spec_map)
-        mirror = mirror_path(repos_dir, inst.repo, clone=params.get("clone", "true") != "false")
-        images = ensure_images(inst, spec, mirror, params.get("base_image"),
-                               params.get("images") == "published")
-        built = ", ".join(f"{k} {v:.1f}s" for k, v in images.built.items()) or "present"
-        typer.echo(f"instance  {images.instance}  {inst.instance_id}  ({built})")
+    for name in IMAGE_BUILDERS.names():
+        IMAGE_BUILDERS.get(name)(params, limit, typer.echo, _fail)
 
 
 @sandbox_app.command("list")

@@ -1,23 +1,75 @@
-"""Run a verifier program in a sandbox container: the answer on stdin, the verdict on stdout.
+"""Program runners: run a program with the answer on stdin, the verdict on stdout.
 
-For checks that need computation a grader should not run on the host (a
-model's answer fed to a program is untrusted input). Host files named in the
-command (the verifier script itself, data it reads) are copied into
-``/verifier`` in the container and the command is rewritten to point there.
-The container has no network, runs as a non-root user under the sandbox
-limits, and is removed when the check ends or its deadline passes.
+For checks that need computation (a verifier program fed a model's answer, which is
+untrusted input). Two are built in, in :data:`PROGRAM_RUNNERS`:
+
+* ``local``: a subprocess in its own process group, the group killed at the deadline;
+* ``docker``: a sandbox container. Host files named in the command (the verifier
+  script itself, data it reads) are copied into ``/verifier`` in the container and
+  the command is rewritten to point there. The container has no network, runs as a
+  non-root user under the sandbox limits, and is removed when the check ends or its
+  deadline passes.
+
+Packages add others through the ``evals.program_runners`` entry points.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from sandbox.container import Sandbox
-from sandbox.limits import Limits
+from evals.registry import KINDS, Registry
+
+from .limits import Limits
 
 VERIFIER_DIR = "/verifier"
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    returncode: int | None  # None: killed at the deadline
+    stdout: str
+    stderr: str
+
+
+class ProgramRunner(Protocol):
+    """Runs ``argv`` with ``stdin`` and extra ``env``; kills it after ``timeout`` s."""
+
+    def __call__(self, argv: list[str], stdin: str, env: dict[str, str],
+                 timeout: float) -> ProgramResult: ...
+
+
+PROGRAM_RUNNERS: Registry[ProgramRunner] = KINDS.register("program-runner", Registry(
+    "program runner", "evals.program_runners", {
+        "local": "sandbox.programs:local_runner",
+        "docker": "sandbox.programs:run_program",
+    }))
+
+
+def local_runner(argv: list[str], stdin: str, env: dict[str, str],
+                 timeout: float) -> ProgramResult:
+    """A local subprocess in its own process group; the group dies at the deadline."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **env}, start_new_session=True)
+    except OSError as e:
+        return ProgramResult(127, "", f"cannot start {argv[0]!r}: {e}")
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+        return ProgramResult(proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        out, err = proc.communicate()
+        return ProgramResult(None, out or "", err or "")
 
 
 def _stage(argv: list[str]) -> tuple[list[str], dict[str, bytes]]:
@@ -35,10 +87,10 @@ def _stage(argv: list[str]) -> tuple[list[str], dict[str, bytes]]:
 
 
 def run_program(argv: list[str], stdin: str, env: dict[str, str], timeout: float,
-                image: str | None = None, limits: Limits | None = None):
-    """A ``ProgramRunner`` for tasks.math's ``run:`` verifiers (``-T program_runner=docker``)."""
-    from sandbox.base import ensure_base
-    from tasks.math.verifiers import ProgramResult
+                image: str | None = None, limits: Limits | None = None) -> ProgramResult:
+    """The ``docker`` program runner: the program in a sandbox container."""
+    from .base import ensure_base
+    from .container import Sandbox
 
     image = image or os.environ.get("EVALS_VERIFIER_IMAGE") or ensure_base().tag
     limits = limits or Limits(memory="1g", timeout=timeout, output_cap=1 << 16)

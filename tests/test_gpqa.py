@@ -22,7 +22,7 @@ from tasks.extract import (boxed_contents, last_answer_line, last_boxed, split_t
 from tasks.gpqa import (COT_TEMPLATE, DIRECT_TEMPLATE, breakdown, correct_letter,
                         make_sample, permutation, score)
 from tasks.gpqa.data import SAMPLE_FILE, Record, load_hub, read_file
-from tasks.gpqa.metrics import wilson
+from evals.stats import wilson_interval as wilson
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = Path(__file__).parent / "data" / "gpqa_extraction.jsonl"

@@ -12,7 +12,7 @@ import pytest
 
 import evals.estimators
 import evals.metrics
-from evals.estimators import _max_of_k, best_of_k, maj_at_k, pass_at_k
+from evals.estimators import max_of_k, best_of_k, maj_at_k, pass_at_k
 
 
 # ------------------------------------------------------------ references
@@ -218,10 +218,10 @@ def test_pass_from_scores_matches_enumeration():
         n = rng.randint(1, 9)
         scores = [rng.choice([0.0, 1.0, 0.5, rng.random()]) for _ in range(n)]
         for k in range(1, n + 1):
-            assert _max_of_k(scores, k) == pytest.approx(brute_pass(scores, k), abs=1e-12)
+            assert max_of_k(scores, k) == pytest.approx(brute_pass(scores, k), abs=1e-12)
     binary = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     for k in range(1, 8):
-        assert _max_of_k(binary, k) == pytest.approx(pass_at_k(7, 2, k), abs=1e-14)
+        assert max_of_k(binary, k) == pytest.approx(pass_at_k(7, 2, k), abs=1e-14)
 
 
 def test_metrics_reexports_the_same_objects():

@@ -25,7 +25,7 @@ async def test_request_fields_and_response(server, transport):
     runner = make_runner("openai/fake-model", base_url=server.url, transport=transport,
                          thinking_style="anthropic")
     request = Request(messages(), n=2, max_tokens=50, temperature=0.7, seed=3, stop=["\n\n"],
-                      effort="high", thinking_budget=512, reference="never sent")
+                      effort="high", thinking_budget=512)
     response = await runner.generate(request)
     await runner.aclose()
     body = server.requests[-1]

@@ -31,8 +31,7 @@ def server():
 async def test_request_fields_and_response(server):
     runner = make_runner("o3", base_url=server.url, api_key="k")
     response = await runner.generate(Request(messages(), n=2, max_tokens=50, temperature=1.0,
-                                             seed=3, stop=["\n\n"], effort="high",
-                                             reference="never sent"))
+                                             seed=3, stop=["\n\n"], effort="high"))
     await runner.aclose()
     assert server.count == 2  # no n in this API: one request per sample
     body = server.requests[-1]

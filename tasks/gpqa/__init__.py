@@ -3,7 +3,8 @@
 ``evals run gpqa`` loads the gated hub dataset (``Idavidrein/gpqa``);
 ``-T path=FILE`` reads a local CSV/JSONL in GPQA's own columns and
 ``-T path=sample`` the bundled demo questions (written for this project, not
-real GPQA items). docs/gpqa.md describes the prompts, the extraction rules,
+real GPQA items). Prompt and scorer are the shared multiple-choice ones
+(:mod:`tasks.multiple_choice`); docs/gpqa.md describes the prompts, the extraction rules,
 the shuffle and the vote identity.
 
 Importing this package is cheap: ``datasets`` is imported only when the hub
@@ -12,13 +13,13 @@ dataset is loaded.
 
 from __future__ import annotations
 
-from evals.task import Sample, Score, Task, TaskError, task
+from evals.task import Sample, Task, TaskError, task
+from tasks.multiple_choice import (COT_TEMPLATE, DIRECT_TEMPLATE, make_prompt, multiple_choice,
+                                   score)
 
 from .data import (LETTERS, OPTION_IDS, SAMPLE_FILE, SAMPLE_NAMES, SUBSETS, Record,
                    correct_letter, load_hub, permutation, read_file)
 from .metrics import breakdown
-from .prompt import COT_TEMPLATE, DIRECT_TEMPLATE, render, resolve_template
-from .scoring import check_truncated_policy, score
 
 __all__ = ["gpqa", "make_sample", "make_samples", "make_prompt", "load_records", "score",
            "breakdown", "permutation", "correct_letter", "COT_TEMPLATE", "DIRECT_TEMPLATE",
@@ -47,16 +48,6 @@ def make_samples(records: list[Record], seed: int, source: str = "") -> list[Sam
     return [make_sample(r, seed, source) for r in records]
 
 
-def make_prompt(template: str):
-    """The task's prompt function: one user turn, ``template`` filled in."""
-
-    def prompt(sample: Sample) -> list[dict[str, str]]:
-        return [{"role": "user",
-                 "content": render(template, str(sample.input), sample.metadata["choices"])}]
-
-    return prompt
-
-
 def normalize_subset(subset: str) -> str:
     s = subset.strip().lower()
     s = s[len("gpqa_"):] if s.startswith("gpqa_") else s
@@ -79,15 +70,10 @@ def gpqa(subset: str = "diamond", path: str | None = None, shuffle_seed: int = 0
          cot: bool = True, template: str | None = None, truncated: str = "no_answer") -> Task:
     """GPQA graduate-level science multiple choice (diamond/main/extended; path=sample offline)."""
     subset = normalize_subset(subset)
-    truncated = check_truncated_policy(truncated)
-    prompt_template = resolve_template(template, cot)
 
     def dataset() -> list[Sample]:
         records, source = load_records(subset, path)
         return make_samples(records, shuffle_seed, source)
 
-    def scorer(sample: Sample, completion: str) -> Score:
-        return score(sample, completion, truncated)
-
-    return Task(dataset=dataset, scorer=scorer, prompt=make_prompt(prompt_template),
-                metrics=["accuracy"])
+    return multiple_choice(dataset, template=template, cot=cot, truncated=truncated,
+                           task="gpqa")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evals.task import TaskError
+from tasks.hub import load_dataset
 from tasks.rows import csv_rows, json_rows, jsonl_rows
 
 HUB_DATASET = "Idavidrein/gpqa"
@@ -127,48 +128,6 @@ def read_file(path: str | os.PathLike) -> list[Record]:
 
 # ---------------------------------------------------------------- hub
 
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def offline_requested() -> bool:
-    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE (or TRANSFORMERS_OFFLINE) set now."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-class _Offline:
-    """Make an offline request made after ``datasets`` was imported count.
-
-    ``datasets`` and ``huggingface_hub`` read the offline variables once, at
-    import; this sets their flags for the duration of one load, then restores them.
-    """
-
-    def __init__(self, active: bool):
-        self.active = active
-        self.saved: list[tuple[Any, str, Any]] = []
-
-    def __enter__(self):
-        if not self.active:
-            return self
-        import datasets.config as dconfig
-        targets = [(dconfig, "HF_HUB_OFFLINE"), (dconfig, "HF_DATASETS_OFFLINE")]
-        try:
-            import huggingface_hub.constants as hconst
-            targets.append((hconst, "HF_HUB_OFFLINE"))
-        except ImportError:  # pragma: no cover - datasets depends on it
-            pass
-        for module, name in targets:
-            if hasattr(module, name):
-                self.saved.append((module, name, getattr(module, name)))
-                setattr(module, name, True)
-        return self
-
-    def __exit__(self, *exc):
-        for module, name, value in reversed(self.saved):
-            setattr(module, name, value)
-        return False
-
-
 def hub_config(subset: str) -> str:
     return f"gpqa_{subset}"
 
@@ -180,21 +139,8 @@ def load_hub(subset: str, cache_dir: str | None = None) -> list[Record]:
             f"at https://huggingface.co/datasets/{HUB_DATASET}, then run "
             f"`huggingface-cli login` (or set HF_TOKEN); or pass -T path=FILE.csv|.jsonl "
             f"in GPQA's columns, or -T path=sample for the bundled demo questions")
-    try:
-        import datasets
-    except ImportError:
-        raise TaskError("gpqa: loading from the hub needs the `datasets` package "
-                        "(pip install 'evals[data]'); " + hint) from None
-    offline = offline_requested()
-    try:
-        with _Offline(offline):
-            ds = datasets.load_dataset(HUB_DATASET, config, split="train", cache_dir=cache_dir)
-    except Exception as e:  # noqa: BLE001 - every failure gets the same advice
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        why = (" (offline mode is on: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE, and no cached copy "
-               "was found)" if offline else "")
-        raise TaskError(f"gpqa: cannot load {HUB_DATASET} ({config}) from the Hugging Face "
-                        f"hub{why}: {type(e).__name__}: {detail[:300]}. {hint}") from None
+    ds = load_dataset("gpqa", HUB_DATASET, config, "train", what=f"{HUB_DATASET} ({config})",
+                      hint=hint, cache_dir=cache_dir)
     rows = ((f"{HUB_DATASET}:{config} row {i}", dict(row)) for i, row in enumerate(ds))
     records = to_records(rows)
     if not records:

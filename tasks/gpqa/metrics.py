@@ -1,36 +1,14 @@
 """Accuracy with 95% intervals per high-level domain and subdomain, and the
-rate of unparseable answers, from result records."""
+rate of unparseable answers, from result records (intervals from evals.stats)."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any, Iterable
 
-Z95 = 1.959963984540054
+from evals.stats import normal_interval, wilson_interval
+
 NONE = "(none)"
-
-
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, center - half), min(1.0, center + half))
-
-
-def clt(values: list[float], z: float = Z95) -> tuple[float, float]:
-    """Normal-approximation interval for a mean (sample sd), clipped to [0, 1]."""
-    n = len(values)
-    if n < 2:
-        return (0.0, 1.0)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return (max(0.0, mean - half), min(1.0, mean + half))
 
 
 def _row(level: str, domain: str | None, subdomain: str | None,
@@ -55,10 +33,10 @@ def _row(level: str, domain: str | None, subdomain: str | None,
         low = high = None
         method = None
     elif all(m in (0.0, 1.0) for m in means):
-        low, high = wilson(sum(means), n)
+        low, high = wilson_interval(sum(means), n)
         method = "wilson"
     else:
-        low, high = clt(means)
+        low, high = normal_interval(means)
         method = "clt"
     return {"level": level, "domain": domain, "subdomain": subdomain, "n": n,
             "records": scored, "accuracy": accuracy, "ci_low": low, "ci_high": high,

@@ -155,4 +155,4 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
             source = f"hub:{dataset}"
         return make_samples(problems, scorer, prompt, redact, row_verifiers, source)
 
-    return Task(dataset=load, scorer=scorer, metrics=["accuracy"], redact=redact)
+    return Task(dataset=load, scorer=scorer, redact=redact)

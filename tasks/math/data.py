@@ -12,12 +12,12 @@ with common aliases (``question`` for ``problem``, ``final_answer`` for
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from evals.task import TaskError
+from tasks.hub import load_dataset
 from tasks.rows import csv_rows, json_rows, jsonl_rows
 
 SAMPLE_FILE = Path(__file__).with_name("sample.jsonl")
@@ -185,32 +185,13 @@ def check_ids(problems: list[Problem]) -> list[Problem]:
 
 # ------------------------------------------------------------------ hub
 
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def offline_requested() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in _TRUE
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def read_hub(dataset: str, subset: str | None, split: str, mapping: dict[str, str],
              revision: str | None = None) -> list[Problem]:
     """Problems from a hub dataset through ``datasets`` (and its local cache)."""
     name = HUB_ALIASES.get(dataset.strip().lower(), dataset.strip())
-    try:
-        import datasets
-    except ImportError:
-        raise TaskError("math: -T dataset=... needs the `datasets` package "
-                        "(pip install 'evals[data]'), or pass -T path=FILE") from None
-    try:
-        ds = datasets.load_dataset(name, subset, split=split, revision=revision)
-    except Exception as e:  # noqa: BLE001 - offline, missing, gated: one message
-        detail = (str(e).strip().splitlines() or [""])[0][:300]
-        why = (" (offline mode is on: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE, and no cached copy "
-               "was found)" if offline_requested() else " (no network, or no such dataset?)")
-        raise TaskError(f"math: cannot load {name}{'/' + subset if subset else ''} split "
-                        f"{split!r} from the Hugging Face hub{why}: {type(e).__name__}: "
-                        f"{detail}. Pass -T path=FILE for local data") from None
+    ds = load_dataset("math", name, subset, split, revision=revision,
+                      what=f"{name}{'/' + subset if subset else ''} split {split!r}",
+                      hint="Pass -T path=FILE for local data")
     label = f"{name}:{split}"
     problems = to_problems(((f"{label} row {i}", dict(row)) for i, row in enumerate(ds, 1)),
                            mapping, name.rsplit("/", 1)[-1])

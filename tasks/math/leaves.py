@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional, Protocol
 
-from .structure import Eq, Leaf
+from .structure import Eq, Leaf, parse_number
 
 Verdict = Optional[bool]  # True, False, or None: undecided here
 
@@ -26,37 +26,7 @@ class Leaves(Protocol):
     def canon(self, leaf: Leaf) -> str | None: ...
 
 
-_INT = re.compile(r"[+-]?\d+")
-_DEC = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
-_SCI = re.compile(r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d{1,4}")
-_RATIO = re.compile(r"([+-]?\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)")
-_TEX_FRAC = re.compile(r"([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}")
-_TIMES_TEN = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot)\s*10\^\{?([+-]?\d{1,4})\}?")
 _TEXTY = re.compile(r"^[a-z][a-z '\-]{3,}$|^\d{1,2}:\d{2}")
-
-
-def parse_number(text: str) -> tuple[Fraction, bool] | None:
-    """``(value, inexact)`` for a plain number literal, else None. ``inexact``
-    (a decimal point or exponent) is what lets the tolerance apply."""
-    t = text.strip()
-    if len(t) > 4000:  # int() refuses longer digit strings; sympy's turn
-        return None
-    try:
-        if _INT.fullmatch(t):
-            return Fraction(int(t)), False
-        if _DEC.fullmatch(t) or _SCI.fullmatch(t):
-            return Fraction(t), True
-        m = _RATIO.fullmatch(t) or _TEX_FRAC.fullmatch(t)
-        if m:
-            sign, num, den = ("", *m.groups()) if m.re is _RATIO else m.groups()
-            value = Fraction(num) / Fraction(den)
-            return (-value if sign == "-" else value), "." in num + den
-        m = _TIMES_TEN.fullmatch(t)
-        if m:
-            return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), True
-    except (ValueError, ZeroDivisionError):
-        return None
-    return None
 
 
 def close(gold: Fraction, cand: Fraction, rtol: float) -> bool:

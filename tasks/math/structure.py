@@ -156,9 +156,39 @@ def _negated(text: str) -> str:
     return "-" + t if len(split_top(t, "+")) == 1 and len(split_top(t, "-")) == 1 else f"-({t})"
 
 
-def _bound(text: str):
-    from .leaves import parse_number  # a plain number, or None
+_INT = re.compile(r"[+-]?\d+")
+_DEC = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
+_SCI = re.compile(r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d{1,4}")
+_RATIO = re.compile(r"([+-]?\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)")
+_TEX_FRAC = re.compile(r"([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}")
+_TIMES_TEN = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot)\s*10\^\{?([+-]?\d{1,4})\}?")
 
+
+def parse_number(text: str) -> tuple[Fraction, bool] | None:
+    """``(value, inexact)`` for a plain number literal, else None. ``inexact``
+    (a decimal point or exponent) is what lets the tolerance apply."""
+    t = text.strip()
+    if len(t) > 4000:  # int() refuses longer digit strings; sympy's turn
+        return None
+    try:
+        if _INT.fullmatch(t):
+            return Fraction(int(t)), False
+        if _DEC.fullmatch(t) or _SCI.fullmatch(t):
+            return Fraction(t), True
+        m = _RATIO.fullmatch(t) or _TEX_FRAC.fullmatch(t)
+        if m:
+            sign, num, den = ("", *m.groups()) if m.re is _RATIO else m.groups()
+            value = Fraction(num) / Fraction(den)
+            return (-value if sign == "-" else value), "." in num + den
+        m = _TIMES_TEN.fullmatch(t)
+        if m:
+            return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), True
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _bound(text: str):
     found = parse_number(text)
     return None if found is None else found[0]
 

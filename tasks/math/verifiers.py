@@ -14,29 +14,30 @@ problem (the row's ``verifier`` field):
   ``EVALS_SAMPLE_ID`` in its environment, and prints its verdict as the
   first line of stdout: ``1``/``0``, ``true``/``false``, ``correct``/
   ``incorrect``, a number in [0, 1], or a JSON object as above; a nonzero
-  exit status is a verifier error. It runs through a *program runner*:
-  ``local`` (a subprocess in its own process group, killed with the group
-  at the deadline) is built in, and ``docker`` (``sandbox/programs.py``: a
-  container with no network, as a non-root user, under the sandbox limits)
-  is chosen with ``-T program_runner=docker``; others can register with
-  :func:`register_program_runner`.
+  exit status is a verifier error. It runs through a *program runner*
+  (``sandbox.programs.PROGRAM_RUNNERS``): ``local`` (a subprocess in its own
+  process group, killed with the group at the deadline) by default, and
+  ``docker`` (a container with no network, as a non-root user, under the
+  sandbox limits) with ``-T program_runner=docker``; others register with
+  :func:`register_program_runner` or the ``evals.program_runners`` entry points.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import shlex
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
+from evals.registry import import_path
 from evals.task import TaskError
+from sandbox.programs import PROGRAM_RUNNERS, ProgramResult, ProgramRunner
+
+__all__ = ["ProgramResult", "ProgramRunner", "PROGRAM_RUNNERS", "register_program_runner",
+           "program_runner", "parse_spec", "load_function", "run_program", "interpret"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,7 @@ def load_function(spec: str) -> Callable[..., Any]:
             path = Path(target).expanduser().resolve()
             if not path.is_file():
                 raise TaskError(f"verifier {spec!r}: no such file {path}")
-            module_name = f"evals_math_verifier_{abs(hash(str(path))) % 10**8}"
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            assert module_spec and module_spec.loader
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            module_spec.loader.exec_module(module)
+            module = import_path(path, prefix="evals_math_verifier")
         else:
             module = importlib.import_module(target)
     except TaskError:
@@ -133,58 +129,15 @@ _WORDS = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0,
           "correct": 1.0, "incorrect": 0.0, "pass": 1.0, "fail": 0.0}
 
 
-@dataclass(frozen=True)
-class ProgramResult:
-    returncode: int | None  # None: killed at the deadline
-    stdout: str
-    stderr: str
-
-
-class ProgramRunner(Protocol):
-    """Runs ``argv`` with ``stdin`` and extra ``env``; kills it after ``timeout`` s."""
-
-    def __call__(self, argv: list[str], stdin: str, env: dict[str, str],
-                 timeout: float) -> ProgramResult: ...
-
-
-def local_runner(argv: list[str], stdin: str, env: dict[str, str],
-                 timeout: float) -> ProgramResult:
-    """A local subprocess in its own process group; the group dies at the deadline."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **env}, start_new_session=True)
-    except OSError as e:
-        return ProgramResult(127, "", f"cannot start {argv[0]!r}: {e}")
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-        return ProgramResult(proc.returncode, out, err)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-        out, err = proc.communicate()
-        return ProgramResult(None, out or "", err or "")
-
-
-_RUNNERS: dict[str, ProgramRunner] = {"local": local_runner}
-
-
 def register_program_runner(name: str, runner: ProgramRunner) -> None:
-    """The hook for the sandbox: ``register_program_runner("docker", fn)``."""
-    _RUNNERS[name] = runner
+    """Add a program runner in code (packages use the evals.program_runners entry points)."""
+    PROGRAM_RUNNERS.register(name, runner)
 
 
 def program_runner(name: str) -> ProgramRunner:
-    if name == "docker" and name not in _RUNNERS:
-        from sandbox.programs import run_program  # docker SDK only when asked for
-
-        _RUNNERS[name] = run_program
-    if name not in _RUNNERS:
-        raise TaskError(f"math: -T program_runner={name!r} is not registered "
-                        f"(known: {', '.join(sorted(_RUNNERS))})")
-    return _RUNNERS[name]
+    if name not in PROGRAM_RUNNERS:
+        raise TaskError(f"math: -T program_runner: {PROGRAM_RUNNERS.unknown(name)}")
+    return PROGRAM_RUNNERS.get(name)
 
 
 def parse_verdict(stdout: str) -> dict[str, Any]:

@@ -179,5 +179,4 @@ def needle(lengths: str = "1k,4k,16k,64k,128k", depths: str = "0,10,...,100",
         found = effective(records, effective_threshold or None, effective_mode)
         return {"effective_length": found.length, "effective_threshold": found.threshold}
 
-    return Task(dataset=dataset, scorer=score, prompt=prompt, metrics=["accuracy"],
-                summary=summary)
+    return Task(dataset=dataset, scorer=score, prompt=prompt, summary=summary)

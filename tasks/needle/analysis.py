@@ -77,7 +77,7 @@ def _scored(records: Iterable[Mapping[str, Any]], variant: str | None):
         yield r.get("sample_id", i), float(r["score"]), meta
 
 
-def _interval(groups: Mapping[Any, list[float]]) -> tuple[float, float | None, float | None, int]:
+def mean_interval(groups: Mapping[Any, list[float]]) -> tuple[float, float | None, float | None, int]:
     ci = mean_ci(groups.values())
     ok = not math.isnan(ci.low)
     return ci.mean, (ci.low if ok else None), (ci.high if ok else None), ci.n
@@ -93,7 +93,7 @@ def cell_scores(records: Iterable[Mapping[str, Any]], variant: str | None = None
     for sid, value, meta in _scored(records, variant):
         key = (str(meta.get("variant", "")), int(meta["length"]), _depth_key(meta.get("depth")))
         cells[key][sid].append(value)
-    out = [Cell(v, length, depth, *_interval(groups))
+    out = [Cell(v, length, depth, *mean_interval(groups))
            for (v, length, depth), groups in cells.items()]
     return sorted(out, key=lambda c: (c.variant, c.length, -1.0 if c.depth is None else c.depth))
 
@@ -104,7 +104,7 @@ def length_scores(records: Iterable[Mapping[str, Any]],
     by_length: dict[int, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for sid, value, meta in _scored(records, variant):
         by_length[int(meta["length"])][sid].append(value)
-    return [LengthScore(length, *_interval(by_length[length])) for length in sorted(by_length)]
+    return [LengthScore(length, *mean_interval(by_length[length])) for length in sorted(by_length)]
 
 
 def _fraction(value: float) -> float:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from evals.task import Sample, Score, Task, TaskError, task
+from sandbox.cli import IMAGE_BUILDERS
 
 from . import bundled, data, grading, prepare, prompt, specs
 from .data import HUB_DEFAULT, Instance
@@ -79,7 +80,7 @@ def check_instance(sample: Sample) -> list[str]:
     return warnings
 
 
-@task
+@task(resources={"containers": "sandboxes"})
 def swe(instances: str = "bundled", split: str = "test", repos: str | None = None,
         clone: bool = True, context: str = "oracle", hints: bool = False,
         specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
@@ -127,7 +128,10 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
                 raise
         return outcome.score(diff)
 
-    return Task(dataset=dataset, scorer=score, metrics=["accuracy"], check=check_instance)
+    return Task(dataset=dataset, scorer=score, check=check_instance)
+
+
+IMAGE_BUILDERS.register("swe", "tasks.swe.images:build_instances")
 
 
 def _mirror(repo: str, repos_dir: Path, clone: bool) -> Path | None:

@@ -1,7 +1,7 @@
 """Test-log parsers: a log's text to ``{test id: status}``.
 
 Built in: ``unittest`` (``python -m unittest -v``) and ``pytest`` (``pytest
--rA``, as SWE-bench runs it). Any other name is looked up among the
+-rA``, as SWE-bench runs it), in :data:`LOG_PARSERS`. Any other name is looked up among the
 ``swebench`` package's parsers (``parse_log_django``, or a repository's
 ``owner/name``), imported only then. Each built-in parser also reports
 whether the runner's own summary agrees with the lines it parsed: forged
@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from evals.registry import KINDS, Registry
 
 PASSED, FAILED, ERROR, SKIPPED, XFAIL, XPASS = (
     "PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS")
@@ -126,8 +128,12 @@ def parse_pytest(log: str) -> ParsedLog:
     return out
 
 
-BUILTIN: dict[str, Callable[[str], ParsedLog]] = {"unittest": parse_unittest,
-                                                  "pytest": parse_pytest}
+# Log parsers by name (a spec's ``log_parser``); packages add theirs through the
+# evals.log_parsers entry points. SWE-bench's own are found by name when it is installed.
+LOG_PARSERS: Registry[Callable[[str], ParsedLog]] = KINDS.register("log-parser", Registry(
+    "log parser", "evals.log_parsers", {"unittest": "tasks.swe.parsers:parse_unittest",
+                                        "pytest": "tasks.swe.parsers:parse_pytest"},
+    error=KeyError))
 
 
 def _swebench_parser(name: str, repo: str | None) -> Callable[[str, Any], dict[str, str]] | None:
@@ -147,17 +153,16 @@ def _swebench_parser(name: str, repo: str | None) -> Callable[[str, Any], dict[s
 
 
 def known(name: str, repo: str | None = None) -> bool:
-    return name in BUILTIN or _swebench_parser(name, repo) is not None
+    return name in LOG_PARSERS or _swebench_parser(name, repo) is not None
 
 
 def parse(name: str, log: str, repo: str | None = None, test_spec: Any = None) -> ParsedLog:
     """Parse with the named parser; raises KeyError when it is unknown."""
-    if name in BUILTIN:
-        return BUILTIN[name](log)
+    if name in LOG_PARSERS:
+        return LOG_PARSERS.get(name)(log)
     fn = _swebench_parser(name, repo)
     if fn is None:
-        raise KeyError(f"no log parser {name!r} (built in: {', '.join(BUILTIN)}; others "
-                       f"need the swebench package)")
+        raise LOG_PARSERS.unknown(name, "; others need the swebench package")
     raw = fn(log, test_spec)
     statuses = {k: str(getattr(v, "value", v)) for k, v in raw.items()}
     return ParsedLog(statuses, None, "parsed by swebench." + getattr(fn, "__name__", name))
