@@ -58,6 +58,7 @@ class ProgressLine:
         scores = " ".join(f"{task} {total / n:.2f}" for task, (total, n) in s.scores.items()
                           if n)
         return [(f"errors {s.errors}", "red" if s.errors else "dim"),
+                (s.batch_states, "magenta"),  # batch mode: the provider states in flight
                 (scores, "cyan"),
                 (f"tokens {_count(s.prompt_tokens + s.completion_tokens)}", ""),
                 (cost, ""), (f"elapsed {_duration(now - s.started)}", "dim"),

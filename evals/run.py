@@ -48,6 +48,11 @@ class RunStats:
     first_done_at: float | None = None
     first_done: int = 0
     scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
+    # Batch mode and the spend cap (evals.batch): the provider states of the batches in
+    # flight for the progress line, batches left running at exit, the cap reached.
+    batch_states: str = ""
+    pending_batches: int = 0
+    capped: bool = False
 
     def finish(self, generations: int, errors: int = 0) -> None:
         self.done += generations
@@ -84,6 +89,7 @@ class Generated:
     cost: float | None
     cached: bool = False
     applied: dict[str, Any] | None = None  # the compute the provider applied, where it differs
+    batch: dict[str, Any] | None = None  # where a provider batch answered it (evals.batch)
 
 
 @dataclass
@@ -200,9 +206,20 @@ class Orchestrator:
             self.judge_runner, self.judge = make_ranker(config.ranker, config.ranker_options,
                                                         self.generate)
 
+    def over_budget(self, committed: float = 0.0) -> bool:
+        """--max-cost: true once this run's spend (plus ``committed``, the estimate of
+        batches in flight) has reached the cap; no new work is sent after that."""
+        cap = self.config.max_cost
+        if cap is None or self.stats.cost + committed < cap:
+            return False
+        self.stats.capped = True
+        return True
+
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:
             for unit in work:  # a generator shared by all workers: each unit taken once
+                if self.over_budget():
+                    return  # calls in flight finish; what is left waits for a resume
                 await self.run_unit(unit)
 
         workers = [asyncio.create_task(worker()) for _ in range(max(1, self.config.concurrency))]
@@ -213,7 +230,8 @@ class Orchestrator:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def run_unit(self, unit: Unit) -> None:
+    def request_for(self, unit: Unit) -> Request:
+        """The request for ``unit``'s missing generations (live and batch mode alike)."""
         task, sample, setting = unit.task, unit.sample, unit.setting
         try:
             messages = task.prompt(sample)
@@ -222,18 +240,27 @@ class Orchestrator:
         except Exception as e:  # a task bug: stop with one line naming the sample
             raise TaskError(f"task {task.name!r}, sample {sample.id!r}: building the prompt "
                             f"failed: {type(e).__name__}: {e}") from e
-        request = Request(
+        return Request(
             messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
             reference=sample.solution if sample.solution is not None else str(sample.target)
         ).for_gens(unit.gens)
+
+    async def run_unit(self, unit: Unit) -> None:
+        got, error = await self.generations(unit.runner, self.request_for(unit))
+        await self.record(unit, got, error)
+
+    async def record(self, unit: Unit, got: dict[int, "Generated"],
+                     error: Exception | None) -> None:
+        """Score ``unit``'s generations in ``got`` and append their records (and error
+        records, naming ``error``, for those of ``unit.gens`` it lacks) in one write."""
+        task, sample, setting = unit.task, unit.sample, unit.setting
         base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
                 "sample_id": sample.id}
         metadata = sample.metadata
         if any(k.startswith("_") for k in metadata):
             metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
-        got, error = await self.generations(unit.runner, request)
         records: list[dict[str, Any]] = []
         failed = [g for g in unit.gens if g not in got]
         if failed:
@@ -274,7 +301,8 @@ class Orchestrator:
                 **({"ranker": spend.to_json()} if spend is not None else {}),
                 "settings": settings_json(setting),
                 # what the provider applied where it differs from "settings" (requested)
-                **({"applied": result.applied} if result.applied else {})})
+                **({"applied": result.applied} if result.applied else {}),
+                **({"batch": result.batch} if result.batch else {})})
         records.sort(key=lambda r: r["gen"])
         self.log.append(records)
         stats = self.stats
@@ -473,8 +501,9 @@ def git_revision(path: Path) -> str | None:
 
 def execute(config: RunConfig, log: RunLog, command: list[str],
             on_start: Callable[[RunStats], Any] | None = None,
-            cache_dir: Path | None = None) -> RunStats:
-    """Run (or resume) ``config`` into ``log``. Raises FatalRunError/ConfigError/TaskError."""
+            cache_dir: Path | None = None, batch_wait: bool = True) -> RunStats:
+    """Run (or resume) ``config`` into ``log``. Raises FatalRunError/ConfigError/TaskError.
+    With ``config.batch``, ``batch_wait=False`` returns once the batches are submitted."""
     meta: dict[str, Any] = {}
     if log.exists:
         meta = log.read_meta()
@@ -518,8 +547,16 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
             on_start(stats)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             closing = runners + ([orchestrator.judge_runner] if orchestrator.judge_runner else [])
-            runner.run(_run_all(orchestrator, units(loaded, runners, settings, done), closing))
-        status = "completed"
+            work = units(loaded, runners, settings, done)
+            if config.batch:
+                from evals.batch import run_batched
+                job = run_batched(orchestrator, log, work, done, batch_wait)
+            else:
+                job = orchestrator.run(work)
+            runner.run(_run_all(job, closing))
+        # a spend cap reached, or batches left running (evals resume collects them)
+        status = ("capped" if stats.capped else "pending" if stats.pending_batches
+                  else "completed")
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -581,9 +618,9 @@ def _loop_factory():
     return uvloop.new_event_loop
 
 
-async def _run_all(orchestrator: Orchestrator, work: Iterator[Unit], runners: list[Runner]) -> None:
+async def _run_all(job, runners: list[Runner]) -> None:
     try:
-        await orchestrator.run(work)
+        await job
     finally:
         for runner in runners:
             await runner.aclose()

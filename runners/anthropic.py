@@ -106,6 +106,12 @@ class AnthropicRunner:
     def __repr__(self) -> str:
         return f"AnthropicRunner({self.model!r}, base_url={self.base_url!r})"
 
+    def batch_api(self):
+        """This runner's requests through the provider's batch API (evals run --batch)."""
+        from runners.batch_anthropic import MessageBatches
+
+        return MessageBatches(self)
+
     def body(self, request: Request) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The request body, and the applied compute where it differs from the request."""
         family, applied = self.family, None

@@ -77,6 +77,12 @@ class GeminiRunner:
     def __repr__(self) -> str:
         return f"GeminiRunner({self.model!r}, base_url={self.base_url!r})"
 
+    def batch_api(self):
+        """This runner's requests through the provider's batch API (evals run --batch)."""
+        from runners.batch_google import GeminiBatches
+
+        return GeminiBatches(self)
+
     def thinking(self, request: Request) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """thinkingConfig, and the applied compute where it differs from the request."""
         config: dict[str, Any] = {"includeThoughts": True}

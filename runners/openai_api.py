@@ -111,6 +111,12 @@ class OpenAIRunner:
     def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
         return f"OpenAIRunner({self.model!r}, base_url={self.base_url!r})"
 
+    def batch_api(self):
+        """This runner's requests through the provider's batch API (evals run --batch)."""
+        from runners.batch_openai import ChatBatches
+
+        return ChatBatches(self)
+
     def body(self, request: Request, n: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.name, "messages": request.messages}
         if n != 1:

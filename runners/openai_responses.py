@@ -89,6 +89,12 @@ class ResponsesRunner:
     def __repr__(self) -> str:
         return f"ResponsesRunner({self.model!r}, base_url={self.base_url!r})"
 
+    def batch_api(self):
+        """This runner's requests through the provider's batch API (evals run --batch)."""
+        from runners.batch_openai import ResponsesBatches
+
+        return ResponsesBatches(self)
+
     def body(self, request: Request) -> dict[str, Any]:
         if request.thinking_budget is not None:
             raise ConfigError(f"{self.name} takes no --thinking-budget{_NO_BUDGET}")
