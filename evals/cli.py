@@ -54,6 +54,14 @@ Wide = Annotated[bool, typer.Option(
     "--wide", help="Every column, however wide the table (default: fit the terminal).")]
 AllK = Annotated[bool, typer.Option(
     "--all-k", help="Every k of pass@k/maj@k/best@k (default: k = samples; @1 repeats accuracy).")]
+MaxCost = Annotated[Optional[float], typer.Option(
+    "--max-cost", min=0.0, help="USD: no new request or batch is sent once the run's spend "
+    "reaches it (exit code 4); a resume with a higher cap goes on.")]
+Wait = Annotated[bool, typer.Option(
+    "--wait/--no-wait", help="With --batch: wait for the batches (default), or submit them "
+    "and exit at once (exit code 5); `evals resume RUN_ID` collects them.")]
+BatchPoll = Annotated[Optional[float], typer.Option(
+    "--batch-poll", min=0.0, help="Seconds between looks at the batches in flight (default 30).")]
 MaxErrorShare = Annotated[float, typer.Option(
     "--max-error-share", min=0.0, max=1.0,
     help="Share of generations that may still be errors after every retry without "
@@ -66,8 +74,11 @@ TasksDirs = Annotated[Optional[list[str]], typer.Option(
 
 # Exit codes (docs/cli.md): 0 success; 1 a task, its data, the endpoint or the key failed;
 # 2 bad input (a malformed option, nothing to read); 3 the run finished with more errored
-# generations than --max-error-share allows, after every retry; 130 interrupted.
+# generations than --max-error-share allows, after every retry; 4 the spend reached
+# --max-cost with work left; 5 batches left running at the provider (--batch --no-wait);
+# 130 interrupted.
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ERRORS, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_SPEND_CAP, EXIT_PENDING = 4, 5
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -264,11 +275,25 @@ def run(
     max_error_share: MaxErrorShare = 0.0,
     wide: Wide = False,
     all_k: AllK = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Send openai/, openai-responses/, anthropic/ and google/ requests "
+                        "through the providers' batch APIs (half price; docs/batch.md).")] = False,
+    wait: Wait = True,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Requests per provider batch (default: the provider's limit).")] = None,
+    batch_retry: Annotated[str, typer.Option(
+        help="Expired or failed batch requests go again in a new batch, or live.")] = "batch",
+    batch_poll: BatchPoll = None,
+    max_cost: MaxCost = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print requests, tokens and the cost range at live and batch "
+                          "prices per task, model and setting; send nothing.")] = False,
 ) -> None:
     """Run tasks x models x compute settings; resumable with --run-id.
 
     Exit codes: 0 done; 1 a task, the endpoint or the key failed; 2 bad input;
-    3 errors remain after every retry (beyond --max-error-share); 130 interrupted.
+    3 errors remain after every retry (beyond --max-error-share); 4 the spend reached
+    --max-cost; 5 batches left running (--no-wait); 130 interrupted.
     """
     from evals.config import RunConfig
 
@@ -278,6 +303,8 @@ def run(
             or retries < 0 or timeout <= 0:
         fail("--limit and --max-tokens must be >= 1, --retries >= 0 and --timeout > 0")
     check_models(model)
+    if batch_retry not in ("batch", "live"):
+        fail(f"--batch-retry {batch_retry!r}: expected batch or live")
     budgets = parse_budgets(thinking_budget)
     efforts = parse_efforts(effort, list(model))
     options = parse_pairs(model_option, "-M")
@@ -291,17 +318,38 @@ def run(
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
         shard=parse_shard_option(shard),
         concurrency=concurrency, retries=retries,
-        timeout=timeout, cache=not no_cache)
-    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
+        timeout=timeout, cache=not no_cache, batch=batch, batch_size=batch_size,
+        batch_retry=batch_retry, max_cost=max_cost)
+    if batch_poll is not None:
+        config.batch_poll = batch_poll
+    if dry_run:
+        return _dry_run(config, results_dir, run_id)
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k, wait)
+
+
+def _dry_run(config, results_dir: Path, run_id: str | None) -> None:
+    """`evals run --dry-run`: what the run would send and cost; nothing is sent."""
+    from evals.dryrun import estimate, render
+
+    hub_guard()
+    try:
+        rows = estimate(config, results_dir, run_id)
+    except TaskError as e:
+        fail(task_failure(e), EXIT_FAILED)
+    except (ConfigError, ValueError) as e:
+        fail(str(e), EXIT_FAILED)
+    sys.stdout.write(render(rows))
 
 
 @app.command()
 def resume(run_id: str, results_dir: ResultsDir = Path("results"),
            concurrency: Annotated[Optional[int], typer.Option()] = None,
            progress: bool = True, max_error_share: MaxErrorShare = 0.0,
-           wide: Wide = False, all_k: AllK = False) -> None:
+           wide: Wide = False, all_k: AllK = False, max_cost: MaxCost = None,
+           wait: Wait = True, batch_poll: BatchPoll = None) -> None:
     """Resume an interrupted run with the configuration it was started with (exit codes
-    as `evals run`'s)."""
+    as `evals run`'s); collects a batch run's batches and sends what was not sent.
+    --max-cost raises (or sets) the run's spend cap."""
     from evals.config import RunConfig
 
     log, meta = open_run(results_dir, run_id)
@@ -313,7 +361,11 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
         fail("this run was started with a secret model option; re-run `evals run` with it")
     if concurrency:
         config.concurrency = concurrency
-    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k)
+    if max_cost is not None:
+        config.max_cost = max_cost
+    if batch_poll is not None:
+        config.batch_poll = batch_poll
+    _execute(config, results_dir, run_id, progress, max_error_share, wide, all_k, wait)
 
 
 def _terminate(signum, frame) -> None:
@@ -356,7 +408,8 @@ def require_runs(results_dir: Path) -> None:
 
 
 def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
-             max_error_share: float = 0.0, wide: bool = False, all_k: bool = False) -> None:
+             max_error_share: float = 0.0, wide: bool = False, all_k: bool = False,
+             wait: bool = True) -> None:
     import signal
 
     from evals.leaderboard import print_table
@@ -372,7 +425,7 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
     try:
         with ExitStack() as display:  # the live line starts once the run knows its totals
             stats = execute(config, log, sys.argv, on_start=lambda s: display.enter_context(
-                live_progress(s, run_id, progress)))
+                live_progress(s, run_id, progress)), batch_wait=wait)
     except TaskError as e:
         fail(task_failure(e), EXIT_FAILED)
     except (ConfigError, FatalRunError, ValueError) as e:
@@ -385,10 +438,25 @@ def _execute(config, results_dir: Path, run_id: str | None, progress: bool,
     print_table(summary_table(_table_rows(rows, all_k), f"run {run_id}", wide), wide)  # results: stdout; logs: stderr
     errors = f", {stats.errors} errors (not scored; resume to retry)" if stats.errors else ""
     console.print(f"{stats.done} generations{errors} -> {log.dir}")
+    if stats.capped or stats.pending_batches:
+        _stopped_early(stats, config, run_id, results_dir)
     if error_share_exceeded(stats.errors, stats.total, max_error_share):
         fail(f"{stats.errors} of {stats.total} generations are errors after every retry "
              f"(allowed share {max_error_share:g}, --max-error-share); "
              f"resume with: evals resume {run_id} --results-dir {results_dir}", EXIT_ERRORS)
+
+
+def _stopped_early(stats, config, run_id: str, results_dir: Path) -> None:
+    """Exit 4 (the spend cap) or 5 (batches left at the provider), saying how to go on."""
+    resume = f"evals resume {run_id} --results-dir {results_dir}"
+    pending = (f"{stats.pending_batches} batch{'es' if stats.pending_batches != 1 else ''} "
+               f"still at the provider; " if stats.pending_batches else "")
+    if stats.capped:
+        fail(f"{pending}the spend reached --max-cost ${config.max_cost:g} (spent "
+             f"${stats.cost:.4f}) with {stats.total - stats.done} generations left; "
+             f"raise it with: {resume} --max-cost USD", EXIT_SPEND_CAP)
+    typer.secho(f"{pending}collect them with: {resume}", err=True)
+    raise typer.Exit(EXIT_PENDING)
 
 
 def error_share_exceeded(errors: int, total: int, allowed: float) -> bool:

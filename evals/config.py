@@ -94,8 +94,16 @@ class RunConfig:
     retries: int = 6
     timeout: float = 600.0
     cache: bool = True
+    # Batch mode (evals.batch, docs/batch.md) and the spend cap: how the work is sent and
+    # when it stops, not what it computes, so a resumed run may change them too.
+    batch: bool = False
+    batch_size: int | None = None  # requests per provider batch; None: the provider's limit
+    batch_retry: str = "batch"  # failed or expired batch requests: "batch" again, or "live"
+    batch_poll: float = 30.0  # seconds between looks at the batches in flight
+    max_cost: float | None = None  # USD: no new work is sent once the run has spent this
 
-    RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache")
+    RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache", "batch", "batch_size",
+                        "batch_retry", "batch_poll", "max_cost")
 
     def __post_init__(self) -> None:
         # a name given twice would run (and bill) everything twice

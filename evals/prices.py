@@ -30,6 +30,9 @@ class Price:
     output: float  # USD per million completion tokens (reasoning included)
     cached_input: float | None = None  # per million prompt tokens read from cache; None: input
     long_context: tuple[Tier, ...] = ()  # the highest ``above`` under the prompt applies
+    # What the provider's batch API charges, as a share of these prices (0.5: half);
+    # None where the table gives none (batch work is then priced at these live rates).
+    batch: float | None = None
 
     def cost(self, usage: Usage) -> float:
         """Cost of one call. Tiers go by that call's prompt length, so a runner that fans
@@ -41,6 +44,10 @@ class Price:
         return ((usage.prompt_tokens - cached) * rates.input + cached * cached_rate
                 + usage.completion_tokens * rates.output) / 1e6
 
+    def batch_cost(self, usage: Usage) -> float:
+        """Cost of one call answered through the provider's batch API."""
+        return self.cost(usage) * (1.0 if self.batch is None else self.batch)
+
 
 def _price(row: dict) -> Price:
     def optional(value) -> float | None:
@@ -49,7 +56,7 @@ def _price(row: dict) -> Price:
                          optional(t.get("cached_input"))) for t in row.get("long_context", ())),
                    key=lambda t: t.above)
     return Price(float(row["input"]), float(row["output"]), optional(row.get("cached_input")),
-                 tuple(tiers))
+                 tuple(tiers), optional(row.get("batch")))
 
 
 def load_prices(extra: str | None = None) -> dict[str, Price]:
@@ -70,7 +77,8 @@ def load_prices(extra: str | None = None) -> dict[str, Price]:
         except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{file}: bad price table ({e}); expected "
                               f'[models."NAME"] input = X, output = Y (optional cached_input = Z, '
-                              f"long_context = [{{above = N, input = X, output = Y}}])") from e
+                              f"long_context = [{{above = N, input = X, output = Y}}], "
+                              f"batch = SHARE)") from e
     return table
 
 

@@ -60,6 +60,7 @@ class ProgressLine:
         limits = " ".join(f() for f in s.limits)  # adaptive concurrency per endpoint
         return [(f"errors {s.errors}", "red" if s.errors else "dim"),
                 (limits, "yellow"),
+                (s.batch_states, "magenta"),  # batch mode: the provider states in flight
                 (scores, "cyan"),
                 (f"tokens {_count(s.prompt_tokens + s.completion_tokens)}", ""),
                 (cost, ""), (f"elapsed {_duration(now - s.started)}", "dim"),

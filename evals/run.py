@@ -27,6 +27,7 @@ from evals.redact import remember, scrub
 from evals.runner import (Completion, ConfigError, PartialResponse, Request, Response, Runner,
                           RunnerError, Usage, make_runner)
 from evals.task import Sample, Score, Task, TaskError
+from evals.work import FatalRunError, Generated, Unit  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -50,6 +51,11 @@ class RunStats:
     scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
     # what endpoint pools show of their limits in force (runners/endpoint_pool.py)
     limits: list[Callable[[], str]] = field(default_factory=list)
+    # Batch mode and the spend cap (evals.batch): the provider states of the batches in
+    # flight for the progress line, batches left running at exit, the cap reached.
+    batch_states: str = ""
+    pending_batches: int = 0
+    capped: bool = False
 
     def finish(self, generations: int, errors: int = 0) -> None:
         self.done += generations
@@ -61,31 +67,6 @@ class RunStats:
         total = self.scores.setdefault(task, [0.0, 0])
         total[0] += value
         total[1] += 1
-
-
-class FatalRunError(Exception):
-    """Stops the whole run: a refused key, an unreachable endpoint, an unknown model."""
-
-
-@dataclass
-class Unit:
-    task: Task
-    sample: Sample
-    runner: Runner
-    setting: Setting
-    gens: list[int]  # generation indices still missing
-
-
-@dataclass
-class Generated:
-    """One generation as the model gave it, with its share of the call's usage and cost."""
-
-    completion: Completion
-    usage: Usage
-    latency: float
-    cost: float | None
-    cached: bool = False
-    applied: dict[str, Any] | None = None  # the compute the provider applied, where it differs
 
 
 @dataclass
@@ -208,9 +189,20 @@ class Orchestrator:
             self.judge_runner, self.judge = make_ranker(config.ranker, config.ranker_options,
                                                         self.generate)
 
+    def over_budget(self, committed: float = 0.0) -> bool:
+        """--max-cost: true once this run's spend (plus ``committed``, the estimate of
+        batches in flight) has reached the cap; no new work is sent after that."""
+        cap = self.config.max_cost
+        if cap is None or self.stats.cost + committed < cap:
+            return False
+        self.stats.capped = True
+        return True
+
     async def run(self, work: Iterator[Unit]) -> None:
         async def worker() -> None:
             for unit in work:  # a generator shared by all workers: each unit taken once
+                if self.over_budget():
+                    return  # calls in flight finish; what is left waits for a resume
                 await self.run_unit(unit)
 
         workers = [asyncio.create_task(worker()) for _ in range(max(1, self.config.concurrency))]
@@ -222,11 +214,22 @@ class Orchestrator:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def run_unit(self, unit: Unit) -> None:
-        self.keep_records(unit.task.name, await self.unit_records(unit))
+        got, error = await self.generations(self.runner_for(unit), self.request_for(unit))
+        await self.record(unit, got, error)
 
     async def unit_records(self, unit: Unit) -> list[dict[str, Any]]:
         """The records of one unit: its generations asked for (or read from the cache),
-        scored and ranked. Writes nothing: run_unit (or a cluster's driver) does."""
+        scored and ranked. Writes nothing (a cluster's driver writes what it returns)."""
+        got, error = await self.generations(self.runner_for(unit), self.request_for(unit))
+        return await self.records_for(unit, got, error)
+
+    def runner_for(self, unit: Unit) -> Runner:
+        """The unit's runner, told the sample where it answers from it (gold)."""
+        runner = unit.runner
+        return runner.for_sample(unit.sample) if hasattr(runner, "for_sample") else runner
+
+    def request_for(self, unit: Unit) -> Request:
+        """The request for ``unit``'s missing generations (live and batch mode alike)."""
         task, sample, setting = unit.task, unit.sample, unit.setting
         try:
             messages = task.prompt(sample)
@@ -235,19 +238,28 @@ class Orchestrator:
         except Exception as e:  # a task bug: stop with one line naming the sample
             raise TaskError(f"task {task.name!r}, sample {sample.id!r}: building the prompt "
                             f"failed: {type(e).__name__}: {e}") from e
-        request = Request(
+        return Request(
             messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
         ).for_gens(unit.gens)
-        runner = unit.runner.for_sample(sample) if hasattr(unit.runner, "for_sample") \
-            else unit.runner
+
+    async def record(self, unit: Unit, got: dict[int, "Generated"],
+                     error: Exception | None) -> None:
+        """Score ``unit``'s generations in ``got`` and append their records (and error
+        records, naming ``error``, for those of ``unit.gens`` it lacks) in one write."""
+        self.keep_records(unit.task.name, await self.records_for(unit, got, error))
+
+    async def records_for(self, unit: Unit, got: dict[int, "Generated"],
+                          error: Exception | None) -> list[dict[str, Any]]:
+        """The records of ``unit`` from its generations in ``got``: scored, ranked, and an
+        error record for each generation it lacks."""
+        task, sample, setting = unit.task, unit.sample, unit.setting
         base = {"task": task.name, "model": unit.runner.model, "setting": setting.name,
                 "sample_id": sample.id}
         metadata = sample.metadata
         if any(k.startswith("_") for k in metadata):
             metadata = {k: v for k, v in metadata.items() if not k.startswith("_")}
-        got, error = await self.generations(runner, request)
         records: list[dict[str, Any]] = []
         failed = [g for g in unit.gens if g not in got]
         if failed:
@@ -288,7 +300,8 @@ class Orchestrator:
                 **({"ranker": spend.to_json()} if spend is not None else {}),
                 "settings": settings_json(setting),
                 # what the provider applied where it differs from "settings" (requested)
-                **({"applied": result.applied} if result.applied else {})})
+                **({"applied": result.applied} if result.applied else {}),
+                **({"batch": result.batch} if result.batch else {})})
         records.sort(key=lambda r: r["gen"])
         return records
 
@@ -502,8 +515,9 @@ def git_revision(path: Path) -> str | None:
 
 def execute(config: RunConfig, log: RunLog, command: list[str],
             on_start: Callable[[RunStats], Any] | None = None,
-            cache_dir: Path | None = None) -> RunStats:
-    """Run (or resume) ``config`` into ``log``. Raises FatalRunError/ConfigError/TaskError."""
+            cache_dir: Path | None = None, batch_wait: bool = True) -> RunStats:
+    """Run (or resume) ``config`` into ``log``. Raises FatalRunError/ConfigError/TaskError.
+    With ``config.batch``, ``batch_wait=False`` returns once the batches are submitted."""
     meta: dict[str, Any] = {}
     if log.exists:
         meta = log.read_meta()
@@ -551,8 +565,16 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
             on_start(stats)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             closing = runners + ([orchestrator.judge_runner] if orchestrator.judge_runner else [])
-            runner.run(_run_all(orchestrator, units(loaded, runners, settings, done), closing))
-        status = "completed"
+            work = units(loaded, runners, settings, done)
+            if config.batch:
+                from evals.batch import run_batched
+                job = run_batched(orchestrator, log, work, done, batch_wait)
+            else:
+                job = orchestrator.run(work)
+            runner.run(_run_all(job, closing))
+        # a spend cap reached, or batches left running (evals resume collects them)
+        status = ("capped" if stats.capped else "pending" if stats.pending_batches
+                  else "completed")
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -614,9 +636,9 @@ def _loop_factory():
     return uvloop.new_event_loop
 
 
-async def _run_all(orchestrator: Orchestrator, work: Iterator[Unit], runners: list[Runner]) -> None:
+async def _run_all(job, runners: list[Runner]) -> None:
     try:
-        await orchestrator.run(work)
+        await job
     finally:
         for runner in runners:
             await runner.aclose()

@@ -218,6 +218,21 @@ class JsonTransport:
             raise RunnerError(f"malformed JSON from server: {raw[:80]!r}",
                               retryable=True) from None
 
+    async def raw(self, method: str, path: str, data: bytes | None = None,
+                  content_type: str | None = None) -> bytes:
+        """The bytes of one call (a file upload, a JSONL download); ``path`` may be a whole
+        URL on this endpoint. Errors as ``send`` raises them."""
+        session = self._open()
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        headers = {"Content-Type": content_type} if content_type else None
+        async with self._errors():
+            async with session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"),
+                                        self.base_url)
+        return raw
+
     async def events(self, path: str, body: dict[str, Any],
                      total: float) -> AsyncIterator[tuple[str, Any]]:
         """Server-sent events of one streamed POST as (event name, parsed data). The
