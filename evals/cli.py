@@ -401,7 +401,10 @@ def require_runs(results_dir: Path) -> None:
         fail(f"--results-dir {results_dir} {where}")
     from evals.records import find_runs
 
-    shards = len(find_runs(results_dir, shards=True)) - len(find_runs(results_dir))
+    try:
+        shards = len(find_runs(results_dir, shards=True)) - len(find_runs(results_dir))
+    except ValueError as e:  # a run.json that is not one: named, in one line
+        fail(str(e), EXIT_FAILED)
     if shards:  # each holds a slice of a grid: alone it would stand for the whole
         typer.echo(f"{shards} shard run{'s' if shards > 1 else ''} left out: merge them with "
                    "`evals merge RUN ... --run-id NAME`", err=True)
