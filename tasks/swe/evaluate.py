@@ -46,6 +46,9 @@ class SweConfig:
     timeout: float | None = None  # overrides the spec's test timeout
     network: str | None = None  # overrides the spec's policy
     output_cap: int = 1 << 20
+    # nearest: a spec's Python that no local base ships runs on the nearest one
+    # (recorded as python_substituted); exact: such an instance is an infra_error
+    interpreter: str = "nearest"
 
 
 @dataclass
@@ -68,7 +71,8 @@ class Outcome:
                      self.verdict.outcome, meta)
 
 
-def cap_text(text: str, cap: int = RECORD_LOG_CAP) -> str:
+def cap_text(text: str, cap: int | None = None) -> str:
+    cap = cap or RECORD_LOG_CAP  # read at call time: a benchmark may keep whole logs
     if len(text) <= cap:
         return text
     half = cap // 2
@@ -108,11 +112,16 @@ def evaluate(inst: Instance, spec: EnvSpec, diff: str, config: SweConfig, mirror
     try:
         published = config.images == "published" or (
             config.images == "auto" and "swebench" in spec.source)
-        images = ensure_images(inst, spec, mirror, config.base_image, published)
+        images = ensure_images(inst, spec, mirror, config.base_image, published,
+                               nearest=config.interpreter == "nearest")
     except SandboxError as e:
         return Outcome(Verdict(INFRA_ERROR, f"image: {e}"), meta)
     timings["images"] = time.monotonic() - t0
     meta["image"], meta["built"] = images.instance, images.built
+    if images.python:
+        meta["python"] = images.python
+    if images.substituted:
+        meta["python_substituted"] = images.substituted
     limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
                     timeout=config.timeout or spec.timeout, output_cap=config.output_cap,
                     network=config.network or spec.network)
