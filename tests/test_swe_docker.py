@@ -69,9 +69,9 @@ def samples_by_id(task):
 def test_gold_resolves_every_instance_and_empty_none(repos):
     task = make_task(repos)
     samples = list(task.samples())
-    assert len(samples) == 6
+    assert len(samples) == 7
     gold = run(task, [(s, s.solution) for s in samples])
-    assert [g.status for g in gold] == ["resolved"] * 6, [g.explanation for g in gold]
+    assert [g.status for g in gold] == ["resolved"] * 7, [g.explanation for g in gold]
     meta = gold[0].metadata
     assert meta["tests"]["FAIL_TO_PASS"] == {
         "tests.test_slugify.SlugifyTests.test_collapses_separators": "PASSED"}
@@ -80,11 +80,39 @@ def test_gold_resolves_every_instance_and_empty_none(repos):
     assert {"start", "apply", "test", "remove", "overhead"} <= set(meta["timings"])
     json.dumps(meta)  # records must be able to store it
     empty = run(task, [(s, "I could not find the bug.") for s in samples])
-    assert [e.status for e in empty] == ["empty_patch"] * 6
+    assert [e.status for e in empty] == ["empty_patch"] * 7
     # The gold patch, but the instance's F2P test still failing at base: the bug is real.
     noop = run(task, [(s, diff_of(repos, {"README.md": "changed\n"}, Path(repos).parent / s.id))
                       for s in samples[:1]])
     assert noop[0].status == "unresolved" and "FAIL_TO_PASS 0/1" in noop[0].explanation
+
+
+def test_pyproject_package_and_hanging_connection_with_swebench_parser(repos, tmp_path):
+    """netkit: an editable install of a setuptools_scm pyproject.toml package on the 3.9
+    env, and a test that needs a connection to hang (the sealed network). Graded with
+    swebench's own pytest log parser and test directives; with `network=none` the
+    connection fails at once and so does that test."""
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps({"evalsfix/netkit": {"log_parser": "parse_log_pytest",
+                                                     "test_directives": "swebench"}}))
+    task = make_task(repos, specs_file=str(specs))
+    sample = samples_by_id(task)["evalsfix__netkit-1"]
+    closed = make_task(repos, specs_file=str(specs), network="none")
+    got = run(task, [(sample, sample.solution)])
+    got += run(closed, [(samples_by_id(closed)["evalsfix__netkit-1"], sample.solution)])
+    sealed, none = got
+    assert sealed.status == "resolved", sealed.explanation
+    assert sealed.metadata["log_check"] == "parsed by swebench.parse_log_pytest"
+    assert sealed.metadata["test_cmd"] == "pytest -rA tests/test_probe.py tests/test_urls.py"
+    assert sealed.metadata["python"] == "3.9"
+    assert sealed.metadata["tests"]["PASS_TO_PASS"] == {
+        "tests/test_urls.py::test_version_from_the_git_tag": "PASSED",
+        "tests/test_urls.py::test_plain": "PASSED",
+        "tests/test_probe.py::test_unroutable_address_times_out": "PASSED"}
+    assert none.status == "unresolved"
+    assert none.metadata["tests"]["PASS_TO_PASS"][
+        "tests/test_probe.py::test_unroutable_address_times_out"] == "FAILED"
+    assert "Network is unreachable" in none.metadata["test_log"]
 
 
 def test_outcomes_unresolved_patch_failed_and_infra(repos, tmp_path):
