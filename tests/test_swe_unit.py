@@ -250,6 +250,8 @@ def test_every_swebench_spec_gives_valid_env_layer_inputs():
                 continue
             assert "python3 -m venv" in runs[0] and "ln -sf /usr/bin/python3" in runs[0]
             assert " ".join(layer.inputs["build_tools"]) in runs[0], where
+            # PyPI as SWE-bench's environments saw it, for every later pip of the image
+            assert f"ENV PIP_UPLOADED_PRIOR_TO={specs.SWEBENCH_PIP_CUTOFF}" in layer.dockerfile
             if spec.packages:
                 assert shlex.split(runs[-1])[4:] == list(spec.packages), where
             assert layer.network == "bridge" and layer.inputs["python"] == used

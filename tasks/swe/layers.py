@@ -32,7 +32,8 @@ BOOTSTRAP = "/tmp/evals-bootstrap"  # a throwaway venv whose pip installs the pi
 BUILD_TOOLS = {"3.6": ("pip==21.3.1", "setuptools==59.6.0", "wheel==0.37.1"),
                "3.7": ("pip==24.0", "setuptools==68.0.0", "wheel==0.42.0"),
                "3.8": ("pip==24.3.1", "setuptools==75.3.0", "wheel==0.45.1")}
-BUILD_TOOLS_DEFAULT = ("pip==24.2", "setuptools==75.1.0", "wheel==0.44.0")  # 3.9 and later
+# 3.9 and later; pip 26.0 is the first with --uploaded-prior-to (see pip_cutoff)
+BUILD_TOOLS_DEFAULT = ("pip==26.0", "setuptools==75.1.0", "wheel==0.44.0")
 # Lines of a requirements file that SWE-bench leaves out of its environments.
 _REQ_SKIP = ("-e .", "#", ".[test")
 
@@ -123,6 +124,11 @@ def env_layer(parent: str, inst: Instance, spec: EnvSpec, mirror: Path | None,
                   "python3 -m pip install " + " ".join(tools) + f" && rm -rf {BOOTSTRAP} "
                   "&& ln -sf /usr/bin/python3 /usr/local/bin/python",
                   "ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore"]
+        if spec.pip_cutoff and tools == BUILD_TOOLS_DEFAULT:
+            # Every later pip in this image, the instance's install and the isolated
+            # build environments it makes included, sees PyPI as it was then.
+            inputs["pip_cutoff"] = spec.pip_cutoff
+            lines.append(f"ENV PIP_UPLOADED_PRIOR_TO={shlex.quote(spec.pip_cutoff)}")
         if spec.requirements:
             if mirror is None:
                 raise SandboxError(f"no repository mirror for {inst.repo}: its requirements "

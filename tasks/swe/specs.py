@@ -27,6 +27,9 @@ from evals.task import TaskError
 from .data import Instance
 
 DIRECTIVES = ("pytest", "unittest", "swebench", "none")
+# swebench specs resolve PyPI as it was when SWE-bench Verified was released and
+# its environments validated (its specs pin only what had already drifted then).
+SWEBENCH_PIP_CUTOFF = "2024-08-13T00:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class EnvSpec:
     timeout: float = 1800.0
     writable_repo: bool = False  # let the tests write into the repository
     env: tuple[tuple[str, str], ...] = ()
+    # PyPI as of this time (ISO 8601) for every pip of the image: a spec's
+    # unpinned dependencies resolve as they did when it was written, not to
+    # today's releases (pip 26's --uploaded-prior-to; Python 3.9 and later)
+    pip_cutoff: str | None = None
     image: str | None = None  # a ready instance image (e.g. SWE-bench's published ones)
     eval_script: str | None = None  # replaces test_cmd + directives when given
     source: tuple[str, ...] = field(default=(), compare=False)
@@ -124,7 +131,8 @@ def from_swebench(repo: str, version: str) -> dict[str, Any] | None:
                            "test_cmd": spec.get("test_cmd", "pytest -rA"),
                            "pre_install": list(spec.get("pre_install", [])),
                            "eval_commands": list(spec.get("eval_commands", [])),
-                           "test_directives": "swebench", "network": "sealed"}
+                           "test_directives": "swebench", "network": "sealed",
+                           "pip_cutoff": SWEBENCH_PIP_CUTOFF}
     if str(out["test_cmd"]).startswith("tox"):  # tox's work dir, not the read-only repo
         out["env"] = {"TOX_WORK_DIR": "/tmp/tox"}
     packages = spec.get("packages", "")
