@@ -112,6 +112,25 @@ def test_pytest_parser():
         parse("no-such-parser", log)
 
 
+def test_pytest_results_of_runs_inside_the_tests_are_not_this_runs():
+    """pytest's own suite runs pytest in its tests; -rA prints their summaries first."""
+    nested = ("----- Captured stdout call -----\n"
+              "=========================== short test summary info ============================\n"
+              "FAILED test_inner.py::test_fails - assert 0\n"
+              "==== 1 failed in 0.01s ====\n")
+    log = (nested + "=========================== short test summary info ============================\n"
+           "PASSED testing/test_a.py::test_runs_inner\n==== 1 passed in 0.50s ====\n")
+    for parser in ("pytest", "parse_log_pytest"):
+        if parser != "pytest":
+            _swebench()
+        got = parse(parser, log, "o/r")
+        assert got.statuses == {"testing/test_a.py::test_runs_inner": "PASSED"}, parser
+        assert grade(got, log, 0, False, ["testing/test_a.py::test_runs_inner"], []).outcome \
+            == RESOLVED
+    colored = log.replace("=== short test summary info ===", "=== \x1b[1mshort test summary info\x1b[0m ===")
+    assert "test_inner.py::test_fails" not in parse_pytest(colored).statuses
+
+
 # ---------------------------------------------------------------- grading
 
 def _grade(log, code=0, f2p=("t.T.test_a",), p2p=("t.T.test_b",), parser=parse_unittest, timed_out=False):
