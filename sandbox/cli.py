@@ -67,7 +67,8 @@ def _build_instances(params: dict[str, str], limit: int | None) -> None:
         spec = specs.resolve(inst, spec_map)
         mirror = mirror_path(repos_dir, inst.repo, clone=params.get("clone", "true") != "false")
         images = ensure_images(inst, spec, mirror, params.get("base_image"),
-                               params.get("images") == "published")
+                               "only" if params.get("images") == "published" else False,
+                               registry=params.get("registry"))
         built = ", ".join(f"{k} {v:.1f}s" for k, v in images.built.items()) or "present"
         typer.echo(f"instance  {images.instance}  {inst.instance_id}  ({built})")
 

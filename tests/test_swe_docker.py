@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import socket
 import subprocess
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -105,6 +110,7 @@ def test_pyproject_package_and_hanging_connection_with_swebench_parser(repos, tm
     assert sealed.metadata["log_check"] == "parsed by swebench.parse_log_pytest"
     assert sealed.metadata["test_cmd"] == "pytest -rA tests/test_probe.py tests/test_urls.py"
     assert sealed.metadata["python"] == "3.9"
+    assert "PytestCacheWarning" not in sealed.metadata["test_log"]  # its cache dir is writable
     assert sealed.metadata["tests"]["PASS_TO_PASS"] == {
         "tests/test_urls.py::test_version_from_the_git_tag": "PASSED",
         "tests/test_urls.py::test_plain": "PASSED",
@@ -247,3 +253,89 @@ def test_image_has_no_history_after_base(repos):
     refs, future = rest.split("FUTURE\n")
     assert sorted(refs.split()) == ["refs/heads/main", f"refs/tags/{bundled.TAG_FIRST}"]
     assert "present" not in future
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1 (the engine trusts loopback registries)."""
+    if shutil.which("docker-registry") is None:
+        message = "docker-registry is not installed (bash .ci/docker.sh installs it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    port = _free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the local registry did not answer")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+EVAL_SCRIPT = """#!/bin/bash
+source /opt/env/bin/activate
+cd /testbed
+python -m unittest -v tests.test_slugify
+"""
+
+
+def test_published_image_pulled_from_a_registry(repos, registry, tmp_path):
+    """SWE-bench's published images' layout: the repository in /testbed, an env that the
+    eval script activates (only it has `python`), no iproute2 (the sealed route is set
+    from outside). Pushed to a local registry, gone from the engine, pulled by name."""
+    from sandbox.base import BaseSpec, ensure_base
+    from sandbox.engine import client
+    from sandbox.images import Layer, ensure
+    from tasks.swe import repos as repo_snapshots
+    from tasks.swe.layers import published_image
+
+    task = make_task(repos)
+    sample = samples_by_id(task)[SLUG]
+    mirror = repos / "evalsfix__textkit"
+    base = ensure_base(BaseSpec()).tag
+    layout = Layer("instance", base, "FROM {{PARENT}}\nCOPY testbed /testbed\n"
+                   "RUN python3 -m venv /opt/env && rm -f /usr/bin/ip /bin/ip /sbin/ip\n",
+                   inputs={"published layout": sample.metadata["base_commit"]},
+                   context_fn=lambda: repo_snapshots.snapshot_tar(mirror, sample.metadata["base_commit"]))
+    built = ensure(layout).tag
+    inst = __import__("tasks.swe.data", fromlist=["Instance"]).Instance.from_metadata(sample.metadata)
+    ref = published_image(inst, registry)
+    images = client().images
+    images.get(built).tag(ref.rsplit(":", 1)[0], "latest")
+    images.push(ref.rsplit(":", 1)[0], "latest")
+    images.remove(ref)
+    images.remove(built)
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps({SLUG: {"eval_script": EVAL_SCRIPT, "network": "sealed"}}))
+    pulled = make_task(repos, images="published", registry=registry, specs_file=str(specs))
+    unreachable = make_task(repos, images="published", registry=f"127.0.0.1:{_free_port()}",
+                            specs_file=str(specs))
+    got = run(pulled, [(samples_by_id(pulled)[SLUG], sample.solution)])
+    got += run(unreachable, [(samples_by_id(unreachable)[SLUG], sample.solution)])
+    try:
+        images.remove(ref)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    ok, down = got
+    assert ok.status == "resolved", ok.explanation
+    assert ok.metadata["image"] == ref and ok.metadata["built"] == {}
+    assert "Ran 3 tests" in ok.metadata["test_log"]
+    assert down.status == "infra_error"
+    assert down.explanation.startswith("image: cannot pull 127.0.0.1:") and "\n" not in down.explanation
+    assert "-T images=local" in down.explanation

@@ -86,7 +86,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
         images: str = "auto", base_image: str | None = None, memory: str = "2g",
         cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
-        network: str | None = None, interpreter: str = "nearest") -> Task:
+        network: str | None = None, interpreter: str = "nearest",
+        registry: str | None = None) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -101,7 +102,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
-                       timeout or None, network or None, interpreter=interpreter)
+                       timeout or None, network or None, interpreter=interpreter,
+                       registry=registry or None)
     semaphores: dict[int, asyncio.Semaphore] = {}
 
     def dataset() -> list[Sample]:

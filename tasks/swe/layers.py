@@ -50,6 +50,7 @@ class Images:
     tags: dict[str, str] = field(default_factory=dict)
     python: str | None = None  # the interpreter the layers were built for
     substituted: str | None = None  # "3.6 -> 3.9" when the spec's Python is not available
+    pull_failed: str | None = None  # why the published image was not used (then built here)
 
 
 def requirements_text(mirror: Path, commit: str, candidates: str) -> tuple[str, str]:
@@ -158,21 +159,24 @@ def instance_layer(parent: str, inst: Instance, spec: EnvSpec, mirror: Path) -> 
                  context_fn=lambda: repos.snapshot_tar(mirror, inst.base_commit))
 
 
-def published_image(inst: Instance) -> str:
-    """SWE-bench's per-instance image name on Docker Hub."""
-    return f"swebench/sweb.eval.x86_64.{inst.instance_id.lower().replace('__', '_1776_')}:latest"
+def published_image(inst: Instance, registry: str | None = None) -> str:
+    """SWE-bench's per-instance image name (Docker Hub, or ``registry`` holding copies)."""
+    name = f"swebench/sweb.eval.x86_64.{inst.instance_id.lower().replace('__', '_1776_')}:latest"
+    return f"{registry.rstrip('/')}/{name}" if registry else name
 
 
-def try_pull(ref: str) -> bool:
+def try_pull(ref: str) -> str | None:
+    """None when ``ref`` is here or was pulled now, else why not (one line)."""
     from sandbox.engine import client, errors
 
     if image_id(ref) is not None:
-        return True
+        return None
     try:
         client().images.pull(ref)
-        return True
-    except errors():
-        return False  # no registry reachable: build locally instead
+        return None
+    except errors() as e:
+        first = (str(getattr(e, "explanation", "") or e).strip().splitlines() or [""])[0]
+        return f"cannot pull {ref}: {first[:240]}"
 
 
 def interpreter(spec: EnvSpec, base_image: str | None, nearest: bool) -> tuple[str | None, str | None]:
@@ -190,15 +194,22 @@ def interpreter(spec: EnvSpec, base_image: str | None, nearest: bool) -> tuple[s
 
 
 def ensure_images(inst: Instance, spec: EnvSpec, mirror: Path | None, base_image: str | None,
-                  published: bool, nearest: bool = True) -> Images:
-    """Build (or find) the instance's image; ``built`` times the layers built now."""
+                  published: bool | str, nearest: bool = True,
+                  registry: str | None = None) -> Images:
+    """Build (or find) the instance's image; ``built`` times the layers built now.
+
+    ``published``: True tries SWE-bench's published image first and builds locally
+    when it cannot be pulled (``Images.pull_failed`` says why); "only" takes the
+    published image or fails with that one line."""
     built: dict[str, float] = {}
     tags: dict[str, str] = {}
-    ready = spec.image or (published_image(inst) if published else None)
-    if ready and try_pull(ready):
+    ready = spec.image or (published_image(inst, registry) if published else None)
+    why = try_pull(ready) if ready else None
+    if ready and why is None:
         return Images(ready, built, {"instance": ready})
-    if spec.image:
-        raise SandboxError(f"image {spec.image} is not here and cannot be pulled")
+    if spec.image or published == "only":
+        raise SandboxError(f"{why} (-T images=local builds the image here instead)"
+                           if published == "only" and not spec.image else why)
     if mirror is None:
         raise SandboxError(f"no repository mirror for {inst.repo}")
     python, substituted = interpreter(spec, base_image, nearest)
@@ -218,4 +229,4 @@ def ensure_images(inst: Instance, spec: EnvSpec, mirror: Path | None, base_image
         tags[name] = result.tag
         if result.built:
             built[name] = time.monotonic() - t0
-    return Images(tags["instance"], built, tags, python, substituted)
+    return Images(tags["instance"], built, tags, python, substituted, why)
