@@ -37,7 +37,11 @@ def _box(base, **limits):
 def _ours():
     from sandbox.engine import LABEL, client
 
-    return [c.name for c in client().containers.list(all=True, filters={"label": LABEL})]
+    # sparse: names from the listing itself; a full listing inspects each container and
+    # fails when another run's container goes away in between
+    return [n.lstrip("/") for c in client().containers.list(all=True, sparse=True,
+                                                            filters={"label": LABEL})
+            for n in c.attrs.get("Names") or []]
 
 
 def test_runs_as_non_root_without_capabilities(base):
