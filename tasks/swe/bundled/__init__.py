@@ -24,7 +24,7 @@ TAG_FIRST, TAG_LAST = "v0.1", "v1.0"
 EXPECTED_HEADS: dict[str, str] = {
     "evalsfix/textkit": "6ccc98c61d6814244a1f5987fd0b89ea5e43c2c6",
     "evalsfix/numkit": "060ace99ea36d731bec7473faa36b8c415f2f00c",
-    "evalsfix/netkit": "3419626e22eb9539cac8bc4ebc7cb7b24f0e4c55",
+    "evalsfix/netkit": "d0b18e0e8ef4a04afe089eadd585d51ffdfc80d0",
 }
 
 

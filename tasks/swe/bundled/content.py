@@ -252,8 +252,9 @@ NUMKIT = RepoSpec("evalsfix/numkit", {
 ])
 
 # What broke on real repositories, in small: a package built from pyproject.toml with
-# setuptools_scm (an isolated PEP 517 build of an editable install, which Debian
-# bullseye's pip 20.3 cannot do with today's setuptools), pytest, and a test that
+# setuptools_scm and a setup.py, as pytest 5.4 is (Debian bullseye's pip 20.3 runs
+# `setup.py develop` in an isolated build environment, where today's setuptools
+# shells out to a pip that is not there), pytest, and a test that
 # needs a connection to an unroutable address to hang until its timeout (as
 # requests' connect-timeout tests do), which only the sealed network gives.
 NETKIT_PYPROJECT = '''[build-system]
@@ -274,6 +275,7 @@ packages = ["netkit"]
 NETKIT = RepoSpec("evalsfix/netkit", {
     "README.md": "# netkit\n\nSmall network helpers. Tests: `pytest -rA`.\n",
     "pyproject.toml": NETKIT_PYPROJECT,
+    "setup.py": "from setuptools import setup\n\nsetup()\n",  # as pytest 5.4 has both
     "netkit/__init__.py": '''"""Small network helpers."""
 
 from importlib.metadata import version as _version
