@@ -23,6 +23,7 @@ import pytest
 from sandbox.testing import require_engine
 from tasks.swe import bundled, swe
 from tasks.swe.bundled.content import TEXTKIT_CORE
+from tasks.swe.data import Instance
 
 SLUG = "evalsfix__textkit-1"
 FIXED = TEXTKIT_CORE.replace('words = re.split(r"[^a-z0-9]", text.lower())',
@@ -314,7 +315,7 @@ def test_published_image_pulled_from_a_registry(repos, registry, tmp_path):
                    inputs={"published layout": sample.metadata["base_commit"]},
                    context_fn=lambda: repo_snapshots.snapshot_tar(mirror, sample.metadata["base_commit"]))
     built = ensure(layout).tag
-    inst = __import__("tasks.swe.data", fromlist=["Instance"]).Instance.from_metadata(sample.metadata)
+    inst = Instance.from_metadata(sample.metadata)
     ref = published_image(inst, registry)
     images = client().images
     images.get(built).tag(ref.rsplit(":", 1)[0], "latest")
