@@ -1,7 +1,7 @@
 """SWE: resolve a repository issue with a patch, graded by the repository's tests in a sandbox.
 
 ``evals run swe`` reads instances in SWE-bench's schema: ``-T instances=bundled``
-(default: six instances over two small repositories made by this project),
+(default: seven instances over three small repositories made by this project),
 a local ``.jsonl``/``.json``/``.parquet`` file, or ``hub[:NAME]`` (default
 ``princeton-nlp/SWE-bench_Verified``). docs/swe.md describes the sandbox,
 the grading rules and the outcomes.

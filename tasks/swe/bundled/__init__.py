@@ -99,7 +99,7 @@ def commits(path: Path) -> list[str]:
 
 
 def instances(repos_dir: Path) -> list[dict[str, Any]]:
-    """The six instances as SWE-bench rows (JSON-ready), building the mirrors if needed."""
+    """The seven instances as SWE-bench rows (JSON-ready), building the mirrors if needed."""
     rows = []
     for spec in REPOS:
         path = ensure_mirrors(repos_dir)[spec.repo]
