@@ -2,7 +2,7 @@
 
     python bench/swe_overhead.py [--rounds 3] [--cold] [--cold-base] [--pip six] [--json OUT]
 
-Warm: the six bundled instances graded with their gold patches, one
+Warm: the bundled instances graded with their gold patches, one
 container at a time; overhead = start + apply + test step (with the log read) +
 remove, minus the test command's own time (measured inside the container).
 Cold: the env and instance layers rebuilt (``--cold``), the base rebuilt

@@ -45,15 +45,35 @@ class BaseSpec:
         return tag_for("base", hashlib.sha256(body.encode()).hexdigest()[:16])
 
 
+def _minor(version: str) -> tuple[int, int]:
+    major, _, minor = str(version).partition(".")
+    return int(major), int(minor.split(".")[0] or 0)
+
+
 def suite_for_python(version: str | None) -> str:
     """The Debian suite whose python3 is ``version`` (major.minor); bookworm when unset."""
     if not version:
         return DEFAULT_SUITE
     short = ".".join(str(version).split(".")[:2])
     if short not in SUITES:
-        raise SandboxError(f"no local base image ships Python {short} (have "
-                           f"{', '.join(SUITES)}); name one with -T base_image=IMAGE")
+        raise SandboxError(f"no local base image ships Python {short} (Debian's suites have "
+                           f"{', '.join(SUITES)}); name an image that has it with "
+                           f"-T base_image=IMAGE, or allow the nearest one with "
+                           f"-T interpreter=nearest")
     return SUITES[short]
+
+
+def nearest_python(version: str | None) -> str | None:
+    """The Python of a local base nearest to ``version``: itself when one ships it;
+    else the closest minor version (a tie goes to the newer). None when unset."""
+    if not version:
+        return None
+    short = ".".join(str(version).split(".")[:2])
+    if short in SUITES:
+        return short
+    want = _minor(short)
+    return min(SUITES, key=lambda v: (abs(_minor(v)[1] - want[1]) + 100 * abs(_minor(v)[0] - want[0]),
+                                      -_minor(v)[1]))
 
 
 def ensure_base(spec: BaseSpec = BaseSpec()) -> Built:

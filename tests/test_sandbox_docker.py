@@ -32,9 +32,13 @@ def _box(base, **limits):
 
 
 def _ours(running_only: bool = False):
-    """The names of our containers (or of those still running)."""
-    return [c.name for c in client().containers.list(all=not running_only,
-                                                     filters={"label": LABEL})]
+    """The names of our containers (or of those still running). Sparse: names from the
+    listing itself; a full listing inspects each container and fails when another run's
+    container goes away in between."""
+    return [n.lstrip("/") for c in client().containers.list(
+                all=not running_only, sparse=True,
+                filters={"label": LABEL, **({"status": "running"} if running_only else {})})
+            for n in c.attrs.get("Names") or []]
 
 
 def test_runs_as_non_root_without_capabilities(base):

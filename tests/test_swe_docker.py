@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import socket
 import subprocess
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tasks.swe import bundled, swe
 from tasks.swe.bundled.content import TEXTKIT_CORE
+from tasks.swe.data import Instance
+from tests.conftest import require
 
 SLUG = "evalsfix__textkit-1"
 FIXED = TEXTKIT_CORE.replace('words = re.split(r"[^a-z0-9]", text.lower())',
@@ -67,9 +74,9 @@ def samples_by_id(task):
 def test_gold_resolves_every_instance_and_empty_none(repos):
     task = make_task(repos)
     samples = list(task.samples())
-    assert len(samples) == 6
+    assert len(samples) == 7
     gold = run(task, [(s, s.solution) for s in samples])
-    assert [g.status for g in gold] == ["resolved"] * 6, [g.explanation for g in gold]
+    assert [g.status for g in gold] == ["resolved"] * 7, [g.explanation for g in gold]
     meta = gold[0].metadata
     assert meta["tests"]["FAIL_TO_PASS"] == {
         "tests.test_slugify.SlugifyTests.test_collapses_separators": "PASSED"}
@@ -78,11 +85,40 @@ def test_gold_resolves_every_instance_and_empty_none(repos):
     assert {"start", "apply", "test", "remove", "overhead"} <= set(meta["timings"])
     json.dumps(meta)  # records must be able to store it
     empty = run(task, [(s, "I could not find the bug.") for s in samples])
-    assert [e.status for e in empty] == ["empty_patch"] * 6
+    assert [e.status for e in empty] == ["empty_patch"] * 7
     # The gold patch, but the instance's F2P test still failing at base: the bug is real.
     noop = run(task, [(s, diff_of(repos, {"README.md": "changed\n"}, Path(repos).parent / s.id))
                       for s in samples[:1]])
     assert noop[0].status == "unresolved" and "FAIL_TO_PASS 0/1" in noop[0].explanation
+
+
+def test_pyproject_package_and_hanging_connection_with_swebench_parser(repos, tmp_path):
+    """netkit: an editable install of a setuptools_scm pyproject.toml package on the 3.9
+    env, and a test that needs a connection to hang (the sealed network). Graded with
+    swebench's own pytest log parser and test directives; with `network=none` the
+    connection fails at once and so does that test."""
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps({"evalsfix/netkit": {"log_parser": "parse_log_pytest",
+                                                     "test_directives": "swebench"}}))
+    task = make_task(repos, specs_file=str(specs))
+    sample = samples_by_id(task)["evalsfix__netkit-1"]
+    closed = make_task(repos, specs_file=str(specs), network="none")
+    got = run(task, [(sample, sample.solution)])
+    got += run(closed, [(samples_by_id(closed)["evalsfix__netkit-1"], sample.solution)])
+    sealed, none = got
+    assert sealed.status == "resolved", sealed.explanation
+    assert sealed.metadata["log_check"] == "parsed by swebench.parse_log_pytest"
+    assert sealed.metadata["test_cmd"] == "pytest -rA tests/test_probe.py tests/test_urls.py"
+    assert sealed.metadata["python"] == "3.9"
+    assert "PytestCacheWarning" not in sealed.metadata["test_log"]  # its cache dir is writable
+    assert sealed.metadata["tests"]["PASS_TO_PASS"] == {
+        "tests/test_urls.py::test_version_from_the_git_tag": "PASSED",
+        "tests/test_urls.py::test_plain": "PASSED",
+        "tests/test_probe.py::test_unroutable_address_times_out": "PASSED"}
+    assert none.status == "unresolved"
+    assert none.metadata["tests"]["PASS_TO_PASS"][
+        "tests/test_probe.py::test_unroutable_address_times_out"] == "FAILED"
+    assert "Network is unreachable" in none.metadata["test_log"]
 
 
 def test_outcomes_unresolved_patch_failed_and_infra(repos, tmp_path):
@@ -225,3 +261,88 @@ def test_image_has_no_history_after_base(repos):
     refs, future = rest.split("FUTURE\n")
     assert sorted(refs.split()) == ["refs/heads/main", f"refs/tags/{bundled.TAG_FIRST}"]
     assert "present" not in future
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """Debian's docker-registry on 127.0.0.1 (the engine trusts loopback registries)."""
+    require("docker-registry", hint="bash .ci/docker.sh installs it (Debian's docker-registry)",
+            binary=True)
+    port = _free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the local registry did not answer")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+EVAL_SCRIPT = """#!/bin/bash
+source /opt/env/bin/activate
+cd /testbed
+python -m unittest -v tests.test_slugify
+"""
+
+
+def test_published_image_pulled_from_a_registry(repos, registry, tmp_path):
+    """SWE-bench's published images' layout: the repository in /testbed, an env that the
+    eval script activates (only it has `python`), no iproute2 (the sealed route is set
+    from outside). Pushed to a local registry, gone from the engine, pulled by name."""
+    from sandbox.base import BaseSpec, ensure_base
+    from sandbox.engine import client
+    from sandbox.images import Layer, ensure
+    from tasks.swe import repos as repo_snapshots
+    from tasks.swe.layers import published_image
+
+    task = make_task(repos)
+    sample = samples_by_id(task)[SLUG]
+    mirror = repos / "evalsfix__textkit"
+    base = ensure_base(BaseSpec()).tag
+    layout = Layer("instance", base, "FROM {{PARENT}}\nCOPY testbed /testbed\n"
+                   "RUN python3 -m venv /opt/env && rm -f /usr/bin/ip /bin/ip /sbin/ip\n",
+                   inputs={"published layout": sample.metadata["base_commit"]},
+                   context_fn=lambda: repo_snapshots.snapshot_tar(mirror, sample.metadata["base_commit"]))
+    built = ensure(layout).tag
+    inst = Instance.from_metadata(sample.metadata)
+    ref = published_image(inst, registry)
+    images = client().images
+    images.get(built).tag(ref.rsplit(":", 1)[0], "latest")
+    images.push(ref.rsplit(":", 1)[0], "latest")
+    images.remove(ref)
+    images.remove(built)
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps({SLUG: {"eval_script": EVAL_SCRIPT, "network": "sealed"}}))
+    pulled = make_task(repos, images="published", registry=registry, specs_file=str(specs))
+    unreachable = make_task(repos, images="published", registry=f"127.0.0.1:{_free_port()}",
+                            specs_file=str(specs))
+    got = run(pulled, [(samples_by_id(pulled)[SLUG], sample.solution)])
+    got += run(unreachable, [(samples_by_id(unreachable)[SLUG], sample.solution)])
+    try:
+        images.remove(ref)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    ok, down = got
+    assert ok.status == "resolved", ok.explanation
+    assert ok.metadata["image"] == ref and ok.metadata["built"] == {}
+    assert "Ran 3 tests" in ok.metadata["test_log"]
+    assert down.status == "infra_error"
+    assert down.explanation.startswith("image: cannot pull 127.0.0.1:") and "\n" not in down.explanation
+    assert "-T images=local" in down.explanation

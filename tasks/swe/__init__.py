@@ -1,7 +1,7 @@
 """SWE: resolve a repository issue with a patch, graded by the repository's tests in a sandbox.
 
 ``evals run swe`` reads instances in SWE-bench's schema: ``-T instances=bundled``
-(default: six instances over two small repositories made by this project),
+(default: seven instances over three small repositories made by this project),
 a local ``.jsonl``/``.json``/``.parquet`` file, or ``hub[:NAME]`` (default
 ``princeton-nlp/SWE-bench_Verified``). docs/swe.md describes the sandbox,
 the grading rules and the outcomes.
@@ -27,6 +27,7 @@ from .patch import extract_diff, refusal, touched_files
 __all__ = ["swe", "check_instance", "load_instances", "extract_diff", "OUTCOMES"]
 OUTCOMES = grading.OUTCOMES
 IMAGE_MODES = ("auto", "local", "published")
+INTERPRETERS = ("nearest", "exact")
 
 
 def default_repos_dir() -> Path:
@@ -86,7 +87,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
         images: str = "auto", base_image: str | None = None, memory: str = "2g",
         cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
-        network: str | None = None) -> Task:
+        network: str | None = None, interpreter: str = "nearest",
+        registry: str | None = None) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -94,12 +96,15 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         raise TaskError(f"swe: -T images={images!r}: one of {', '.join(IMAGE_MODES)}")
     if network not in (None, "", "none", "sealed"):
         raise TaskError(f"swe: -T network={network!r}: none or sealed")
+    if interpreter not in INTERPRETERS:
+        raise TaskError(f"swe: -T interpreter={interpreter!r}: one of {', '.join(INTERPRETERS)}")
     if sandboxes < 1:
         raise TaskError("swe: -T sandboxes must be at least 1")
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
-                       timeout or None, network or None)
+                       timeout or None, network or None, interpreter=interpreter,
+                       registry=registry or None)
     semaphores: dict[int, asyncio.Semaphore] = {}
 
     def dataset() -> list[Sample]:
@@ -128,7 +133,31 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
                 raise
         return outcome.score(diff)
 
-    return Task(dataset=dataset, scorer=score, check=check_instance)
+    def check(sample: Sample) -> list[str]:
+        warnings = check_instance(sample)
+        spec = specs.resolve(data.Instance.from_metadata(sample.metadata), spec_map, swebench_specs)
+        if note := interpreter_note(spec, config):
+            warnings.append(f"{sample.id}: {note}")
+        return warnings
+
+    return Task(dataset=dataset, scorer=score, check=check)
+
+
+def interpreter_note(spec: specs.EnvSpec, config: SweConfig) -> str | None:
+    """What `evals validate` says about a spec whose Python no local base ships."""
+    from sandbox.base import SUITES, nearest_python
+
+    if config.base_image or not spec.python:
+        return None
+    short = ".".join(str(spec.python).split(".")[:2])
+    if short in SUITES:
+        return None
+    if config.interpreter == "nearest":
+        return (f"the spec asks for Python {short}, which no local base ships: it runs on "
+                f"Python {nearest_python(short)} (recorded as python_substituted); "
+                f"-T base_image=IMAGE names one that has {short}")
+    return (f"the spec asks for Python {short}, which no local base ships: infra_error unless "
+            f"-T base_image=IMAGE names one that has it, or -T interpreter=nearest")
 
 
 IMAGE_BUILDERS.register("swe", "tasks.swe.images:build_instances")

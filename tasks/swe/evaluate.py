@@ -38,7 +38,8 @@ class SweConfig:
     repos_dir: Path | None
     base_image: str | None = None
     # auto: SWE-bench's published image for repositories its specs know, when
-    # pullable; local: always build; published: always try the published one first.
+    # pullable, else built here; local: always build; published: the published
+    # image or an infra_error that says why it could not be pulled.
     images: str = "auto"
     memory: str = "2g"
     cpus: float = 1.0
@@ -46,6 +47,10 @@ class SweConfig:
     timeout: float | None = None  # overrides the spec's test timeout
     network: str | None = None  # overrides the spec's policy
     output_cap: int = 1 << 20
+    # nearest: a spec's Python that no local base ships runs on the nearest one
+    # (recorded as python_substituted); exact: such an instance is an infra_error
+    interpreter: str = "nearest"
+    registry: str | None = None  # where published images are pulled from (Docker Hub)
 
 
 @dataclass
@@ -68,7 +73,8 @@ class Outcome:
                      self.verdict.outcome, meta)
 
 
-def cap_text(text: str, cap: int = RECORD_LOG_CAP) -> str:
+def cap_text(text: str, cap: int | None = None) -> str:
+    cap = cap or RECORD_LOG_CAP  # read at call time: a benchmark may keep whole logs
     if len(text) <= cap:
         return text
     half = cap // 2
@@ -106,13 +112,20 @@ def evaluate(inst: Instance, spec: EnvSpec, diff: str, config: SweConfig, mirror
         return Outcome(Verdict(PATCH_FAILED, f"patch refused: {why}"), meta)
     t0 = time.monotonic()
     try:
-        published = config.images == "published" or (
+        published = "only" if config.images == "published" else (
             config.images == "auto" and "swebench" in spec.source)
-        images = ensure_images(inst, spec, mirror, config.base_image, published)
+        images = ensure_images(inst, spec, mirror, config.base_image, published,
+                               nearest=config.interpreter == "nearest", registry=config.registry)
     except SandboxError as e:
         return Outcome(Verdict(INFRA_ERROR, f"image: {e}"), meta)
     timings["images"] = time.monotonic() - t0
     meta["image"], meta["built"] = images.instance, images.built
+    if images.python:
+        meta["python"] = images.python
+    if images.substituted:
+        meta["python_substituted"] = images.substituted
+    if images.pull_failed:
+        meta["published_image"] = images.pull_failed
     limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
                     timeout=config.timeout or spec.timeout, output_cap=config.output_cap,
                     network=config.network or spec.network)

@@ -28,6 +28,7 @@ def build_instances(params: dict[str, str], limit: int | None,
         spec = specs.resolve(inst, spec_map)
         mirror = mirror_path(repos_dir, inst.repo, clone=params.get("clone", "true") != "false")
         images = ensure_images(inst, spec, mirror, params.get("base_image"),
-                               params.get("images") == "published")
+                               "only" if params.get("images") == "published" else False,
+                               registry=params.get("registry"))
         built = ", ".join(f"{k} {v:.1f}s" for k, v in images.built.items()) or "present"
         echo(f"instance  {images.instance}  {inst.instance_id}  ({built})")

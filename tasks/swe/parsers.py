@@ -98,11 +98,26 @@ _PT_SUMMARY = re.compile(r"^=+ (.*\d+ (?:passed|failed|error|errors|skipped|xfai
 _PT_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
+_PT_SHORT = re.compile(r"^=+ short test summary info =+$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def last_short_summary(log: str) -> str:
+    """The log from pytest's last ``short test summary info`` header on (all of it when
+    there is none). The captured output that ``-rA`` prints before it can hold other
+    pytest runs' result lines (pytest's own suite runs pytest inside its tests, and
+    prints their summaries): they are not this run's results."""
+    lines = log.splitlines()
+    starts = [i for i, line in enumerate(lines) if _PT_SHORT.match(_ANSI.sub("", line).strip())]
+    return "\n".join(lines[starts[-1]:]) + "\n" if starts else log
+
+
 def parse_pytest(log: str) -> ParsedLog:
-    """``pytest -rA``: the short summary's ``STATUS nodeid`` lines (as SWE-bench reads them)."""
+    """``pytest -rA``: the short summary's ``STATUS nodeid`` lines (as SWE-bench reads them),
+    from the last short summary on (:func:`last_short_summary`)."""
     out = ParsedLog()
     summary: dict[str, int] | None = None
-    for raw in log.splitlines():
+    for raw in last_short_summary(log).splitlines():
         line = raw.strip()
         for status in STATUSES:
             if line.startswith(status + " "):
@@ -163,6 +178,6 @@ def parse(name: str, log: str, repo: str | None = None, test_spec: Any = None) -
     fn = _swebench_parser(name, repo)
     if fn is None:
         raise LOG_PARSERS.unknown(name, "; others need the swebench package")
-    raw = fn(log, test_spec)
+    raw = fn(last_short_summary(log), test_spec)
     statuses = {k: str(getattr(v, "value", v)) for k, v in raw.items()}
     return ParsedLog(statuses, None, "parsed by swebench." + getattr(fn, "__name__", name))

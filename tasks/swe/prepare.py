@@ -23,6 +23,10 @@ SECTIONED = {"setup.cfg", "tox.ini", "pyproject.toml"}  # reverted when their te
 # Top-level modules a patch may not shadow: the runners and what they import first.
 RUNNERS = {"pytest", "_pytest", "pluggy", "unittest", "nose", "nose2", "site", "coverage"}
 _SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+# Test runners' own caches in the repository: writable by the test user, as the
+# rest is not (pytest's own suite runs with filterwarnings=error, so a cache it
+# cannot write is a failing run).
+CACHES = (".pytest_cache", ".hypothesis")
 
 
 def test_sections(name: str, text: str) -> str:
@@ -195,6 +199,11 @@ def main(job_path: str) -> dict:
         result["test_patch_applied"] = True
     if job.get("writable"):
         subprocess.run(["chown", "-R", job["user"], root])
+    else:
+        for cache in CACHES:
+            if not os.path.lexists(cache):
+                os.mkdir(cache)
+                subprocess.run(["chown", job["user"], cache])
     return result
 
 

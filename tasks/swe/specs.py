@@ -27,23 +27,32 @@ from evals.task import TaskError
 from .data import Instance
 
 DIRECTIVES = ("pytest", "unittest", "swebench", "none")
+# swebench specs resolve PyPI as it was when SWE-bench Verified was released and
+# its environments validated (its specs pin only what had already drifted then).
+SWEBENCH_PIP_CUTOFF = "2024-08-13T00:00:00Z"
 
 
 @dataclass(frozen=True)
 class EnvSpec:
     python: str | None = None  # major.minor; picks the base image's Debian suite
     packages: tuple[str, ...] = ()  # pip requirements for the environment layer
-    requirements: str | None = None  # a file of the repo at environment_setup_commit
+    # a file of the repo at environment_setup_commit; several names (space-separated):
+    # the first that exists, as SWE-bench tries its candidate paths
+    requirements: str | None = None
     pre_install: tuple[str, ...] = ()  # shell commands in the repo before `install`
     install: str | None = None  # e.g. "python -m pip install -e ." (instance layer)
     test_cmd: str = "pytest -rA"
     eval_commands: tuple[str, ...] = ()  # shell lines before the test command
     log_parser: str = "pytest"
     test_directives: str = "pytest"  # how test_patch files become test-command arguments
-    network: str = "none"  # none or sealed while the tests run
+    network: str = "none"  # none or sealed while the tests run (swebench specs: sealed)
     timeout: float = 1800.0
     writable_repo: bool = False  # let the tests write into the repository
     env: tuple[tuple[str, str], ...] = ()
+    # PyPI as of this time (ISO 8601) for every pip of the image: a spec's
+    # unpinned dependencies resolve as they did when it was written, not to
+    # today's releases (pip 26's --uploaded-prior-to; Python 3.9 and later)
+    pip_cutoff: str | None = None
     image: str | None = None  # a ready instance image (e.g. SWE-bench's published ones)
     eval_script: str | None = None  # replaces test_cmd + directives when given
     source: tuple[str, ...] = field(default=(), compare=False)
@@ -67,7 +76,8 @@ def _coerce(raw: dict[str, Any], where: str) -> dict[str, Any]:
         if key not in known:
             raise TaskError(f"{where}: unknown spec field {key!r} (known: {', '.join(sorted(known))})")
         if key in _LISTS:
-            value = tuple(value.split() if key == "packages" and isinstance(value, str)
+            # a packages string is shell words: swebench's quote some ('numpy==1.19.2')
+            value = tuple(_shell_words(value, where) if key == "packages" and isinstance(value, str)
                           else [value] if isinstance(value, str) else value)
         elif key == "env":
             value = tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
@@ -83,27 +93,54 @@ def _coerce(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def from_swebench(repo: str, version: str) -> dict[str, Any] | None:
-    """The swebench package's spec for ``repo`` at ``version``, as our fields."""
+def _shell_words(value: str, where: str) -> list[str]:
     try:
-        from swebench.harness.constants import MAP_REPO_VERSION_TO_SPECS
-        from swebench.harness.log_parsers import MAP_REPO_TO_PARSER
+        return shlex.split(value)
+    except ValueError as e:
+        raise TaskError(f"{where}: packages {value!r} is not valid shell words: {e}") from None
+
+
+def swebench_python_specs() -> dict[str, dict[str, dict[str, Any]]] | None:
+    """swebench's per-repo/version specs of Python repositories; None when not installed."""
+    try:
+        from swebench.harness import constants
     except Exception:  # noqa: BLE001 - not installed: the spec must come from elsewhere
         return None
-    spec = MAP_REPO_VERSION_TO_SPECS.get(repo, {}).get(version)
-    if spec is None:
+    return getattr(constants, "MAP_REPO_VERSION_TO_SPECS_PY", None) or \
+        constants.MAP_REPO_VERSION_TO_SPECS
+
+
+def from_swebench(repo: str, version: str) -> dict[str, Any] | None:
+    """The swebench package's spec for ``repo`` at ``version``, as our fields.
+
+    Only Python specs (with a ``python`` version): the package's other languages
+    install with their own toolchains, which this sandbox does not build. Tests
+    get the sealed network, as SWE-bench's containers have a network on which a
+    connection to an unroutable address hangs until its timeout.
+    """
+    all_specs = swebench_python_specs()
+    if all_specs is None:
         return None
-    out: dict[str, Any] = {"python": spec.get("python"), "install": spec.get("install"),
+    from swebench.harness.constants import MAP_REPO_TO_REQS_PATHS
+    from swebench.harness.log_parsers import MAP_REPO_TO_PARSER
+
+    spec = all_specs.get(repo, {}).get(version)
+    if spec is None or not spec.get("python"):
+        return None
+    out: dict[str, Any] = {"python": str(spec["python"]), "install": spec.get("install"),
                            "test_cmd": spec.get("test_cmd", "pytest -rA"),
                            "pre_install": list(spec.get("pre_install", [])),
                            "eval_commands": list(spec.get("eval_commands", [])),
-                           "test_directives": "swebench"}
+                           "test_directives": "swebench", "network": "sealed",
+                           "pip_cutoff": SWEBENCH_PIP_CUTOFF}
+    if str(out["test_cmd"]).startswith("tox"):  # tox's work dir, not the read-only repo
+        out["env"] = {"TOX_WORK_DIR": "/tmp/tox"}
     packages = spec.get("packages", "")
     pip = list(spec.get("pip_packages", []))
-    if packages == "requirements.txt":
-        out["requirements"] = "requirements.txt"
+    if packages == "requirements.txt":  # the name means "the repo's requirements file"
+        out["requirements"] = " ".join(MAP_REPO_TO_REQS_PATHS.get(repo, ["requirements.txt"]))
     elif packages and packages != "environment.yml":  # conda-only specs: pip gets what it can
-        pip = packages.split() + pip
+        pip = _shell_words(packages, f"swebench spec {repo}@{version}") + pip
     out["packages"] = pip
     if repo in MAP_REPO_TO_PARSER:
         out["log_parser"] = repo

@@ -1,4 +1,4 @@
-"""The bundled instance set: two repositories built reproducibly with git, six instances.
+"""The bundled instance set: three repositories built reproducibly with git, seven instances.
 
 Authors, dates and messages are fixed, so every machine makes the same
 commits (the same hashes); :data:`EXPECTED_HEADS` pins them and a mismatch
@@ -24,6 +24,7 @@ TAG_FIRST, TAG_LAST = "v0.1", "v1.0"
 EXPECTED_HEADS: dict[str, str] = {
     "evalsfix/textkit": "6ccc98c61d6814244a1f5987fd0b89ea5e43c2c6",
     "evalsfix/numkit": "060ace99ea36d731bec7473faa36b8c415f2f00c",
+    "evalsfix/netkit": "d0b18e0e8ef4a04afe089eadd585d51ffdfc80d0",
 }
 
 
@@ -98,7 +99,7 @@ def commits(path: Path) -> list[str]:
 
 
 def instances(repos_dir: Path) -> list[dict[str, Any]]:
-    """The six instances as SWE-bench rows (JSON-ready), building the mirrors if needed."""
+    """The seven instances as SWE-bench rows (JSON-ready), building the mirrors if needed."""
     rows = []
     for spec in REPOS:
         path = ensure_mirrors(repos_dir)[spec.repo]
@@ -115,5 +116,5 @@ def instances(repos_dir: Path) -> list[dict[str, Any]]:
                 "patch": gold, "test_patch": tests, "problem_statement": fix.problem,
                 "hints_text": "", "version": "1.0", "environment_setup_commit": chain[0],
                 "FAIL_TO_PASS": list(fix.fail_to_pass), "PASS_TO_PASS": list(fix.pass_to_pass),
-                "env_spec": dict(ENV_SPEC), "created_at": f"2024-01-{2 + i:02d}T12:00:00Z"})
+                "env_spec": dict(spec.env_spec or ENV_SPEC), "created_at": f"2024-01-{2 + i:02d}T12:00:00Z"})
     return rows

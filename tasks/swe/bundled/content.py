@@ -114,6 +114,7 @@ class RepoSpec:
     repo: str  # owner/name
     files: dict[str, str]
     fixes: list[Fix] = field(default_factory=list)
+    env_spec: dict | None = None  # the instances' env_spec; None: stdlib unittest, no install
 
 
 T_SLUG = _test("slugify", "SlugifyTests", "from textkit import slugify", '''
@@ -250,4 +251,103 @@ NUMKIT = RepoSpec("evalsfix/numkit", {
         ["tests.test_roman.RomanTests.test_additive", "tests.test_roman.RomanTests.test_range"]),
 ])
 
-REPOS = (TEXTKIT, NUMKIT)
+# What broke on real repositories, in small: a package built from pyproject.toml with
+# setuptools_scm and a setup.py, as pytest 5.4 is (Debian bullseye's pip 20.3 runs
+# `setup.py develop` in an isolated build environment, where today's setuptools
+# shells out to a pip that is not there), pytest, and a test that
+# needs a connection to an unroutable address to hang until its timeout (as
+# requests' connect-timeout tests do), which only the sealed network gives.
+NETKIT_PYPROJECT = '''[build-system]
+requires = ["setuptools>=64", "setuptools_scm>=8"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "netkit"
+dynamic = ["version"]
+requires-python = ">=3.8"
+
+[tool.setuptools]
+packages = ["netkit"]
+
+[tool.setuptools_scm]
+'''
+
+NETKIT = RepoSpec("evalsfix/netkit", {
+    "README.md": "# netkit\n\nSmall network helpers. Tests: `pytest -rA`.\n",
+    "pyproject.toml": NETKIT_PYPROJECT,
+    "setup.py": "from setuptools import setup\n\nsetup()\n",  # as pytest 5.4 has both
+    "netkit/__init__.py": '''"""Small network helpers."""
+
+from importlib.metadata import version as _version
+
+from .probe import probe  # noqa: F401
+from .urls import join  # noqa: F401
+
+__version__ = _version("netkit")  # from the git tag, by setuptools_scm
+''',
+    "netkit/probe.py": '''"""TCP reachability."""
+
+import socket
+
+
+def probe(host, port, timeout):
+    """'open', 'refused' or 'timeout' for a TCP connection to ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return "open"
+    except socket.timeout:
+        return "timeout"
+    except ConnectionRefusedError:
+        return "refused"
+''',
+    "netkit/urls.py": '''"""URL paths."""
+
+
+def join(base, *parts):
+    """``base`` and ``parts`` joined by single slashes."""
+    out = base
+    for part in parts:
+        out = out + "/" + part
+    return out
+''',
+    "tests/test_probe.py": '''from netkit import probe
+
+
+def test_unroutable_address_times_out():
+    # Nothing answers for 10.255.255.1: the connection must wait out its timeout.
+    assert probe("10.255.255.1", 81, 0.5) == "timeout"
+''',
+    "tests/test_urls.py": '''import netkit
+from netkit import join
+
+
+def test_version_from_the_git_tag():
+    assert netkit.__version__.startswith("0.1")
+
+
+def test_plain():
+    assert join("http://h", "a", "b") == "http://h/a/b"
+''',
+}, [
+    Fix("evalsfix__netkit-1", "join: no doubled slashes",
+        "urls.join() doubles slashes that the parts already carry: join('http://h/', '/a') "
+        "gives 'http://h///a' instead of 'http://h/a'.",
+        {"netkit/urls.py": ('out = out + "/" + part', 'out = out.rstrip("/") + "/" + part.lstrip("/")')},
+        {"tests/test_urls.py": ("", '''
+
+def test_no_doubled_slashes():
+    assert join("http://h/", "/a") == "http://h/a"
+'''), "tests/test_probe.py": ("", '''
+
+def test_closed_local_port_is_refused():
+    assert probe("127.0.0.1", 9, 0.5) == "refused"
+''')},
+        ["tests/test_urls.py::test_no_doubled_slashes"],
+        ["tests/test_urls.py::test_version_from_the_git_tag", "tests/test_urls.py::test_plain",
+         "tests/test_probe.py::test_unroutable_address_times_out"]),
+], env_spec={"python": "3.9", "packages": ["pytest==8.3.3"],
+             "install": "python -m pip install -e .", "test_cmd": "pytest -rA",
+             "log_parser": "pytest", "test_directives": "pytest", "network": "sealed",
+             "timeout": 300})
+
+REPOS = (TEXTKIT, NUMKIT, NETKIT)
