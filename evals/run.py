@@ -15,7 +15,7 @@ import itertools
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -214,14 +214,64 @@ class Orchestrator:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def run_unit(self, unit: Unit) -> None:
-        got, error = await self.generations(self.runner_for(unit), self.request_for(unit))
-        await self.record(unit, got, error)
+        await self.record(unit, *await self.obtain(unit))
 
     async def unit_records(self, unit: Unit) -> list[dict[str, Any]]:
         """The records of one unit: its generations asked for (or read from the cache),
         scored and ranked. Writes nothing (a cluster's driver writes what it returns)."""
-        got, error = await self.generations(self.runner_for(unit), self.request_for(unit))
-        return await self.records_for(unit, got, error)
+        return await self.records_for(unit, *await self.obtain(unit))
+
+    async def obtain(self, unit: Unit) -> tuple[dict[int, Generated], RunnerError | None]:
+        """The unit's generations: one model call each, or a solver's many turns."""
+        if unit.task.solver is not None:
+            return await self.solve(unit)
+        return await self.generations(self.runner_for(unit), self.request_for(unit))
+
+    async def solve(self, unit: Unit) -> tuple[dict[int, Generated], RunnerError | None]:
+        """Each generation is one episode of the task's solver. Its model turns go through
+        ``generate`` (cache and retries; the generation's seed), so a resumed episode
+        replays the turns it had from the cache; its steps are written beside the records."""
+        runner, base = self.runner_for(unit), self.request_for(unit)
+        got: dict[int, Generated] = {}
+        error: RunnerError | None = None
+        for g in unit.gens:
+            usage, costs, began = Usage(), [], time.monotonic()
+
+            async def call(request: Request, g: int = g) -> Response:
+                response = await self.generate(runner, replace(request, seed=base.seed,
+                                                               gens=(g,), n=1))
+                usage.__iadd__(response.usage)
+                costs.append(response.cost)
+                return response
+
+            try:
+                solution = await unit.task.solver(unit.sample, call, base.for_gens([g]))
+            except RunnerError as e:
+                error = e
+                continue
+            path = self._write_trajectory(unit, g, solution.trajectory)
+            got[g] = Generated(Completion(solution.text, None, solution.stop or None), usage,
+                               time.monotonic() - began,
+                               None if None in costs else sum(costs), trajectory=path)
+        return got, error
+
+    def _write_trajectory(self, unit: Unit, gen: int, steps: dict[str, Any] | None) -> str | None:
+        if steps is None:
+            return None
+        import hashlib
+
+        import orjson
+
+        key = f"{unit.task.name}\0{unit.runner.model}\0{unit.setting.name}\0{unit.sample.id}"
+        name = f"{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}-{gen}.json"
+        folder = self.log.dir / "trajectories"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / (name + ".tmp")
+        tmp.write_bytes(orjson.dumps({"task": unit.task.name, "model": unit.runner.model,
+                                      "setting": unit.setting.name,
+                                      "sample_id": unit.sample.id, "gen": gen, **steps}))
+        tmp.replace(folder / name)  # whole or absent, whatever kills the run
+        return f"trajectories/{name}"
 
     def runner_for(self, unit: Unit) -> Runner:
         """The unit's runner, told the sample where it answers from it (gold)."""
@@ -301,7 +351,8 @@ class Orchestrator:
                 "settings": settings_json(setting),
                 # what the provider applied where it differs from "settings" (requested)
                 **({"applied": result.applied} if result.applied else {}),
-                **({"batch": result.batch} if result.batch else {})})
+                **({"batch": result.batch} if result.batch else {}),
+                **({"trajectory": result.trajectory} if result.trajectory else {})})
         records.sort(key=lambda r: r["gen"])
         return records
 

@@ -90,11 +90,25 @@ class Task:
     # Private data: records keep no completion or reasoning text (only its length),
     # since a model's text restates the problem and the answer. Such runs cannot be rescored.
     redact: bool = False
+    # solver(sample, generate, request) -> Solution: for tasks solved over many model
+    # turns (an agent). ``generate(request) -> Response`` is the run's own model call
+    # (cache, retries, this generation's seed); the Solution's text is what the scorer
+    # grades, its trajectory is kept beside the records.
+    solver: Callable[..., Awaitable["Solution"]] | None = None
     name: str = ""
     description: str = ""
 
     def samples(self) -> Iterable[Sample]:
         return self.dataset() if callable(self.dataset) else self.dataset
+
+
+@dataclass
+class Solution:
+    """What a solver ends with: the text to grade, why it stopped, and every step."""
+
+    text: str
+    stop: str = ""  # "submitted", "max_steps", ... (the record's finish_reason)
+    trajectory: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

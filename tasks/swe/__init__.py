@@ -16,7 +16,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from evals.task import Sample, Score, Task, TaskError, task
+from evals.task import Sample, Score, Solution, Task, TaskError, task
 from sandbox.cli import IMAGE_BUILDERS
 
 from . import bundled, data, grading, prepare, prompt, specs
@@ -27,6 +27,7 @@ from .patch import extract_diff, refusal, touched_files
 __all__ = ["swe", "check_instance", "load_instances", "extract_diff", "OUTCOMES"]
 OUTCOMES = grading.OUTCOMES
 IMAGE_MODES = ("auto", "local", "published")
+MODES = ("patch", "agent")  # one generation with a patch, or an agent with a shell
 INTERPRETERS = ("nearest", "exact")
 
 
@@ -88,7 +89,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         images: str = "auto", base_image: str | None = None, memory: str = "2g",
         cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
         network: str | None = None, interpreter: str = "nearest",
-        registry: str | None = None) -> Task:
+        registry: str | None = None, mode: str = "patch", agent_protocol: str = "tools",
+        max_steps: int = 30, command_timeout: float = 60.0) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -100,6 +102,12 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         raise TaskError(f"swe: -T interpreter={interpreter!r}: one of {', '.join(INTERPRETERS)}")
     if sandboxes < 1:
         raise TaskError("swe: -T sandboxes must be at least 1")
+    if mode not in MODES:
+        raise TaskError(f"swe: -T mode={mode!r}: one of {', '.join(MODES)}")
+    if agent_protocol not in ("tools", "text"):
+        raise TaskError(f"swe: -T agent_protocol={agent_protocol!r}: tools or text")
+    if max_steps < 1 or command_timeout <= 0:
+        raise TaskError("swe: -T max_steps must be at least 1 and command_timeout above 0")
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
@@ -140,7 +148,38 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
             warnings.append(f"{sample.id}: {note}")
         return warnings
 
-    return Task(dataset=dataset, scorer=score, check=check)
+    async def solver(sample: Sample, generate, request) -> Solution:
+        """-T mode=agent: an episode in a container of the instance's image."""
+        from sandbox.engine import SandboxError
+        from sandbox.limits import Limits
+        from tasks.agent import AgentLimits
+
+        from .agent import solve
+        from .layers import ensure_images
+
+        inst = Instance.from_metadata(sample.metadata)
+        spec = specs.resolve(inst, spec_map, swebench_specs)
+        mirror = _mirror(inst.repo, repos_dir, clone) if config.repos_dir else None
+        published = "only" if config.images == "published" else (
+            config.images == "auto" and "swebench" in spec.source)
+        loop_id = id(asyncio.get_running_loop())
+        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(sandboxes))
+        async with semaphore:  # an agent's container counts against -T sandboxes too
+            try:
+                images = await asyncio.to_thread(
+                    ensure_images, inst, spec, mirror, config.base_image, published,
+                    nearest=config.interpreter == "nearest", registry=config.registry)
+            except SandboxError as e:
+                return Solution("", "infra_error", {"error": f"image: {e}"})
+            limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
+                            timeout=command_timeout + 60, network=config.network or spec.network)
+            return await solve(sample, generate, request, image=images.instance, limits=limits,
+                               agent=AgentLimits(max_steps=max_steps,
+                                                 command_timeout=command_timeout),
+                               protocol=agent_protocol, env=dict(spec.env))
+
+    return Task(dataset=dataset, scorer=score, check=check,
+                solver=solver if mode == "agent" else None)
 
 
 def interpreter_note(spec: specs.EnvSpec, config: SweConfig) -> str | None:

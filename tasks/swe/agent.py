@@ -1,0 +1,87 @@
+"""``swe -T mode=agent``: the model works in a container of the instance's image with a
+shell (tasks/agent.py), and its patch is the repository's diff when it submits.
+
+The agent's container is the grading image (the repository at its base commit, with
+no later history, and the environment installed), started with the task's limits and
+network (sealed by default for swebench specs, ``none`` by choice), the repository
+made writable for the unprivileged user the commands run as. Each command runs under
+``timeout`` inside the container, so a hung one is killed without ending the episode.
+When the episode ends, ``git add -A; git diff --cached`` is the patch; it is graded by
+the same hardened grader as a one-shot patch, in a fresh container, so nothing the
+agent did to its container (a conftest.py, an edited test, a forged log) survives
+except through the patch, which the grader checks as it checks any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from evals.task import Sample, Solution
+from sandbox.container import Sandbox
+from sandbox.limits import Limits
+from tasks.agent import AgentLimits, run_agent
+
+from .data import Instance
+
+AGENT_PROMPT = """You are working in a git repository at /testbed (the current directory), \
+checked out at the commit where this issue was reported:
+
+<issue>
+{problem}
+</issue>
+
+Change the repository's code so that the issue is resolved. You can read files, edit \
+them (sed, python, cat with a here-document), and run commands, including the tests. \
+Do not edit the tests to make them pass: new tests will check your change. When you \
+are done, submit; the repository as you leave it is your answer."""
+
+
+class ContainerShell:
+    """Commands in the agent's container, as its unprivileged user, each under
+    ``timeout`` (killed, not the container, when it runs too long)."""
+
+    def __init__(self, box: Sandbox, user: str, env: dict[str, str], output_cap: int):
+        self.box, self.user, self.env, self.output_cap = box, user, env, output_cap
+
+    async def run(self, command: str, timeout: float) -> tuple[int | None, str]:
+        seconds = max(1, int(timeout))
+        argv = ["timeout", "-k", "5", str(seconds), "bash", "-c", command]
+        result = await asyncio.to_thread(self.box.exec, argv, user=self.user,
+                                         timeout=seconds + 60, env=self.env,
+                                         cap=self.output_cap)
+        code = result.exit_code
+        return (None if code in (None, 124, 137) else code), result.text
+
+
+def repository_diff(box: Sandbox) -> str:
+    """Every change to the repository, new files included, as one diff (blocking)."""
+    script = ("git -c safe.directory='*' add -A >/dev/null 2>&1 && "
+              "git -c safe.directory='*' -c core.quotepath=off diff --cached --binary HEAD")
+    out = box.exec(["sh", "-c", script], user="root", timeout=120, cap=50 << 20)
+    if out.exit_code != 0:
+        raise RuntimeError(f"git diff in the agent's container failed: {out.text[-300:]}")
+    return out.text
+
+
+async def solve(sample: Sample, generate: Any, request: Any, *, image: str, limits: Limits,
+                agent: AgentLimits, protocol: str, env: dict[str, str]) -> Solution:
+    """One episode for ``sample`` in a container of ``image``."""
+    inst = Instance.from_metadata(sample.metadata)
+    box = Sandbox(image, limits, workdir="/testbed", name_hint=f"agent-{inst.instance_id}",
+                  lifetime=agent.max_steps * (agent.command_timeout + 120) + 600)
+    await asyncio.to_thread(box.start)
+    try:
+        owned = await asyncio.to_thread(
+            box.exec, ["chown", "-R", limits.user, "/testbed"], user="root", timeout=300)
+        if owned.exit_code != 0:
+            raise RuntimeError(f"cannot make /testbed writable: {owned.text[-300:]}")
+        shell = ContainerShell(box, limits.user, {"HOME": "/tmp", **env}, agent.output_chars * 4)
+        messages = [{"role": "user", "content": AGENT_PROMPT.format(problem=inst.problem_statement)}]
+        trajectory = await run_agent(generate, messages, shell, agent, protocol, request)
+        diff = await asyncio.to_thread(repository_diff, box)
+    finally:
+        await asyncio.to_thread(box.remove)
+    text = f"```diff\n{diff}```\n" if diff.strip() else ""
+    return Solution(text, trajectory.stop, {**trajectory.to_json(),
+                                            "diff_lines": diff.count("\n")})

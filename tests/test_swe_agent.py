@@ -1,0 +1,91 @@
+"""swe -T mode=agent end to end: a scripted model behind the fake OpenAI server works
+in a container of a bundled instance's image with a shell (explores, writes and applies
+a fix, runs the tests, submits); its diff is graded by the hardened grader. An empty
+submission is not resolved; the text protocol works the same; the trajectory is kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evals.fake_openai import FakeServer
+from evals.records import RunLog, iter_records
+from evals.run import RunConfig, execute
+from tasks.swe import bundled, swe
+
+INSTANCE = "evalsfix__textkit-1"
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory, sandbox_base):
+    path = tmp_path_factory.mktemp("swe-agent") / "repos"
+    bundled.ensure_mirrors(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gold_patch(repos):
+    sample = next(s for s in swe(repos=str(repos)).samples() if s.id == INSTANCE)
+    return sample.solution.split("```diff\n", 1)[1].rsplit("```", 1)[0]
+
+
+def agent_script(gold_patch, submit_empty=False):
+    steps = ["ls", "cat textkit/core.py",
+             f"cat > /tmp/fix.patch <<'EOF'\n{gold_patch}EOF\npatch -p1 < /tmp/fix.patch",
+             "python3 -m unittest -q 2>&1 | tail -3"]
+    if submit_empty:
+        steps = ["ls"]
+
+    def script(body, index):
+        done = sum(m["role"] == "tool" for m in body["messages"])
+        if done < len(steps):
+            return {"content": f"step {done}", "tool_calls": [
+                {"name": "bash", "arguments": {"command": steps[done]}}]}
+        return {"content": "done", "tool_calls": [{"name": "submit", "arguments": {}}]}
+
+    return script
+
+
+def run_agent_task(tmp_path, repos, script, **params):
+    with FakeServer(script=script) as srv:
+        cfg = RunConfig(tasks=["swe"], models=["openai/fake-model"],
+                        model_options={"base_url": srv.url},
+                        task_params={"repos": str(repos), "mode": "agent",
+                                     "instances": "bundled", **params},
+                        limit=1, cache=False)
+        log = RunLog(tmp_path / "r")
+        execute(cfg, log, ["evals"])
+    (record,) = [r for r in iter_records(log.samples_path)]
+    return log, record
+
+
+def test_an_agent_that_fixes_the_code_resolves(tmp_path, repos, gold_patch):
+    log, record = run_agent_task(tmp_path, repos, agent_script(gold_patch))
+    assert record["sample_id"] == INSTANCE
+    assert record["status"] == "resolved" and record["score"] == 1.0, record["explanation"]
+    assert record["finish_reason"] == "submitted"
+    trajectory = json.loads((log.dir / record["trajectory"]).read_text())
+    actions = [s["action"] for s in trajectory["steps"]]
+    assert actions[:2] == ["ls", "cat textkit/core.py"] and actions[-1] == "submit"
+    assert "OK" in trajectory["steps"][3]["observation"]
+    assert record["usage"]["prompt"] > 0  # every turn's tokens, summed
+
+
+def test_an_agent_that_changes_nothing_does_not_resolve(tmp_path, repos, gold_patch):
+    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch, submit_empty=True))
+    assert (record["status"], record["score"]) == ("empty_patch", 0.0)
+    assert record["finish_reason"] == "submitted"
+
+
+def test_the_text_protocol_resolves_too(tmp_path, repos, gold_patch):
+    steps = ["ls", f"cat > /tmp/fix.patch <<'EOF'\n{gold_patch}EOF\npatch -p1 < /tmp/fix.patch",
+             "submit"]
+
+    def script(body, index):
+        done = sum(m["role"] == "user" for m in body["messages"]) - 1
+        return f"Next.\n```bash\n{steps[min(done, len(steps) - 1)]}\n```"
+
+    _, record = run_agent_task(tmp_path, repos, script, agent_protocol="text")
+    assert (record["status"], record["score"], record["finish_reason"]) == \
+        ("resolved", 1.0, "submitted")
