@@ -589,6 +589,26 @@ def report(
 
 
 @app.command()
+def view(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to show (default: every run).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in a browser.")] = True,
+) -> None:
+    """Browse runs, samples and verdicts in a local web page (docs/view.md)."""
+    from evals.view.server import serve
+
+    require_runs(results_dir)
+    try:
+        serve(results_dir, run_ids or None, port=port, open_browser=browser,
+              announce=lambda url: typer.echo(f"evals view: {url} (Ctrl-C to stop)"))
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot serve on 127.0.0.1:{port}: {e}", EXIT_FAILED)
+
+
+@app.command()
 def compare(
     run_a: Annotated[str, typer.Argument(help="Run id of side A.")],
     run_b: Annotated[Optional[str], typer.Argument(help="Run id of side B (default: A).")] = None,
