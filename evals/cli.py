@@ -609,6 +609,28 @@ def view(
 
 
 @app.command()
+def export(
+    run_id: str,
+    format: Annotated[str, typer.Option("--format", "-f", help="parquet, csv or jsonl")] = "parquet",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File to write (default: RUN_ID.FORMAT).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    rescored: Rescored = False,
+) -> None:
+    """One row per generation, settings and score metadata as columns (docs/results.md)."""
+    from evals.export import FORMATS, export as write
+
+    if format not in FORMATS:
+        fail(f"--format {format!r}: expected {', '.join(FORMATS)}")
+    log, _ = open_run(results_dir, run_id)
+    out = output or Path(f"{run_id}.{format}")
+    try:
+        count = write(log.records_path(rescored), out, format)
+    except ValueError as e:
+        fail(str(e), EXIT_FAILED)
+    typer.echo(f"{count} rows -> {out}")
+
+
+@app.command()
 def compare(
     run_a: Annotated[str, typer.Argument(help="Run id of side A.")],
     run_b: Annotated[Optional[str], typer.Argument(help="Run id of side B (default: A).")] = None,
