@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing as mp
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -27,11 +27,47 @@ MAX_LIMIT = 500
 
 
 def run_metrics(samples: str) -> list[dict]:
-    """A run's metric rows as ``evals show --json`` gives them (in a worker process)."""
+    """A run's metric rows as ``evals show --json`` gives them."""
     from evals.leaderboard import metric_dicts, sort_rows
     from evals.metrics_columnar import aggregate
 
     return sort_rows(metric_dicts(aggregate(Path(samples))))
+
+
+def _metrics_worker(samples: str, conn: Any) -> None:
+    try:
+        conn.send(("ready", run_metrics(samples)))
+    except Exception as e:  # a malformed record: the page says why
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+
+
+class Metrics:
+    """A run's metric rows, computed in a daemon process (ended with the viewer)."""
+
+    def __init__(self, samples: Path):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_metrics_worker, args=(str(samples), child), daemon=True)
+        self.proc.start()
+        child.close()
+        self.state: tuple[str, Any] = ("computing", None)
+
+    def poll(self) -> tuple[str, Any]:
+        if self.state[0] == "computing":
+            try:
+                if self.conn.poll():
+                    self.state = self.conn.recv()
+                elif not self.proc.is_alive():
+                    self.state = ("failed", f"the metrics process ended ({self.proc.exitcode})")
+            except EOFError:
+                self.state = ("failed", "the metrics process ended")
+        return self.state
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.proc.join(5)
+        self.conn.close()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -107,8 +143,7 @@ class Viewer:
         self.views: dict[str, RunView] = {}
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="evals-view")
         self.prompts = ThreadPoolExecutor(1, thread_name_prefix="evals-view-prompt")
-        self.metrics_pool: Executor | None = None
-        self.metrics: dict[str, asyncio.Future] = {}
+        self.metrics: dict[str, Metrics] = {}
         self.samples_by_task: dict[tuple[str, str], dict[str, Any]] = {}
 
     def view(self, run: str) -> RunView:
@@ -127,8 +162,8 @@ class Viewer:
     def close(self) -> None:
         self.worker.shutdown(wait=False, cancel_futures=True)
         self.prompts.shutdown(wait=False, cancel_futures=True)
-        if self.metrics_pool is not None:
-            self.metrics_pool.shutdown(wait=False, cancel_futures=True)
+        for m in self.metrics.values():
+            m.close()
 
     # ------------------------------------------------------------ pieces
 
@@ -144,14 +179,11 @@ class Viewer:
                         if log.samples_path.exists() else 0})
         return out
 
-    def metrics_of(self, run: str) -> asyncio.Future:
-        fut = self.metrics.get(run)
-        if fut is None:
-            if self.metrics_pool is None:
-                self.metrics_pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
-            fut = self.metrics[run] = asyncio.get_running_loop().run_in_executor(
-                self.metrics_pool, run_metrics, str(self.logs[run].samples_path))
-        return fut
+    def metrics_of(self, run: str) -> tuple[str, Any]:
+        m = self.metrics.get(run)
+        if m is None:
+            m = self.metrics[run] = Metrics(self.logs[run].samples_path)
+        return m.poll()
 
     def filters(self, v: RunView, q: Mapping[str, str]) -> Filters:
         def number(name: str) -> float | None:
@@ -308,12 +340,10 @@ def make_app(viewer: Viewer) -> web.Application:
         run = request.match_info["run"]
         if run not in viewer.logs:
             raise KeyError(run)
-        fut = viewer.metrics_of(run)
-        if not fut.done():
-            return _json({"state": "computing"})
-        if fut.exception() is not None:
-            return _json({"state": "failed", "error": str(fut.exception())})
-        return _json({"state": "ready", "rows": _clean(fut.result())})
+        state, result = viewer.metrics_of(run)
+        if state == "ready":
+            return _json({"state": state, "rows": _clean(result)})
+        return _json({"state": state, "error": result})
 
     @routes.get("/api/runs/{run}/facets")
     @guarded
@@ -392,13 +422,21 @@ def serve(results_dir: Path, run_ids: Sequence[str] | None = None, *, port: int 
 
     async def main() -> None:
         runner, url = await start(viewer, port=port)
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, stop.set)  # cleanup ends the workers
+        except (NotImplementedError, RuntimeError):
+            pass
         announce(url)
         if open_browser:
             import webbrowser
 
             await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, url)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
