@@ -574,6 +574,7 @@ def report(
     task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     x_axis: Annotated[str, typer.Option(help="tokens, cost, or auto (cost where every price is known)")] = "tokens",
+    figures: Annotated[Optional[Path], typer.Option(help="Also write every chart and heatmap to this directory as PNG (needs Chromium).")] = None,
 ) -> None:
     """A self-contained HTML report: leaderboard, accuracy vs compute with the Pareto front."""
     from evals.report import build_report
@@ -582,10 +583,13 @@ def report(
         fail(f"--x-axis {x_axis!r}: expected tokens, cost or auto")
     require_runs(results_dir)
     try:
-        path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
+        path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis,
+                            figures=figures)
     except ValueError as e:
         fail(str(e), EXIT_FAILED)
     typer.echo(f"report -> {path}")
+    if figures is not None:
+        typer.echo(f"figures -> {figures}/ ({len(list(figures.glob('*.png')))} PNG files)")
 
 
 @app.command()
