@@ -710,6 +710,7 @@ def report(
     task: Annotated[Optional[list[str]], typer.Option(help="Only these tasks.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="Only these models.")] = None,
     x_axis: Annotated[str, typer.Option(help="tokens, cost, or auto (cost where every price is known)")] = "tokens",
+    figures: Annotated[Optional[Path], typer.Option(help="Also write every chart and heatmap to this directory as PNG (needs Chromium).")] = None,
 ) -> None:
     """A self-contained HTML report: leaderboard, accuracy vs compute with the Pareto front."""
     from evals.report import build_report
@@ -718,10 +719,55 @@ def report(
         fail(f"--x-axis {x_axis!r}: expected tokens, cost or auto")
     require_runs(results_dir)
     try:
-        path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis)
+        path = build_report(results_dir, output, tasks=task, models=model, x_axis=x_axis,
+                            figures=figures)
     except ValueError as e:
         fail(str(e), EXIT_FAILED)
     typer.echo(f"report -> {path}")
+    if figures is not None:
+        typer.echo(f"figures -> {figures}/ ({len(list(figures.glob('*.png')))} PNG files)")
+
+
+@app.command()
+def view(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Runs to show (default: every run).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in a browser.")] = True,
+) -> None:
+    """Browse runs, samples and verdicts in a local web page (docs/view.md)."""
+    from evals.view.server import serve
+
+    require_runs(results_dir)
+    try:
+        serve(results_dir, run_ids or None, port=port, open_browser=browser,
+              announce=lambda url: typer.echo(f"evals view: {url} (Ctrl-C to stop)"))
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot serve on 127.0.0.1:{port}: {e}", EXIT_FAILED)
+
+
+@app.command()
+def export(
+    run_id: str,
+    format: Annotated[str, typer.Option("--format", "-f", help="parquet, csv or jsonl")] = "parquet",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File to write (default: RUN_ID.FORMAT).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    rescored: Rescored = False,
+) -> None:
+    """One row per generation, settings and score metadata as columns (docs/results.md)."""
+    from evals.export import FORMATS, export as write
+
+    if format not in FORMATS:
+        fail(f"--format {format!r}: expected {', '.join(FORMATS)}")
+    log, _ = open_run(results_dir, run_id)
+    out = output or Path(f"{run_id}.{format}")
+    try:
+        count = write(log.records_path(rescored), out, format)
+    except ValueError as e:
+        fail(str(e), EXIT_FAILED)
+    typer.echo(f"{count} rows -> {out}")
 
 
 @app.command()

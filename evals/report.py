@@ -14,6 +14,7 @@ Standard library only (plus ``evals``), imported by the CLI on demand.
 from __future__ import annotations
 
 import math
+import re
 import time
 from html import escape
 from pathlib import Path
@@ -45,8 +46,10 @@ tr.errors td.err{color:#b00;font-weight:600}tr.incomplete{background:#fff6e0}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;background:#eee}
 .badge.bad{background:#f7d4d4;color:#800}.badge.warn{background:#fde7b0;color:#704}
 .ci{color:#777;font-size:12px}svg text{font:11px system-ui,sans-serif;fill:#333}
+svg .pt-label{font-size:10px;fill:#444}svg text.note{font-size:12px;font-weight:600}
 svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .cell text{fill:#111}
 .plots{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+svg.plot{max-width:100%;height:auto}
 .legend span{margin-right:14px;white-space:nowrap}.sw{display:inline-block;width:12px;
 height:12px;border-radius:2px;vertical-align:-1px;margin-right:4px}
 """
@@ -54,7 +57,7 @@ height:12px;border-radius:2px;vertical-align:-1px;margin-right:4px}
 
 def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = None,
                  models: Sequence[str] | None = None, x_axis: str = "tokens",
-                 title: str | None = None) -> Path:
+                 title: str | None = None, figures: Path | None = None) -> Path:
     """Write the HTML report of ``results_dir`` to ``out`` and return ``out``.
 
     ``tasks``/``models`` restrict it as ``evals leaderboard --task/--model`` do.
@@ -62,7 +65,8 @@ def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = 
     mean completion tokens, k times that for an @k point), ``cost`` (the same in USD; a
     task where some cost is unknown falls back to tokens, and says so) or ``auto``
     (cost where every cost of the task is known, else tokens).  ``title`` defaults to
-    the results directory's name.
+    the results directory's name. ``figures``: a directory to write every chart and
+    heatmap to as PNG (evals.report_png).
     """
     if x_axis not in X_AXES:
         raise ValueError(f"x_axis must be one of {', '.join(X_AXES)}, got {x_axis!r}")
@@ -71,9 +75,14 @@ def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     audits = _audits(Path(results_dir), data.runs, out)
-    html = render_report(data, x_axis=x_axis, audits=audits,
+    charts: list[tuple[str, str]] | None = [] if figures is not None else None
+    html = render_report(data, x_axis=x_axis, audits=audits, charts=charts,
                          title=title or f"evals report: {Path(results_dir).resolve().name}")
     out.write_text(html, encoding="utf-8")
+    if figures is not None:
+        from evals.report_png import write_pngs
+
+        write_pngs(charts, Path(figures), _CSS)
     return out
 
 
@@ -118,7 +127,10 @@ def _audit_section(audits: list[tuple[str, dict, str]]) -> str:
 
 
 def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "evals report",
-                  audits: list[tuple[str, dict, str]] | None = None) -> str:
+                  audits: list[tuple[str, dict, str]] | None = None,
+                  charts: list[tuple[str, str]] | None = None) -> str:
+    """The report's HTML; ``charts``, when given, gets each chart and heatmap as
+    ``(file stem, svg)``."""
     tasks = sorted({g.task for g in data.groups})
     models = sorted({g.model for g in data.groups})
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
@@ -136,11 +148,11 @@ def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "eva
         groups = [g for g in data.groups if g.task == task]
         parts.append(f"<h2 id=\"task-{escape(task)}\">{escape(task)}</h2>")
         parts.append(_plot(task, [g for g in groups if g.model != GOLD], colors, x_axis,
-                           gold_left_out=any(g.model == GOLD for g in groups)))
+                           gold_left_out=any(g.model == GOLD for g in groups), charts=charts))
         for b in data.breakdowns:
             if b.task == task:
                 parts.append(_domain_table(b, groups) if b.kind == "domain"
-                             else _needle_grids(b))
+                             else _needle_grids(b, groups, charts))
     if audits:
         parts.append(_audit_section(audits))
     parts.append("</body></html>")
@@ -246,7 +258,7 @@ def _points(groups: list[Group], axis: str) -> list[Point]:
 
 
 def _plot(task: str, groups: list[Group], colors: dict[str, str], x_axis: str, *,
-          gold_left_out: bool = False) -> str:
+          gold_left_out: bool = False, charts: list[tuple[str, str]] | None = None) -> str:
     axis, note = "tokens", "The gold runner is in the table only. " if gold_left_out else ""
     if x_axis in ("cost", "auto"):
         if all(g.per_generation("cost") is not None for g in groups):
@@ -255,12 +267,21 @@ def _plot(task: str, groups: list[Group], colors: dict[str, str], x_axis: str, *
             note += "Some costs are unknown (no price for a model): plotted against tokens. "
     label = ("USD per problem" if axis == "cost"
              else "mean completion tokens per problem")
-    svg = scatter(_points(groups, axis), {m: c for m, c in colors.items()
+    points = _points(groups, axis)
+    if points and len({(p.model, p.setting) for p in points}) == len({p.model for p in points}) \
+            and all(p.kind == "accuracy" for p in points):
+        # One setting and one sample per model: one point each, nothing a chart adds.
+        return (f"<p class=\"note\">{escape(note)}One setting with one sample per problem: "
+                f"the leaderboard above has its figures (a chart needs two settings, or "
+                f"several samples per problem for @k).</p>")
+    svg = scatter(points, {m: c for m, c in colors.items()
                                           if any(g.model == m for g in groups)},
                   title=f"{task}: score vs compute", x_label=label,
                   fmt_x=fmt_cost if axis == "cost" else fmt_tokens)
     if not svg:
         return f"<p class=\"note\">{escape(note)}Nothing to plot (no token or cost figures).</p>"
+    if charts is not None:
+        charts.append((_stem(f"{task}-score-vs-{axis}"), svg))
     legend = "".join(f"<span><i class=\"sw\" style=\"background:{c}\"></i>{escape(m)}</span>"
                      for m, c in colors.items() if any(g.model == m for g in groups))
     return (f"<div class=\"plots\">{svg}</div><p class=\"legend\">{legend}</p>"
@@ -316,17 +337,47 @@ def _fmt_length(v: object) -> str:
     return f"{n / 1024:g}K" if n >= 1024 and n % 1024 == 0 else fmt_tokens(n)
 
 
-def _fmt_depth(v: object) -> str:
+def _fmt_depth(v: object, fractions: bool = False) -> str:
+    """A depth as a percent, written alike at every depth: ``fractions`` when the task's
+    depths are fractions of the context (0..1), else they are percents (needle's 0..100)."""
     if v is None:
         return "-"
     try:
         d = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(v)
-    return f"{d:.0%}" if 0.0 <= d <= 1.0 else f"{d:g}"
+    return f"{round(d * 100 if fractions else d, 1):g}%"
 
 
-def _needle_grids(b: Breakdown) -> str:
+def _fractions(depths: set) -> bool:
+    """Whether a set of depths is fractions (every one within 0..1) rather than percents."""
+    try:
+        return all(0.0 <= float(d) <= 1.0 for d in depths if d is not None)
+    except (TypeError, ValueError):
+        return False
+
+
+def _stem(text: str) -> str:
+    """A file name stem for a chart."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:120]
+
+
+def _effective(groups: list[Group], model: str, setting: str) -> str:
+    """The task's effective length for a model and setting (needle's summary row)."""
+    for g in groups:
+        if (g.model, g.setting) == (model, setting):
+            row = g.metrics.get("effective_length")
+            if row is not None:
+                value = row.get("value")
+                threshold = (g.metrics.get("effective_threshold") or {}).get("value")
+                text = "none" if value is None else _fmt_length(value)
+                return (f"effective length: {text}"
+                        + (f" (threshold {threshold:.0%})" if threshold is not None else ""))
+    return ""
+
+
+def _needle_grids(b: Breakdown, groups: list[Group] | None = None,
+                  charts: list[tuple[str, str]] | None = None) -> str:
     out = [f"<h3>{escape(b.task)}: score by context length and needle depth</h3>"
            "<div class=\"plots\">"]
     series: dict[tuple[str, str, str], dict[tuple[str, str], tuple[float, int]]] = {}
@@ -338,13 +389,19 @@ def _needle_grids(b: Breakdown) -> str:
         depths.setdefault(variant, set()).add(depth)
         for (model, setting), row in cells.items():
             if row.n and not math.isnan(row.value):
-                series.setdefault((model, setting, variant), {})[
-                    (_fmt_length(length), _fmt_depth(depth))] = (row.value, row.n)
-    for (model, setting, variant), grid in sorted(series.items()):
+                series.setdefault((model, setting, variant), {})[(length, depth)] = (
+                    row.value, row.n)
+    for (model, setting, variant), cells in sorted(series.items()):
+        fractions = _fractions(depths[variant])
+        grid = {(_fmt_length(length), _fmt_depth(depth, fractions)): value
+                for (length, depth), value in cells.items()}
         cols = [_fmt_length(v) for v in sorted(lengths[variant], key=_sort_key)]
-        rows = [_fmt_depth(v) for v in sorted(depths[variant], key=_sort_key)]
+        rows = [_fmt_depth(v, fractions) for v in sorted(depths[variant], key=_sort_key)]
         title = f"{model} | {setting}" + (f" | {variant}" if variant else "")
-        out.append(heatmap(grid, cols, rows, title=title, col_label="context length",
-                           row_label="depth"))
+        svg = heatmap(grid, cols, rows, title=title, col_label="context length",
+                      row_label="depth", note=_effective(groups or [], model, setting))
+        out.append(svg)
+        if charts is not None:
+            charts.append((_stem(f"{b.task}-heatmap-{model}-{setting}-{variant}"), svg))
     out.append("</div>")
     return "".join(out)

@@ -118,7 +118,8 @@ def fmt_cost(v: float) -> str:
     return f"${v:.3g}"
 
 
-def _marker(p: Point, x: float, y: float, color: str, on_front: bool) -> str:
+def _marker(p: Point, x: float, y: float, color: str, on_front: bool, label: str = "",
+            left_of: bool = False) -> str:
     tip = (f"<title>{escape(p.model)} | {escape(p.setting)} | {p.label}: {p.y:.3f}"
            f"{' (Pareto)' if on_front else ''}</title>")
     cls = f"pt {p.kind}" + (" pareto" if on_front else "")
@@ -137,7 +138,25 @@ def _marker(p: Point, x: float, y: float, color: str, on_front: bool) -> str:
     else:  # pass@k: hollow, an upper bound
         shape = (f'<polygon points="{x:.1f},{y - 5:.1f} {x + 5:.1f},{y + 4:.1f} '
                  f'{x - 5:.1f},{y + 4:.1f}" fill="none" stroke="{color}" stroke-width="1.3"/>')
-    return f'<g class="{cls}"{data}>{tip}{ring}{shape}</g>'
+    anchor = ' text-anchor="end"' if left_of else ""
+    text = (f'<text class="pt-label" x="{x - 8 if left_of else x + 8:.1f}" y="{y - 7:.1f}"'
+            f'{anchor}>{escape(label)}</text>' if label else "")
+    return f'<g class="{cls}"{data}>{tip}{ring}{shape}{text}</g>'
+
+
+def point_labels(points: Sequence[Point]) -> dict[int, str]:
+    """What each point says on the chart (by ``id``): an accuracy point its setting, the
+    largest k of maj@k and best@k its metric and setting; other points (pass@k, an
+    oracle's bound, and smaller k) only on hover."""
+    top: dict[tuple, Point] = {}
+    for p in points:
+        if p.kind in ("maj", "best"):
+            key = (p.model, p.setting, p.kind)
+            if key not in top or p.k > top[key].k:
+                top[key] = p
+    labels = {id(p): p.setting for p in points if p.kind == "accuracy"}
+    labels.update({id(p): f"{p.label} {p.setting}" for p in top.values()})
+    return labels
 
 
 def scatter(points: Sequence[Point], colors: dict[str, str], *, title: str, x_label: str,
@@ -153,8 +172,9 @@ def scatter(points: Sequence[Point], colors: dict[str, str], *, title: str, x_la
                 height - bottom, top)
     front = pareto_front(pts)
     on_front = {id(p) for p in front}
-    out = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'role="img" aria-label="{escape(title)}">',
+    # The page's width: the viewBox scales; labels keep their size relative to the plot.
+    out = [f'<svg class="plot" width="100%" viewBox="0 0 {width} {height}" '
+           f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{escape(title)}">',
            f'<text class="title" x="{left}" y="18">{escape(title)}</text>']
     for t in _ticks(ax.lo, ax.hi, ax.log):
         x = ax(t)
@@ -188,8 +208,11 @@ def scatter(points: Sequence[Point], colors: dict[str, str], *, title: str, x_la
             out.append(f'<line class="ci" x1="{x:.1f}" x2="{x:.1f}" y1="{ay(p.low):.1f}" '
                        f'y2="{ay(p.high):.1f}" stroke="{colors[p.model]}" stroke-opacity="0.5"/>')
     # Accuracy points last, so that @k markers never hide the line's own points.
+    labels = point_labels(pts)
     for p in sorted(pts, key=lambda p: p.kind == "accuracy"):
-        out.append(_marker(p, ax(p.x), ay(p.y), colors[p.model], id(p) in on_front))
+        x = ax(p.x)
+        out.append(_marker(p, x, ay(p.y), colors[p.model], id(p) in on_front,
+                           labels.get(id(p), ""), left_of=x > width * 0.75))
     out.append("</svg>")
     return "".join(out)
 
@@ -201,10 +224,12 @@ def _cell_colour(v: float) -> str:
 
 
 def heatmap(cells: dict[tuple[str, str], tuple[float, int]], cols: Sequence[str],
-            rows: Sequence[str], *, title: str, col_label: str, row_label: str) -> str:
-    """A grid of mean scores: ``cells[(col, row)] = (mean, problems)``; empty cells blank."""
+            rows: Sequence[str], *, title: str, col_label: str, row_label: str,
+            note: str = "") -> str:
+    """A grid of mean scores: ``cells[(col, row)] = (mean, problems)``; empty cells blank.
+    ``note`` is written to the right of the grid (needle: the effective length)."""
     cw, ch, left, top = 64, 28, 70, 56
-    width = left + cw * len(cols) + 10
+    width = left + cw * len(cols) + 10 + (len(note) * 7 + 20 if note else 0)
     height = top + ch * len(rows) + 30
     out = [f'<svg class="heatmap" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
@@ -228,5 +253,8 @@ def heatmap(cells: dict[tuple[str, str], tuple[float, int]], cols: Sequence[str]
                        f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" '
                        f'fill="{_cell_colour(mean)}"/><text x="{x + cw / 2 - 1}" '
                        f'y="{y + ch / 2 + 3}" text-anchor="middle">{100 * mean:.0f}%</text></g>')
+    if note:
+        out.append(f'<text class="note" x="{left + cw * len(cols) + 20}" y="{top + 14}">'
+                   f'{escape(note)}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -289,3 +289,50 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
     run_chromium(binary, tmp_path, f"--screenshot={png}", "--window-size=1400,2000", url)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     shutil.copy(report, ARTIFACTS / "report.html")
+
+
+# ------------------------------------------------------------------ labels and figures
+
+def test_charts_label_points_and_use_the_page_width(report):
+    html = report.read_text()
+    assert re.search(r'<svg class="plot" width="100%" viewBox=', html)
+    labels = re.findall(r'<text class="pt-label"[^>]*>([^<]*)</text>', html)
+    for setting in FAKE_SETTINGS:  # every accuracy point names its setting on the chart
+        assert setting in labels
+    assert any(label.startswith("maj@4 ") for label in labels)
+
+
+def test_depth_labels_and_one_setting_tasks():
+    from evals.report import _fmt_depth, _fractions
+
+    assert [_fmt_depth(d, _fractions({0.0, 0.25, 1.0})) for d in (0.0, 0.25, 1.0)] == [
+        "0%", "25%", "100%"]
+    percents = {0, 1, 10, 25, 100}  # needle writes percents: 1 is 1%, not 100%
+    assert [_fmt_depth(d, _fractions(percents)) for d in sorted(percents)] == [
+        "0%", "1%", "10%", "25%", "100%"]
+    from evals.report import _plot
+    from evals.report_data import Group
+
+    g = Group("t", "m", "default", "r", "completed",
+              metrics={"accuracy": {"metric": "accuracy", "value": 0.5, "k": None, "n": 3,
+                                    "cost_per_problem": 0.01, "samples": 1}})
+    out = _plot("t", [g], {"m": "#000"}, "cost")
+    assert "<svg" not in out and "One setting" in out
+
+
+def test_figures_as_png(results, tmp_path):
+    chromium()
+    from conftest import run_cli
+
+    figures = tmp_path / "figures"
+    done = run_cli("report", "--results-dir", str(results), "-o", str(tmp_path / "r.html"),
+                   "--figures", str(figures))
+    assert done.returncode == 0, done.stderr
+    pngs = sorted(figures.glob("*.png"))
+    html = (tmp_path / "r.html").read_text()
+    assert len(pngs) == html.count('<svg class="plot"') + html.count('<svg class="heatmap"')
+    assert any("heatmap" in p.name for p in pngs) and any("score-vs" in p.name for p in pngs)
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 3000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(pngs[0], ARTIFACTS / "figure-example.png")
