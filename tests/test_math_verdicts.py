@@ -88,12 +88,26 @@ def test_cpu_seconds_reads_this_process():
     assert cpu_seconds(2 ** 22 + 12345) is None  # no such process
 
 
-def test_a_check_within_its_cpu_limit_passes_on_a_loaded_core(contended):
-    """0.6 s of CPU at a quarter of a core takes about 2.4 s of wall time: more than the
-    1 s limit on the clock, within it in CPU time (and within the 5 s wall cap)."""
-    out = burn(contended, 0.6, limit=1.0)
+def test_a_check_within_its_cpu_limit_passes_when_starved_of_cpu(burner):
+    """The worker is stopped (SIGSTOP) for 1.5 s in the middle of a check that needs
+    0.3 s of CPU: its 1 s limit passes on the clock while it gets no CPU at all, the
+    most a busy machine can take from it. Judged by CPU time, the check still passes."""
+    import signal
+    import threading
+
+    worker = burner.pids()[0]
+    stop = threading.Timer(0.1, os.kill, (worker, signal.SIGSTOP))
+    resume = threading.Timer(1.6, os.kill, (worker, signal.SIGCONT))
+    stop.start()
+    resume.start()
+    try:
+        out = burn(burner, 0.3, limit=1.0)
+    finally:
+        stop.cancel()
+        resume.join()
+        os.kill(worker, signal.SIGCONT)
     assert out.status == "ok", out
-    assert contended.starved_checks == 1  # its 1 s passed on the clock before its CPU did
+    assert burner.starved_checks == 1  # its 1 s passed on the clock before its CPU did
 
 
 def test_a_check_past_its_cpu_limit_times_out_on_a_loaded_core(contended):
