@@ -73,6 +73,7 @@ class Choice:
     where: str  # "text", "reasoning" or "unclosed_reasoning"
     offset: int = -1  # where the commitment starts, within its part
     context: str = ""  # the text around it, for a person checking the verdict
+    line: str = ""  # the commitment's line as written, from its start (to find it again)
     # every letter the part commits to, in order of first commitment: more than one
     # means the completion changed its mind (evals audit lists those)
     committed: tuple[str, ...] = ()
@@ -683,6 +684,8 @@ def extract_choice(text: str, options: Sequence[str] | None = None,
             if found:
                 at = max(0, found[2])
                 context = " ".join(part[max(0, at - 80):at + 120].split())
+                line_end = part.find("\n", at)
+                line = part[at:line_end if line_end >= 0 else len(part)][:200].rstrip()
                 return Choice(found[0], found[1], where, offset=found[2],
-                              committed=found[3], context=context)
+                              committed=found[3], context=context, line=line)
     return None

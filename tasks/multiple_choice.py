@@ -56,7 +56,7 @@ def score(sample: Sample, completion: str, truncated: str = "no_answer") -> Scor
     if found is None:
         return Score(0.0, None, f"no answer found; correct is {sample.target}", "no_answer")
     where = {"letter": found.letter, "rule": found.rule, "where": found.where,
-             "offset": found.offset, "context": found.context}
+             "offset": found.offset, "context": found.context, "line": found.line}
     if len(found.committed) > 1:
         where["committed"] = "".join(found.committed)
     if found.where == "unclosed_reasoning" and truncated == "no_answer":

@@ -50,7 +50,8 @@ def gpqa_record(i: int, gen: int, setting: str) -> dict:
                          "subdomain": ("Optics", "Organic")[i % 2]},
             "score_metadata": None if no_answer else {
                 "letter": letter, "rule": RULES[i % 2], "where": "text",
-                "offset": completion.index("Answer:"), "context": f"Answer: {letter}"},
+                "offset": completion.index("Answer:"), "context": f"Answer: {letter}",
+                "line": f"Answer: {letter}"},
             "settings": {"effort": setting.partition("=")[2] or None, "thinking_budget": None,
                          "max_tokens": None, "samples": 2}}
 
@@ -325,7 +326,9 @@ class Browser:
     async def ready(self, hash_: str) -> None:
         """Wait until the page has rendered the route ``hash_``."""
         for _ in range(400):
-            if await self.js(f"document.body.dataset.ready === {json.dumps(hash_)}"):
+            # mid-navigation there is no body yet: not ready, not an error
+            if await self.js(f"!!document.body && document.body.dataset.ready === "
+                             f"{json.dumps(hash_)}"):
                 return
             await asyncio.sleep(0.05)
         raise AssertionError(f"route {hash_} never rendered: "

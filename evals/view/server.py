@@ -90,9 +90,8 @@ def highlight(rec: Mapping[str, Any]) -> dict | None:
     """Where the extracted answer is in the record's text: ``{"field", "start", "end"}``.
 
     Math records carry the extracted text (``score_metadata.extracted``): its last
-    occurrence. Choice tasks (GPQA) carry where the commitment was found (``where``,
-    ``offset`` in that part of the completion, and ``context``): the commitment's line
-    from there, located in the completion."""
+    occurrence. Choice tasks (GPQA) carry the commitment's line as written
+    (``score_metadata.line``): its last occurrence in the completion."""
     meta = rec.get("score_metadata")
     if not isinstance(meta, dict):
         return None
@@ -103,28 +102,13 @@ def highlight(rec: Mapping[str, Any]) -> dict | None:
             at = rec[f].rfind(extracted)
             if at >= 0:
                 return {"field": f, "start": at, "end": at + len(extracted)}
-    offset = meta.get("offset")
-    where = meta.get("where")
-    if isinstance(offset, int) and offset >= 0 and isinstance(rec.get("completion"), str):
-        snippet = _part_snippet(rec["completion"], where, offset)
+    snippet = meta.get("line")
+    if isinstance(snippet, str) and snippet:
         for f in fields:
-            at = rec[f].rfind(snippet) if snippet else -1
+            at = rec[f].rfind(snippet)
             if at >= 0:
                 return {"field": f, "start": at, "end": at + len(snippet)}
     return None
-
-
-def _part_snippet(completion: str, where: Any, offset: int) -> str:
-    """The commitment's line in the part of the completion it was found in."""
-    try:
-        from tasks.extract import think_parts
-    except ImportError:
-        return ""
-    parts = think_parts(completion)
-    part = {"text": parts.visible, "reasoning": parts.reasoning,
-            "unclosed_reasoning": parts.unclosed}.get(where, parts.visible)
-    line_end = part.find("\n", offset)
-    return part[offset:line_end if line_end >= 0 else len(part)][:200].rstrip()
 
 
 class Viewer:
