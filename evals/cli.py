@@ -202,6 +202,18 @@ def parse_budgets(value: str | None) -> list[int | None]:
     return out
 
 
+def parse_steps(value: str | None) -> list[int | None]:
+    """``--max-steps``: step limits >= 1."""
+    if value is None:
+        return [None]
+    out: list[int | None] = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item.isdigit() or int(item) < 1:
+            fail(f"--max-steps {value!r}: {item!r} is not a step limit (whole numbers >= 1)")
+        out.append(int(item))
+    return out
+
+
 @app.command("list")
 def list_tasks(
     tasks_dir: TasksDirs = None,
@@ -256,6 +268,9 @@ def run(
     thinking_budget: Annotated[Optional[str], typer.Option(
         help=f"Thinking-token budgets, comma-separated: counts >= 0, or {DEFAULT_WORD}.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Completion token limit.")] = None,
+    max_steps: Annotated[Optional[str], typer.Option(
+        help="Agent step limits, comma-separated (tasks with an agent mode, e.g. swe -T "
+             "mode=agent): each is a compute setting.")] = None,
     temperature: Annotated[Optional[float], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
@@ -313,6 +328,7 @@ def run(
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
         model_options=options, efforts=efforts, thinking_budgets=budgets,
+        max_steps=parse_steps(max_steps),
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,

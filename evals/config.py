@@ -55,6 +55,7 @@ class Setting:
     thinking_budget: int | None = None
     max_tokens: int | None = None
     samples: int = 1
+    max_steps: int | None = None  # an agent's step limit (tasks with a solver)
 
     @property
     def name(self) -> str:
@@ -65,6 +66,8 @@ class Setting:
             parts.append(f"budget={self.thinking_budget}")
         if self.max_tokens is not None:
             parts.append(f"max_tokens={self.max_tokens}")
+        if self.max_steps is not None:
+            parts.append(f"steps={self.max_steps}")
         if self.samples != 1:
             parts.append(f"n={self.samples}")
         return ",".join(parts) or "default"
@@ -78,6 +81,8 @@ class RunConfig:
     model_options: dict[str, str] = field(default_factory=dict)
     efforts: list[str | None] = field(default_factory=lambda: [None])
     thinking_budgets: list[int | None] = field(default_factory=lambda: [None])
+    # agent step limits (tasks with a solver): each is a compute setting of its own
+    max_steps: list[int | None] = field(default_factory=lambda: [None])
     max_tokens: int | None = None
     samples: int = 1
     temperature: float | None = None
@@ -107,7 +112,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # a name given twice would run (and bill) everything twice
-        for name in ("tasks", "models", "efforts", "thinking_budgets"):
+        for name in ("tasks", "models", "efforts", "thinking_budgets", "max_steps"):
             setattr(self, name, list(dict.fromkeys(getattr(self, name))))
 
     @classmethod
@@ -123,8 +128,9 @@ class RunConfig:
             raise ConfigError(f"{where}: not a complete run configuration ({e})") from None
 
     def settings(self) -> list[Setting]:
-        return [Setting(e, b, self.max_tokens, self.samples)
-                for e, b in itertools.product(self.efforts, self.thinking_budgets)]
+        return [Setting(e, b, self.max_tokens, self.samples, s)
+                for e, b, s in itertools.product(self.efforts, self.thinking_budgets,
+                                                 self.max_steps)]
 
     def params_for(self, task_name: str) -> dict[str, str]:
         out = {}
@@ -150,4 +156,5 @@ class RunConfig:
 
 def settings_json(setting: Setting) -> dict[str, Any]:
     return {"effort": setting.effort, "thinking_budget": setting.thinking_budget,
-            "max_tokens": setting.max_tokens, "samples": setting.samples}
+            "max_tokens": setting.max_tokens, "samples": setting.samples,
+            **({"max_steps": setting.max_steps} if setting.max_steps is not None else {})}

@@ -156,14 +156,25 @@ def metric_order(metric: str) -> tuple:
 
 def compute_order(row: dict) -> tuple:
     """Settings from least to most compute: effort on its scale, then thinking budget,
-    then max tokens, then samples per problem (a setting without a field comes first)."""
+    then max tokens, then agent steps, then samples per problem (a setting without a
+    field comes first)."""
     from evals.config import effort_rank
 
     def num(value) -> float:
         return -1 if value is None else float(value)
 
     return (effort_rank(row.get("effort")), num(row.get("thinking_budget")),
-            num(row.get("max_tokens")), num(row.get("samples")), row["setting"])
+            num(row.get("max_tokens")), num(_steps(row)), num(row.get("samples")),
+            row["setting"])
+
+
+def _steps(row: dict) -> int | None:
+    """An agent setting's step limit, from its name (``steps=30``)."""
+    for part in str(row.get("setting") or "").split(","):
+        name, _, value = part.partition("=")
+        if name == "steps" and value.isdigit():
+            return int(value)
+    return None
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:

@@ -250,9 +250,11 @@ class Orchestrator:
                 error = e
                 continue
             path = self._write_trajectory(unit, g, solution.trajectory)
+            steps = (solution.trajectory or {}).get("steps")
             got[g] = Generated(Completion(solution.text, None, solution.stop or None), usage,
                                time.monotonic() - began,
-                               None if None in costs else sum(costs), trajectory=path)
+                               None if None in costs else sum(costs), trajectory=path,
+                               steps=len(steps) if isinstance(steps, list) else None)
         return got, error
 
     def _write_trajectory(self, unit: Unit, gen: int, steps: dict[str, Any] | None) -> str | None:
@@ -292,6 +294,7 @@ class Orchestrator:
             messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
+            max_steps=setting.max_steps,
         ).for_gens(unit.gens)
 
     async def record(self, unit: Unit, got: dict[int, "Generated"],
@@ -352,7 +355,8 @@ class Orchestrator:
                 # what the provider applied where it differs from "settings" (requested)
                 **({"applied": result.applied} if result.applied else {}),
                 **({"batch": result.batch} if result.batch else {}),
-                **({"trajectory": result.trajectory} if result.trajectory else {})})
+                **({"trajectory": result.trajectory} if result.trajectory else {}),
+                **({"steps": result.steps} if result.steps is not None else {})})
         records.sort(key=lambda r: r["gen"])
         return records
 

@@ -42,6 +42,8 @@ class Request:
     # carries the assistant's tool calls and the "tool" answers in ``messages``.
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | None = None  # "auto", "required", "none"
+    # A solver's step limit (an agent): read by the task, never sent to a model.
+    max_steps: int | None = None
 
     def generation(self, i: int) -> int:
         """The generation number of this request's ``i``-th completion."""

@@ -38,3 +38,4 @@ class Generated:
     applied: dict[str, Any] | None = None  # the compute the provider applied, where it differs
     batch: dict[str, Any] | None = None  # where a provider batch answered it (evals.batch)
     trajectory: str | None = None  # a solver's steps: a file in the run's directory
+    steps: int | None = None  # how many steps the solver took

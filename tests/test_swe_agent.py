@@ -89,3 +89,20 @@ def test_the_text_protocol_resolves_too(tmp_path, repos, gold_patch):
     _, record = run_agent_task(tmp_path, repos, script, agent_protocol="text")
     assert (record["status"], record["score"], record["finish_reason"]) == \
         ("resolved", 1.0, "submitted")
+
+
+def test_step_limits_are_compute_settings(tmp_path, repos, gold_patch):
+    """--max-steps 2,10: two settings; with 2 steps the agent never gets to its fix."""
+    with FakeServer(script=agent_script(gold_patch)) as srv:
+        cfg = RunConfig(tasks=["swe"], models=["openai/fake-model"],
+                        model_options={"base_url": srv.url},
+                        task_params={"repos": str(repos), "mode": "agent"},
+                        max_steps=[2, 10], limit=1, cache=False)
+        log = RunLog(tmp_path / "r")
+        execute(cfg, log, ["evals"])
+    records = {r["setting"]: r for r in iter_records(log.samples_path)}
+    assert set(records) == {"steps=2", "steps=10"}
+    short, long = records["steps=2"], records["steps=10"]
+    assert (short["finish_reason"], short["steps"], short["score"]) == ("max_steps", 2, 0.0)
+    assert (long["finish_reason"], long["score"]) == ("submitted", 1.0) and long["steps"] == 5
+    assert long["settings"]["max_steps"] == 10

@@ -174,12 +174,18 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
             limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
                             timeout=command_timeout + 60, network=config.network or spec.network)
             return await solve(sample, generate, request, image=images.instance, limits=limits,
-                               agent=AgentLimits(max_steps=max_steps,
+                               agent=AgentLimits(max_steps=request.max_steps or max_steps,
                                                  command_timeout=command_timeout),
                                protocol=agent_protocol, env=dict(spec.env))
 
+    def summary(records: list[dict]) -> dict[str, float | None]:
+        """Agent runs: mean steps per episode, beside the resolved rate."""
+        steps = [r["steps"] for r in records if isinstance(r.get("steps"), int)]
+        return {"steps (mean)": sum(steps) / len(steps)} if steps else {}
+
     return Task(dataset=dataset, scorer=score, check=check,
-                solver=solver if mode == "agent" else None)
+                solver=solver if mode == "agent" else None,
+                summary=summary if mode == "agent" else None)
 
 
 def interpreter_note(spec: specs.EnvSpec, config: SweConfig) -> str | None:
