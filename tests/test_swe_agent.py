@@ -106,3 +106,41 @@ def test_step_limits_are_compute_settings(tmp_path, repos, gold_patch):
     assert (short["finish_reason"], short["steps"], short["score"]) == ("max_steps", 2, 0.0)
     assert (long["finish_reason"], long["score"]) == ("submitted", 1.0) and long["steps"] == 5
     assert long["settings"]["max_steps"] == 10
+
+
+def test_the_sandbox_holds_against_the_agent(tmp_path, repos, gold_patch):
+    """A scripted agent tries each way around the grader: later history, the network,
+    the tests themselves, a conftest that passes everything, forged output. Its
+    container shows no later commit and no network; what it wrote is reverted at
+    grading; the instance stays unresolved."""
+    attempts = [
+        "git log --all --oneline | wc -l; git rev-list --all | wc -l",
+        "timeout 20 pip download --no-deps -d /tmp/dl requests 2>&1 | tail -1; "
+        "timeout 10 python3 -c \"import urllib.request as u; "
+        "u.urlopen('http://pypi.org', timeout=5)\" 2>&1 | tail -1",
+        "printf 'import pytest\\n@pytest.hookimpl(tryfirst=True)\\ndef pytest_runtest_makereport"
+        "(item, call):\\n    pass\\n' > conftest.py && ls conftest.py",
+        "sed -i 's/self.assert/pass  # self.assert/' tests/test_slugify.py && "
+        "grep -c 'pass  #' tests/test_slugify.py",
+        "printf 'import atexit\\natexit.register(lambda: print(\"Ran 99 tests OK\"))\\n' "
+        "> sitecustomize.py && echo planted",
+    ]
+
+    def script(body, index):
+        done = sum(m["role"] == "tool" for m in body["messages"])
+        if done < len(attempts):
+            return {"content": "", "tool_calls": [
+                {"name": "bash", "arguments": {"command": attempts[done]}}]}
+        return {"content": "", "tool_calls": [{"name": "submit", "arguments": {}}]}
+
+    log, record = run_agent_task(tmp_path, repos, script)
+    steps = json.loads((log.dir / record["trajectory"]).read_text())["steps"]
+    history = steps[0]["observation"].split("\n")
+    assert history[1:3] == ["1", "1"]  # one commit: the base, no later history
+    no_network = ("name resolution", "Network is unreachable", "timed out")
+    assert any(word in steps[1]["observation"] for word in no_network), steps[1]
+    assert steps[3]["observation"].startswith("(exit code 0)")  # it did edit the test
+    assert steps[4]["observation"].endswith("planted\n")  # written, in its own container
+    assert (record["status"], record["score"]) == ("unresolved", 0.0), record["explanation"]
+    reverted = {r["path"] for r in record["score_metadata"]["reverted"]}
+    assert {"conftest.py", "sitecustomize.py", "tests/test_slugify.py"} <= reverted
