@@ -388,6 +388,13 @@ def _int(raw: str) -> int:
         raise web.HTTPBadRequest(text=f"not an integer: {raw!r}") from None
 
 
+def _preload(viewer: Viewer, run: str) -> None:
+    try:
+        viewer.view(run)
+    except Exception:  # noqa: BLE001 - the page's own request reports it, with its reason
+        pass
+
+
 async def start(viewer: Viewer, host: str = "127.0.0.1", port: int = 0
                 ) -> tuple[web.AppRunner, str]:
     """Serve ``viewer``; returns the runner (``await runner.cleanup()`` stops it) and URL."""
@@ -403,6 +410,11 @@ def serve(results_dir: Path, run_ids: Sequence[str] | None = None, *, port: int 
           open_browser: bool = True, announce: Callable[[str], None] = print) -> None:
     """Serve until interrupted (Ctrl-C)."""
     viewer = Viewer(results_dir, run_ids)
+    # Read the runs asked for (else the newest) into columns while the server starts and
+    # the browser opens: the worker thread is where views are made, so the first page
+    # waits for this, not for a second read.
+    for run in (list(run_ids) if run_ids else list(viewer.logs)[-1:])[:4]:
+        viewer.worker.submit(_preload, viewer, run)
 
     async def main() -> None:
         runner, url = await start(viewer, port=port)
