@@ -53,6 +53,8 @@ svg.plot{max-width:100%;height:auto}
 .legend span{margin-right:14px;white-space:nowrap}.sw{display:inline-block;width:12px;
 height:12px;border-radius:2px;vertical-align:-1px;margin-right:4px}
 """
+CHART_CSS = _CSS  # the charts' styles, for a chart drawn outside the report (tasks/needle)
+
 
 
 def build_report(results_dir: Path, out: Path, *, tasks: Sequence[str] | None = None,

