@@ -139,4 +139,4 @@ def test_effective_length_of_a_scripted_model(tmp_path):
     assert effective_length(recs) == 4 * K
     assert effective_length(recs, mode="relative") == 4 * K
     assert all(not math.isnan(c.mean) for c in cell_scores(recs))
-    assert heatmap(recs, tmp_path / "scripted.png").exists()
+    assert heatmap(recs, tmp_path / "scripted.svg").exists()
