@@ -18,7 +18,7 @@ import re
 import time
 from html import escape
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from evals.leaderboard import cost_cell, share_cell, spend_tokens, tokens_cell
 from evals.metrics import CostRow
@@ -153,8 +153,8 @@ def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "eva
                            gold_left_out=any(g.model == GOLD for g in groups), charts=charts))
         for b in data.breakdowns:
             if b.task == task:
-                parts.append(_domain_table(b, groups) if b.kind == "domain"
-                             else _needle_grids(b, groups, charts))
+                parts.append(_tree_table(b, groups) if b.kind == "tree"
+                             else _grids(b, groups, charts))
     if audits:
         parts.append(_audit_section(audits))
     parts.append("</body></html>")
@@ -296,7 +296,13 @@ def _plot(task: str, groups: list[Group], colors: dict[str, str], x_axis: str, *
 
 # ------------------------------------------------------------------ breakdowns
 
-def _domain_table(b: Breakdown, groups: list[Group]) -> str:
+def _names(b: Breakdown, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The declared labels of the breakdown's keys (its ``spec``), else ``default``."""
+    labels = b.spec.labels if b.spec is not None else ()
+    return tuple(labels) + default[len(labels):]
+
+
+def _tree_table(b: Breakdown, groups: list[Group]) -> str:
     cols = [(g.model, g.setting) for g in groups]
     head = "".join(f"<th>{escape(m)}<br><span class=\"meta\">{escape(s)}</span></th>"
                    for m, s in cols)
@@ -319,8 +325,9 @@ def _domain_table(b: Breakdown, groups: list[Group]) -> str:
         rows.append(f"<tr class=\"{'sub' if sub else 'domain'}\"><td class=\"l\">"
                     f"{'&nbsp;&nbsp;&nbsp;' + escape(name) if sub else name}</td><td>{n}</td>"
                     f"{''.join(tds)}</tr>")
-    return (f"<h3>{escape(b.task)} by domain</h3><table class=\"breakdown\"><thead><tr>"
-            f"<th class=\"l\">domain / subdomain</th><th>problems</th>{head}</tr></thead>"
+    top, sub = _names(b, ("category", "sub-category"))
+    return (f"<h3>{escape(b.task)} by {escape(top)}</h3><table class=\"breakdown\"><thead><tr>"
+            f"<th class=\"l\">{escape(top)} / {escape(sub)}</th><th>problems</th>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -378,32 +385,47 @@ def _effective(groups: list[Group], model: str, setting: str) -> str:
     return ""
 
 
-def _needle_grids(b: Breakdown, groups: list[Group] | None = None,
-                  charts: list[tuple[str, str]] | None = None) -> str:
-    out = [f"<h3>{escape(b.task)}: score by context length and needle depth</h3>"
+def _grids(b: Breakdown, groups: list[Group] | None = None,
+           charts: list[tuple[str, str]] | None = None) -> str:
+    """A heatmap per model, setting and split value: the declared columns across, rows
+    down, each written in its declared format (tokens: 4K; percent: 50%)."""
+    col_name, row_name = _names(b, ("column", "row"))
+    formats = tuple(b.spec.formats) if b.spec is not None else ()
+    col_format, row_format = (formats + ("text", "text"))[:2]
+    out = [f"<h3>{escape(b.task)}: score by {escape(col_name)} and {escape(row_name)}</h3>"
            "<div class=\"plots\">"]
-    series: dict[tuple[str, str, str], dict[tuple[str, str], tuple[float, int]]] = {}
-    lengths: dict[str, set] = {}
-    depths: dict[str, set] = {}
+    series: dict[tuple[str, str, str], dict[tuple[Any, Any], tuple[float, int]]] = {}
+    cols_of: dict[str, set] = {}
+    rows_of: dict[str, set] = {}
     for label, cells in b.cells.items():
-        variant, length, depth = b.needle_keys[label]
-        lengths.setdefault(variant, set()).add(length)
-        depths.setdefault(variant, set()).add(depth)
+        split, col, row_value = b.grid_keys[label]
+        cols_of.setdefault(split, set()).add(col)
+        rows_of.setdefault(split, set()).add(row_value)
         for (model, setting), row in cells.items():
             if row.n and not math.isnan(row.value):
-                series.setdefault((model, setting, variant), {})[(length, depth)] = (
+                series.setdefault((model, setting, split), {})[(col, row_value)] = (
                     row.value, row.n)
-    for (model, setting, variant), cells in sorted(series.items()):
-        fractions = _fractions(depths[variant])
-        grid = {(_fmt_length(length), _fmt_depth(depth, fractions)): value
-                for (length, depth), value in cells.items()}
-        cols = [_fmt_length(v) for v in sorted(lengths[variant], key=_sort_key)]
-        rows = [_fmt_depth(v, fractions) for v in sorted(depths[variant], key=_sort_key)]
-        title = f"{model} | {setting}" + (f" | {variant}" if variant else "")
-        svg = heatmap(grid, cols, rows, title=title, col_label="context length",
-                      row_label="depth", note=_effective(groups or [], model, setting))
+    for (model, setting, split), cells in sorted(series.items()):
+        fmt_col = _formatter(col_format, cols_of[split])
+        fmt_row = _formatter(row_format, rows_of[split])
+        grid = {(fmt_col(c), fmt_row(r)): value for (c, r), value in cells.items()}
+        cols = [fmt_col(v) for v in sorted(cols_of[split], key=_sort_key)]
+        rows = [fmt_row(v) for v in sorted(rows_of[split], key=_sort_key)]
+        title = f"{model} | {setting}" + (f" | {split}" if split else "")
+        svg = heatmap(grid, cols, rows, title=title, col_label=col_name,
+                      row_label=row_name, note=_effective(groups or [], model, setting))
         out.append(svg)
         if charts is not None:
-            charts.append((_stem(f"{b.task}-heatmap-{model}-{setting}-{variant}"), svg))
+            charts.append((_stem(f"{b.task}-heatmap-{model}-{setting}-{split}"), svg))
     out.append("</div>")
     return "".join(out)
+
+
+def _formatter(kind: str, values: set):
+    """How a declared key's values read: ``tokens``, ``percent`` or as written."""
+    if kind == "tokens":
+        return _fmt_length
+    if kind == "percent":
+        fractions = _fractions(values)
+        return lambda v: _fmt_depth(v, fractions)
+    return lambda v: "all" if v is None else str(v)

@@ -7,10 +7,10 @@ computed here in one more pass over the records of exactly those runs, with
 ``evals.metrics.Aggregator``: the same de-duplication (last record wins), the
 same error handling and the same intervals as the leaderboard.
 
-Breakdowns are generic: no task is imported by name.  Records whose sample
-metadata has ``domain`` (and ``subdomain``) get a per-domain table (GPQA-like
-tasks); records with ``length`` and ``depth`` (and optionally ``variant``)
-get a length x depth grid (needle-like tasks).
+Breakdowns are generic: no task is imported by name.  Each task declares them
+(``evals.task.Breakdown``, stored in run.json): a ``tree`` (a category and its
+sub-category: a table) or a ``grid`` (columns by rows, per split value: heatmaps).
+Runs from before declarations are read by ``LEGACY_BREAKDOWNS``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Any, Iterator, Mapping
 from evals.metrics import Aggregator, CostRow, GroupKey, MetricRow, assemble_rows
 from evals.metrics_columnar import ColumnarMetrics
 from evals.records import find_runs, iter_records
-from evals.score_index import StaleIndex, breaks_down
+from evals.score_index import StaleIndex
+from evals.task import LEGACY_BREAKDOWNS
+from evals.task import Breakdown as Declared
 
 _SEP = "\x1f"  # joins setting and category label inside a breakdown Aggregator's key
 
@@ -68,17 +70,19 @@ class Group:
 
 @dataclass
 class Breakdown:
-    """Accuracy rows of one task split by a metadata category.
+    """Accuracy rows of one task split by what the task declares (``spec``, an
+    :class:`evals.task.Breakdown`).
 
     ``cells[label][(model, setting)]`` is the accuracy MetricRow of the problems in that
-    category.  ``kind`` is ``domain`` (labels "domain" and "domain / subdomain") or
-    ``needle`` (labels decoded by ``needle_keys``).
+    category.  ``kind`` is ``tree`` (labels "category" and "category / sub-category") or
+    ``grid`` (labels decoded by ``grid_keys`` into (split value, column, row)).
     """
 
     task: str
     kind: str
     cells: dict[str, dict[tuple[str, str], MetricRow]] = field(default_factory=dict)
-    needle_keys: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+    grid_keys: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+    spec: Declared | None = None
 
 
 @dataclass
@@ -95,27 +99,47 @@ class _Splitter:
     def __init__(self) -> None:
         self.aggs: dict[tuple[str, str], Aggregator] = {}
         self.indexed: dict[tuple[str, str], dict[str, dict[tuple[str, str], MetricRow]]] = {}
-        self.needle_keys: dict[str, dict[str, tuple[str, Any, Any]]] = {}
+        self.grid_keys: dict[str, dict[str, tuple[str, Any, Any]]] = {}
+        # task -> its declared breakdowns, from the run being read (declare())
+        self.declared: dict[str, tuple[Declared, ...]] = {}
+        self.specs: dict[tuple[str, str], Declared] = {}
+
+    def declare(self, run_meta: Mapping[str, Any]) -> None:
+        """The breakdowns the next run's tasks declared (run.json); a run from before
+        declarations is read by LEGACY_BREAKDOWNS."""
+        declared = run_meta.get("breakdowns")
+        self.declared = {} if not isinstance(declared, dict) else {
+            task: tuple(Declared.from_json(b) for b in specs)
+            for task, specs in declared.items()}
+        self.legacy = not isinstance(declared, dict)
 
     def _labels(self, task: str, meta: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(kind, label) of each breakdown cell a record with this metadata falls in."""
         out = []
-        domain = meta.get("domain")
-        if domain is not None:
-            out.append(("domain", str(domain)))
-            sub = meta.get("subdomain")
-            if sub is not None:
-                out.append(("domain", f"{domain} / {sub}"))
-        if "length" in meta and "depth" in meta:
-            key = (str(meta.get("variant") or ""), meta["length"], meta["depth"])
-            label = "|".join(map(str, key))
-            self.needle_keys.setdefault(task, {})[label] = key
-            out.append(("needle", label))
+        specs = LEGACY_BREAKDOWNS if getattr(self, "legacy", True) \
+            else self.declared.get(task, ())
+        for spec in specs:
+            if spec.kind == "tree":
+                top = meta.get(spec.keys[0])
+                if top is None:
+                    continue
+                self.specs.setdefault((task, "tree"), spec)
+                out.append(("tree", str(top)))
+                sub = meta.get(spec.keys[1]) if len(spec.keys) > 1 else None
+                if sub is not None:
+                    out.append(("tree", f"{top} / {sub}"))
+            elif spec.kind == "grid" and all(k in meta for k in spec.keys[:2]):
+                key = (str(meta.get(spec.split) or "") if spec.split else "",
+                       meta[spec.keys[0]], meta[spec.keys[1]])
+                label = "|".join(map(str, key))
+                self.specs.setdefault((task, "grid"), spec)
+                self.grid_keys.setdefault(task, {})[label] = key
+                out.append(("grid", label))
         return out
 
     def add(self, rec: Mapping[str, Any]) -> None:
         meta = rec.get("metadata")
-        if not breaks_down(meta):
+        if not isinstance(meta, dict):
             return
         for kind, label in self._labels(rec["task"], meta):
             agg = self.aggs.get((rec["task"], kind))
@@ -153,13 +177,15 @@ class _Splitter:
         out = {}
         for (task, kind), agg in self.aggs.items():
             b = out[(task, kind)] = Breakdown(task, kind,
-                                              needle_keys=self.needle_keys.get(task, {}))
+                                              grid_keys=self.grid_keys.get(task, {}),
+                                              spec=self.specs.get((task, kind)))
             for row in agg.metric_rows(ks=[]):  # ks=[]: accuracy only
                 setting, _, label = row.setting.partition(_SEP)
                 b.cells.setdefault(label, {})[(row.model, setting)] = row
         for (task, kind), cells in self.indexed.items():
             b = out.setdefault((task, kind), Breakdown(
-                task, kind, needle_keys=self.needle_keys.get(task, {})))
+                task, kind, grid_keys=self.grid_keys.get(task, {}),
+                spec=self.specs.get((task, kind))))
             for label, by_column in cells.items():
                 b.cells.setdefault(label, {}).update(by_column)
         return [out[k] for k in sorted(out)]
@@ -190,6 +216,7 @@ def collect(results_dir: Path, tasks: list[str] | None = None,
         wanted = by_run.get(log.dir.name)
         if not wanted:
             continue
+        splitter.declare(log.read_meta())
         indexed = aggregates.get(log.dir.name)
         costs = None
         if isinstance(indexed, ColumnarMetrics):  # a big run: its index has it all

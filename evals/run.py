@@ -604,6 +604,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
         "config": config.to_json(), "settings": [{"name": s.name, **settings_json(s)}
                                                  for s in settings],
         "versions": versions(), "git": git_revision(Path.cwd()),
+        # how each task's scores break down (the report and the score index read this)
+        "breakdowns": {t.name: [b.to_json() for b in t.breakdowns]
+                       for t in tasks if t.breakdowns},
         "started": meta.get("started", now), "resumed": meta.get("resumed", []),
         "status": "running", "ended": None, "error": None})
     if finished:

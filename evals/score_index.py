@@ -68,7 +68,8 @@ class Encoder:
     each (task, model, setting)'s hash, and the last sample id's and metadata's (a
     sample's generations arrive together and share its metadata object)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fields: tuple[str, ...] | None = None) -> None:
+        self.fields = fields  # the run's declared breakdown keys (breakdown_fields)
         self._groups: dict[tuple, int] = {}
         self._sample: tuple[Any, int] = (object(), 0)
         self._meta: tuple[Any, int] = (object(), 0)  # (a copy of the metadata, category)
@@ -83,7 +84,7 @@ class Encoder:
     def _category(self, meta: Any) -> int:
         seen, h = self._meta
         if meta != seen:
-            h = category(meta)
+            h = category(meta, self.fields)
             self._meta = (dict(meta) if isinstance(meta, dict) else meta, h)
         return h
 
@@ -120,17 +121,41 @@ class Encoder:
             float(usage.get("completion") or 0.0), float(usage.get("reasoning") or 0.0))
 
 
-def breaks_down(meta: Any) -> bool:
-    """Records with this metadata feed the report's breakdowns: GPQA-like domains
-    (``domain``, ``subdomain``) or needle cells (``variant``, ``length``, ``depth``)."""
-    return isinstance(meta, dict) and ("domain" in meta or ("length" in meta and "depth" in meta))
+def breakdown_fields(samples: Path | None) -> tuple[str, ...] | None:
+    """The metadata keys a run's tasks declare their breakdowns by (its run.json); None
+    for a run from before tasks declared them (the rules reports always used apply)."""
+    from evals.task import Breakdown
+
+    declared = None
+    if samples is not None:
+        try:
+            declared = orjson.loads((Path(samples).parent / "run.json").read_bytes()).get(
+                "breakdowns")
+        except (OSError, orjson.JSONDecodeError, AttributeError):
+            declared = None
+    if not isinstance(declared, dict):
+        return None
+    specs = [Breakdown.from_json(b) for task in declared.values() for b in task]
+    return tuple(dict.fromkeys(f for b in specs for f in b.fields))
 
 
-def category(meta: Any) -> int:
-    """The hash of what a record's metadata breaks down by; 0 when it has none."""
-    if not breaks_down(meta):
+def breaks_down(meta: Any, fields: tuple[str, ...] | None = None) -> bool:
+    """Records with this metadata feed the report's breakdowns (``fields``: the run's
+    declared keys; by default those of runs from before declarations)."""
+    if not isinstance(meta, dict):
+        return False
+    if fields is None:  # a run from before tasks declared: domains, needle cells
+        return "domain" in meta or ("length" in meta and "depth" in meta)
+    return any(f in meta for f in fields)
+
+
+def category(meta: Any, fields: tuple[str, ...] | None = None) -> int:
+    """The hash of what a record's metadata breaks down by; 0 when it has none. Only a
+    grouping key: readers map it back to one record's metadata for the labels."""
+    if not breaks_down(meta, fields):
         return 0
-    return hash64([meta.get(k) for k in ("domain", "subdomain", "variant", "length", "depth")])
+    return hash64([meta.get(k) for k in (fields or ("domain", "subdomain", "variant",
+                                                      "length", "depth"))])
 
 
 def _float(value: Any) -> float:
@@ -142,7 +167,7 @@ class IndexWriter:
 
     def __init__(self, samples: Path):
         self.path = index_path(samples)
-        self.encoder = Encoder()
+        self.encoder = Encoder(breakdown_fields(samples))
         self._fd: int | None = None
         self._pending: list[bytes] = []
         self._bytes = 0
@@ -293,7 +318,7 @@ def load(samples: Path) -> Entries | None:
         return None
     tail = b""
     if covered < size:
-        encoder = Encoder()
+        encoder = Encoder(breakdown_fields(samples))
         try:
             tail = b"".join(encoder.entry(r, e)
                             for r, e in iter_lines(samples, covered, size, unterminated=True))

@@ -95,11 +95,55 @@ class Task:
     # (cache, retries, this generation's seed); the Solution's text is what the scorer
     # grades, its trajectory is kept beside the records.
     solver: Callable[..., Awaitable["Solution"]] | None = None
+    # how the report breaks this task's scores down (by sample metadata)
+    breakdowns: tuple[Breakdown, ...] = ()
     name: str = ""
     description: str = ""
 
     def samples(self) -> Iterable[Sample]:
         return self.dataset() if callable(self.dataset) else self.dataset
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """How a task's scores break down in the report, by sample metadata it declares.
+
+    ``tree``: a category and, optionally, its sub-category (``keys=("domain",
+    "subdomain")``): one table row each. ``grid``: columns by rows (``keys=("length",
+    "depth")``), one grid per value of ``split`` (``"variant"``). ``labels`` name the
+    keys on the page; ``formats`` say how values read: ``text``, ``tokens`` (4096 as
+    4k) or ``percent`` (50 as 50%). The run stores the declaration in run.json, so a
+    report reads it without the task.
+    """
+
+    kind: str
+    keys: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    split: str | None = None
+    formats: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "keys": list(self.keys), "labels": list(self.labels),
+                "split": self.split, "formats": list(self.formats)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Breakdown":
+        return cls(data["kind"], tuple(data["keys"]), tuple(data.get("labels") or ()),
+                   data.get("split"), tuple(data.get("formats") or ()))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every metadata key it reads."""
+        return self.keys + ((self.split,) if self.split else ())
+
+
+# What runs written before tasks declared their breakdowns were broken down by (the
+# report reads them as it always did): GPQA-like domains, needle cells.
+LEGACY_BREAKDOWNS = (
+    Breakdown("tree", ("domain", "subdomain"), ("domain", "subdomain")),
+    Breakdown("grid", ("length", "depth"), ("context length", "depth"), "variant",
+              ("tokens", "percent")),
+)
 
 
 @dataclass

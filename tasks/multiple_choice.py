@@ -163,7 +163,7 @@ def multiple_choice(dataset: Iterable[Sample] | Callable[[], Iterable[Sample]], 
                     task: str = "multiple choice", **fields: Any) -> Task:
     """A multiple-choice task: ``dataset`` (samples as :func:`choice_sample` makes them),
     a template (``template`` or the built-in one for ``letters``) and this scorer.
-    ``fields`` are other :class:`evals.Task` fields (``breakdown``, ``description``)."""
+    ``fields`` are other :class:`evals.Task` fields (``breakdowns``, ``description``)."""
     truncated = check_truncated_policy(truncated, task)
     prompt_template = resolve_template(template, cot, letters, task)
 

@@ -261,7 +261,7 @@ def test_the_report_of_an_indexed_run_reads_no_json_and_matches_the_json_one(
         [(b.task, b.kind) for b in reference.breakdowns]
     assert bool(indexed.breakdowns) == (categories is not None)
     for a, b in zip(indexed.breakdowns, reference.breakdowns):
-        assert a.needle_keys == b.needle_keys
+        assert a.grid_keys == b.grid_keys
         assert a.cells.keys() == b.cells.keys()
         for label in b.cells:
             assert a.cells[label].keys() == b.cells[label].keys()

@@ -106,7 +106,7 @@ class RunView:
         self.samples = log.samples_path
         entries = score_index.load(self.samples) if self.samples.exists() else None
         if entries is None:  # no index worth using: encode the JSON in memory
-            encoder = score_index.Encoder()
+            encoder = score_index.Encoder(score_index.breakdown_fields(self.samples))
             tail = b"".join(encoder.entry(r, e) for r, e in score_index.iter_lines(
                 self.samples, 0, self.samples.stat().st_size if self.samples.exists() else 0,
                 unterminated=True)) if self.samples.exists() else b""

@@ -13,7 +13,7 @@ dataset is loaded.
 
 from __future__ import annotations
 
-from evals.task import Sample, Task, TaskError, task
+from evals.task import Breakdown, Sample, Task, TaskError, task
 from tasks.multiple_choice import (COT_TEMPLATE, DIRECT_TEMPLATE, make_prompt, multiple_choice,
                                    score)
 
@@ -76,4 +76,5 @@ def gpqa(subset: str = "diamond", path: str | None = None, shuffle_seed: int = 0
         return make_samples(records, shuffle_seed, source)
 
     return multiple_choice(dataset, template=template, cot=cot, truncated=truncated,
-                           task="gpqa")
+                           task="gpqa", breakdowns=(Breakdown(
+                               "tree", ("domain", "subdomain"), ("domain", "subdomain")),))

@@ -17,7 +17,7 @@ import random
 import re
 from typing import Any, Sequence
 
-from evals.task import Sample, Task, TaskError, task
+from evals.task import Breakdown, Sample, Task, TaskError, task
 
 from .analysis import (BASE_LENGTH, NOLIMA_FRACTION, RULER_THRESHOLD, Cell, Effective,
                        LengthScore, cell_scores, effective, effective_length, format_length,
@@ -179,4 +179,6 @@ def needle(lengths: str = "1k,4k,16k,64k,128k", depths: str = "0,10,...,100",
         found = effective(records, effective_threshold or None, effective_mode)
         return {"effective_length": found.length, "effective_threshold": found.threshold}
 
-    return Task(dataset=dataset, scorer=score, prompt=prompt, summary=summary)
+    return Task(dataset=dataset, scorer=score, prompt=prompt, summary=summary,
+                breakdowns=(Breakdown("grid", ("length", "depth"), ("context length", "depth"),
+                                      "variant", ("tokens", "percent")),))
