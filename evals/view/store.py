@@ -197,28 +197,42 @@ class RunView:
     # ------------------------------------------------------------ facets
 
     def categories(self) -> list[dict]:
-        """Each category code's breakdown fields (domain, subdomain, needle cell)."""
+        """Each category code's place in the run's declared breakdowns (run.json, else
+        LEGACY_BREAKDOWNS): ``top`` and ``sub`` of a tree (GPQA's domain and subdomain),
+        ``cell`` of a grid (needle's variant, length and depth)."""
         if self._categories is None:
+            from evals.task import LEGACY_BREAKDOWNS, Breakdown
+
+            declared = self.meta.get("breakdowns")
+            specs = LEGACY_BREAKDOWNS if not isinstance(declared, dict) else [
+                Breakdown.from_json(b) for task in declared.values() for b in task]
             out = []
             for code, first in enumerate(self.category_first):
                 meta = (self.record(first).get("metadata") or {}) if self.category_hash[code] \
                     else {}
-                out.append({k: meta.get(k) for k in
-                            ("domain", "subdomain", "variant", "length", "depth")
-                            if meta.get(k) is not None})
+                c: dict[str, Any] = {}
+                for spec in specs:
+                    if spec.kind == "tree" and meta.get(spec.keys[0]) is not None:
+                        c["top"] = str(meta[spec.keys[0]])
+                        if len(spec.keys) > 1 and meta.get(spec.keys[1]) is not None:
+                            c["sub"] = f"{c['top']} / {meta[spec.keys[1]]}"
+                    elif spec.kind == "grid" and all(k in meta for k in spec.keys[:2]):
+                        c["cell"] = "|".join(str(v) for v in (
+                            meta.get(spec.split, "") if spec.split else "",
+                            meta[spec.keys[0]], meta[spec.keys[1]]))
+                out.append(c)
             self._categories = out
         return self._categories
 
     def facets(self) -> dict:
         cats = self.categories()
-        cells = sorted({_cell(c) for c in cats if "length" in c and "depth" in c})
+        cells = sorted({c["cell"] for c in cats if "cell" in c})
         return {
             "groups": [{"code": g, "task": t, "model": m, "setting": s,
                         "records": int(np.count_nonzero(self.group == g))}
                        for g, (t, m, s) in enumerate(self.groups)],
-            "domains": sorted({str(c["domain"]) for c in cats if "domain" in c}),
-            "subdomains": sorted({f"{c['domain']} / {c['subdomain']}" for c in cats
-                                  if "domain" in c and "subdomain" in c}),
+            "domains": sorted({c["top"] for c in cats if "top" in c}),
+            "subdomains": sorted({c["sub"] for c in cats if "sub" in c}),
             "cells": cells,
             "rules": sorted(self._seen_rules),
             "swe": sorted(self._seen_swe),
@@ -231,11 +245,11 @@ class RunView:
             return None
         keep = set()
         for code, c in enumerate(self.categories()):
-            if domain and str(c.get("domain")) != domain:
+            if domain and c.get("top") != domain:
                 continue
-            if subdomain and f"{c.get('domain')} / {c.get('subdomain')}" != subdomain:
+            if subdomain and c.get("sub") != subdomain:
                 continue
-            if cell and ("length" not in c or _cell(c) != cell):
+            if cell and c.get("cell") != cell:
                 continue
             keep.add(code)
         return keep
@@ -424,10 +438,6 @@ def differing(a: RunView, ga: int, b: RunView, gb: int, offset: int = 0, limit: 
             "rows": [{"sample_id": rec["sample_id"], "a": {"i": ia, "mean": ma, "n": na},
                       "b": {"i": ib, "mean": mb, "n": nb}}
                      for (_, _, ma, na, ia, (mb, nb, ib)), rec in zip(page, recs)]}
-
-
-def _cell(c: Mapping[str, Any]) -> str:
-    return "|".join(str(c.get(k, "")) for k in ("variant", "length", "depth"))
 
 
 def _num(v: Any) -> float | None:
