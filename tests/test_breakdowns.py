@@ -42,3 +42,21 @@ def test_a_private_tasks_declared_breakdowns_reach_the_report(tmp_path):
     assert "&nbsp;&nbsp;&nbsp;algebra" in html  # a sub-category under its category
     assert "score by items and noise" in html  # the grid, with the declared labels
     assert ">50%<" in html  # noise written in its declared format
+
+
+def test_the_viewer_filters_by_the_declared_keys(tmp_path):
+    from evals.view.store import Filters, RunView
+
+    plugin = tmp_path / "graded.py"
+    plugin.write_text(PLUGIN)
+    log = RunLog(tmp_path / "res" / "r")
+    execute(RunConfig(tasks=["graded"], models=["gold"], tasks_dirs=[str(plugin)]), log,
+            ["evals"])
+    view = RunView(log)
+    facets = view.facets()
+    assert facets["domains"] == ["easy", "hard"]
+    assert facets["subdomains"] == ["easy / algebra", "easy / geometry", "hard / algebra",
+                                    "hard / geometry"]
+    assert set(facets["cells"]) == {"short|10|0", "short|10|50", "short|100|0", "short|100|50"}
+    hard = view.page(Filters(categories=view.category_codes(domain="hard")), limit=50)
+    assert hard["total"] == 4
