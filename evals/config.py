@@ -106,9 +106,11 @@ class RunConfig:
     batch_retry: str = "batch"  # failed or expired batch requests: "batch" again, or "live"
     batch_poll: float = 30.0  # seconds between looks at the batches in flight
     max_cost: float | None = None  # USD: no new work is sent once the run has spent this
+    # A Ray cluster the units run on (evals.cluster): where, not what, so resumable too.
+    cluster: str | None = None
 
     RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache", "batch", "batch_size",
-                        "batch_retry", "batch_poll", "max_cost")
+                        "batch_retry", "batch_poll", "max_cost", "cluster")
 
     def __post_init__(self) -> None:
         # a name given twice would run (and bill) everything twice

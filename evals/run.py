@@ -51,6 +51,7 @@ class RunStats:
     scores: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, scored]
     # what endpoint pools show of their limits in force (runners/endpoint_pool.py)
     limits: list[Callable[[], str]] = field(default_factory=list)
+    nodes: set[str] = field(default_factory=set)  # Ray nodes that ran units (--cluster)
     # Batch mode and the spend cap (evals.batch): the provider states of the batches in
     # flight for the progress line, batches left running at exit, the cap reached.
     batch_states: str = ""
@@ -627,6 +628,9 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
             if config.batch:
                 from evals.batch import run_batched
                 job = run_batched(orchestrator, log, work, done, batch_wait)
+            elif config.cluster:
+                from evals.cluster import run_on_cluster
+                job = run_on_cluster(orchestrator, work, config.cluster, stats.nodes)
             else:
                 job = orchestrator.run(work)
             runner.run(_run_all(job, closing))
