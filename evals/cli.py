@@ -503,14 +503,20 @@ Rescored = Annotated[bool, typer.Option("--rescored", help="Read `evals rescore`
 @app.command()
 def show(run_id: str, results_dir: ResultsDir = Path("results"),
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-         rescored: Rescored = False, wide: Wide = False, all_k: AllK = False) -> None:
-    """A run's configuration, status and metrics."""
+         rescored: Rescored = False, wide: Wide = False, all_k: AllK = False,
+         sample: Annotated[Optional[str], typer.Option(
+             help="One sample: its records (every model, setting and generation) and, for "
+                  "an agent, its trajectory.")] = None) -> None:
+    """A run's configuration, status and metrics; or one sample of it (--sample)."""
     import orjson
 
     from evals.leaderboard import print_table
     from evals.progress import summary_table
 
     log, meta = open_run(results_dir, run_id)
+    if sample is not None:
+        _show_sample(log, sample, rescored, as_json)
+        return
     try:
         rows = _summary_rows(log, rescored)
     except ValueError as e:
@@ -591,6 +597,44 @@ def parse_shard_option(text: str | None) -> list[int] | None:
         return parse_shard(text)
     except ConfigError as e:
         fail(str(e))
+
+
+def _show_sample(log, sample_id: str, rescored: bool, as_json: bool) -> None:
+    """Every record of one sample (the last of each generation), with its trajectory."""
+    import orjson
+
+    from evals.records import iter_records
+
+    latest: dict[tuple, dict] = {}
+    for r in iter_records(log.records_path(rescored)):
+        if str(r.get("sample_id")) == sample_id:
+            latest[(r["task"], r["model"], r["setting"], r["gen"])] = r
+    if not latest:
+        fail(f"no sample {sample_id!r} in run {log.dir.name!r}")
+    records = [latest[k] for k in sorted(latest)]
+    for r in records:
+        if r.get("trajectory"):
+            path = log.dir / r["trajectory"]
+            r["trajectory_steps"] = orjson.loads(path.read_bytes()) if path.exists() else None
+    if as_json:
+        sys.stdout.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out = []
+    for r in records:
+        out.append(f"== {r['task']} | {r['model']} | {r['setting']} | gen {r['gen']}: "
+                   f"{r.get('status')} score {r.get('score')} answer {r.get('answer')!r}")
+        if r.get("explanation"):
+            out.append(f"   {r['explanation']}")
+        steps = (r.get("trajectory_steps") or {}).get("steps") or []
+        for i, step in enumerate(steps, 1):
+            action = step.get("action") or "(no command)"
+            out.append(f"   step {i}: {action[:200]}")
+            seen = (step.get("observation") or "").strip()
+            if seen:
+                out.append("      " + seen[:400].replace("\n", "\n      "))
+        if not steps and r.get("completion"):
+            out.append("   " + r["completion"][-600:].replace("\n", "\n   "))
+    typer.echo("\n".join(out))
 
 
 @app.command()

@@ -144,3 +144,18 @@ def test_the_sandbox_holds_against_the_agent(tmp_path, repos, gold_patch):
     assert (record["status"], record["score"]) == ("unresolved", 0.0), record["explanation"]
     reverted = {r["path"] for r in record["score_metadata"]["reverted"]}
     assert {"conftest.py", "sitecustomize.py", "tests/test_slugify.py"} <= reverted
+
+
+def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
+    from tests.conftest import run_cli
+
+    log, record = run_agent_task(tmp_path, repos, agent_script(gold_patch))
+    shown = run_cli("show", "r", "--results-dir", str(tmp_path), "--sample", INSTANCE)
+    assert shown.returncode == 0, shown.stderr
+    assert "step 1: ls\n" in shown.stdout and "step 5: submit" in shown.stdout
+    assert "resolved score 1.0" in shown.stdout
+    as_json = json.loads(run_cli("show", "r", "--results-dir", str(tmp_path), "--sample",
+                                 INSTANCE, "--json").stdout)
+    assert as_json[0]["trajectory_steps"]["stop"] == "submitted"
+    missing = run_cli("show", "r", "--results-dir", str(tmp_path), "--sample", "nope")
+    assert missing.returncode == 2 and "no sample 'nope'" in missing.stderr
