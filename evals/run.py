@@ -23,11 +23,19 @@ from evals import score_index
 from evals.cache import ResponseCache
 from evals.config import RunConfig, Setting, settings_json  # noqa: F401 (re-exported)
 from evals.records import UNSCORED, RunLog
+from evals.registry import KINDS, Registry
 from evals.redact import remember, scrub
 from evals.runner import (Completion, ConfigError, PartialResponse, Request, Response, Runner,
                           RunnerError, Usage, make_runner)
 from evals.task import Sample, Score, Task, TaskError
 from evals.work import FatalRunError, Generated, Unit  # noqa: F401 (re-exported)
+
+
+# Where a run's units can be sent instead of this process: lazy entries, so that the
+# backend (which builds runs on its nodes) imports this module, not the reverse.
+CLUSTERS: Registry = Registry("cluster backend", "evals.clusters",
+                              {"ray": "evals.cluster:run_on_cluster"})
+KINDS.register("cluster", CLUSTERS)
 
 
 @dataclass
@@ -629,8 +637,7 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
                 from evals.batch import run_batched
                 job = run_batched(orchestrator, log, work, done, batch_wait)
             elif config.cluster:
-                from evals.cluster import run_on_cluster
-                job = run_on_cluster(orchestrator, work, config.cluster, stats.nodes)
+                job = CLUSTERS.get("ray")(orchestrator, work, config.cluster, stats.nodes)
             else:
                 job = orchestrator.run(work)
             runner.run(_run_all(job, closing))
