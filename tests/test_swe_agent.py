@@ -159,3 +159,8 @@ def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
     assert as_json[0]["trajectory_steps"]["stop"] == "submitted"
     missing = run_cli("show", "r", "--results-dir", str(tmp_path), "--sample", "nope")
     assert missing.returncode == 2 and "no sample 'nope'" in missing.stderr
+
+
+def test_a_token_limit_per_instance_ends_the_episode(tmp_path, repos, gold_patch):
+    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
+    assert (record["finish_reason"], record["steps"], record["score"]) == ("max_tokens", 1, 0.0)

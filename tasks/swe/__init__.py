@@ -90,7 +90,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
         network: str | None = None, interpreter: str = "nearest",
         registry: str | None = None, mode: str = "patch", agent_protocol: str = "tools",
-        max_steps: int = 30, command_timeout: float = 60.0) -> Task:
+        max_steps: int = 30, command_timeout: float = 60.0, agent_max_tokens: int = 0,
+        agent_max_cost: float = 0.0) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -106,8 +107,9 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         raise TaskError(f"swe: -T mode={mode!r}: one of {', '.join(MODES)}")
     if agent_protocol not in ("tools", "text"):
         raise TaskError(f"swe: -T agent_protocol={agent_protocol!r}: tools or text")
-    if max_steps < 1 or command_timeout <= 0:
-        raise TaskError("swe: -T max_steps must be at least 1 and command_timeout above 0")
+    if max_steps < 1 or command_timeout <= 0 or agent_max_tokens < 0 or agent_max_cost < 0:
+        raise TaskError("swe: -T max_steps must be at least 1, command_timeout above 0, "
+                        "agent_max_tokens and agent_max_cost at least 0 (0: no limit)")
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
@@ -175,7 +177,9 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
                             timeout=command_timeout + 60, network=config.network or spec.network)
             return await solve(sample, generate, request, image=images.instance, limits=limits,
                                agent=AgentLimits(max_steps=request.max_steps or max_steps,
-                                                 command_timeout=command_timeout),
+                                                 command_timeout=command_timeout,
+                                                 max_tokens=agent_max_tokens or None,
+                                                 max_cost=agent_max_cost or None),
                                protocol=agent_protocol, env=dict(spec.env))
 
     def summary(records: list[dict]) -> dict[str, float | None]:
