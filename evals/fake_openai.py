@@ -97,10 +97,14 @@ class FakeServer:
     def __init__(self, script: Script | None = None, default: Reply = "ANSWER: 42", *,
                  latency: float = 0.0, honour_n: bool = True, api_key: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, record: bool = True,
-                 models: Sequence[str] = ("fake-model",)) -> None:
+                 models: Sequence[str] = ("fake-model",), capacity: int | None = None) -> None:
         self.script, self.default, self.latency = script, default, latency
         self.honour_n, self.api_key, self.record = honour_n, api_key, record
         self.host, self.port, self.models = host, port, list(models)
+        # A replica's capacity: requests beyond it in flight get 429 (Retry-After 0.1 s),
+        # as an overloaded vLLM or a rate-limited endpoint answers.
+        self.capacity = capacity
+        self.overloaded = 0
         # Written only by the server loop; other threads may read them at any time (each
         # update is a single GIL-atomic operation). count covers every finished request:
         # answered, faulted, refused (401) or abandoned by the client.
@@ -242,6 +246,10 @@ class FakeServer:
             fault = self._take_fault(_last_user(body), body)
             if fault is not None:
                 return await self._fault(request, fault, body)
+            if self.capacity is not None and self.in_flight > self.capacity:
+                self.overloaded += 1
+                return _error(429, "Over capacity (fake)", "requests", "rate_limit_exceeded",
+                              {"Retry-After": "0.1"})
             if self.latency:
                 await asyncio.sleep(self.latency)
             n = int(body.get("n") or 1) if self.honour_n else 1

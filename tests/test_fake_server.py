@@ -126,6 +126,17 @@ async def test_latency_is_respected():
         assert (await ok(s))["choices"][0]["message"]["content"] == "ANSWER: 42"
 
 
+async def test_capacity_answers_429_beyond_it():
+    with FakeServer(latency=60, record=False, capacity=2) as s:
+        held = [asyncio.create_task(ok(s, timeout=120)) for _ in range(2)]
+        assert await until(lambda: s.in_flight == 2)
+        status, headers, _ = await chat(s)  # a third while two are held: over capacity
+        assert (status, headers.get("Retry-After"), s.overloaded) == (429, "0.1", 1)
+        for call in held:
+            call.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
+
 async def test_concurrent_requests_overlap_and_are_counted():
     with FakeServer(latency=60, record=False) as s:  # none is answered while the test looks
         calls = [asyncio.create_task(ok(s, timeout=120)) for _ in range(20)]
