@@ -1,9 +1,9 @@
 """Runs spread over a Ray cluster: ``evals run ... --cluster ray://HOST:PORT`` (or
 ``auto``, or ``HOST:PORT``).
 
-The driver plans the grid as usual; each unit (a task, sample, model and setting's
-missing generations) becomes a Ray task that a node runs in full, model calls and
-grading included, with that node's own Docker engine, response cache and endpoints.
+The driver plans the grid as usual; units (a task, sample, model and setting's
+missing generations) go in chunks of ``CHUNK`` to Ray tasks that a node runs in full,
+side by side, model calls and grading included, with that node's own Docker engine, response cache and endpoints.
 The node returns the unit's records; only the driver writes them, to the run's single
 samples.jsonl (append-only, one write per unit, as for a local run), so kill -9 and
 resume behave as for a local run. A node that is lost has its units run again
@@ -19,6 +19,7 @@ configuration). Ray is an optional dependency: ``pip install 'evals[ray]'``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any, Iterator
 
 # Per worker process: what a configuration builds, kept for the units that follow, and
@@ -56,26 +57,40 @@ def _built(config_json: dict[str, Any], log_dir: str) -> Any:
     return _BUILT[key]
 
 
-def run_unit(config_json: dict[str, Any], log_dir: str, task: str, sample_id: str,
-             model: str, setting: str, gens: list[int]) -> tuple[str, list[dict[str, Any]]]:
-    """On a node: the unit's records, and the node that made them."""
+def run_units(config_json: dict[str, Any], log_dir: str,
+              specs: list[tuple[str, str, str, str, list[int]]]
+              ) -> tuple[str, list[tuple[str, list[dict[str, Any]]]]]:
+    """On a node: a chunk of units, run side by side on the worker's event loop; each
+    unit's task name and records, and the node that made them."""
     import ray
 
     from evals.work import Unit
 
-    orchestrator, tasks, samples, runners, settings = _built(config_json, log_dir)
     global _LOOP
-    unit = Unit(tasks[task], samples[task][sample_id], runners[model], settings[setting], gens)
+    orchestrator, tasks, samples, runners, settings = _built(config_json, log_dir)
+    units = [Unit(tasks[task], samples[task][sample_id], runners[model], settings[setting],
+                  gens) for task, sample_id, model, setting, gens in specs]
     if _LOOP is None:
         _LOOP = asyncio.new_event_loop()
-    records = _LOOP.run_until_complete(orchestrator.unit_records(unit))
-    return ray.get_runtime_context().get_node_id(), records
+
+    async def all_of() -> list:
+        return await asyncio.gather(*(orchestrator.unit_records(u) for u in units))
+
+    records = _LOOP.run_until_complete(all_of())
+    return (ray.get_runtime_context().get_node_id(),
+            [(u.task.name, r) for u, r in zip(units, records)])
+
+
+# Units per Ray task: a node runs a chunk side by side (model calls overlap on its event
+# loop), and the driver pays its per-task cost once a chunk.
+CHUNK = 8
 
 
 async def run_on_cluster(orchestrator: Any, work: Iterator[Any], cluster: str,
                          nodes: set[str] | None = None) -> None:
-    """Send every unit of ``work`` to the cluster, at most ``--concurrency`` in flight,
-    and write each one's records as it comes back (``nodes`` collects who made them)."""
+    """Send the units of ``work`` to the cluster in chunks, at most ``--concurrency``
+    units in flight, and write each unit's records as its chunk comes back (``nodes``
+    collects who made them)."""
     try:
         import ray
     except ImportError:
@@ -87,29 +102,27 @@ async def run_on_cluster(orchestrator: Any, work: Iterator[Any], cluster: str,
                  logging_level="warning")
     config = orchestrator.config
     config_json = config.to_json()
-    remote = ray.remote(max_retries=3, retry_exceptions=False)(run_unit)
+    remote = ray.remote(max_retries=3, retry_exceptions=False)(run_units)
     log_dir = str(orchestrator.log.dir.resolve())
     pending: set[asyncio.Future] = set()
     units = iter(work)
+    chunk_size = max(1, min(CHUNK, config.concurrency))
 
-    def submit(unit: Any) -> asyncio.Future:
-        ref = remote.remote(config_json, log_dir, unit.task.name, str(unit.sample.id),
-                            unit.runner.model, unit.setting.name, list(unit.gens))
-        future = asyncio.wrap_future(ref.future())
-        future.task_name = unit.task.name  # type: ignore[attr-defined]
-        return future
+    def submit() -> bool:
+        chunk = [(u.task.name, str(u.sample.id), u.runner.model, u.setting.name, list(u.gens))
+                 for u in itertools.islice(units, chunk_size)]
+        if chunk:
+            pending.add(asyncio.wrap_future(remote.remote(config_json, log_dir, chunk).future()))
+        return bool(chunk)
 
-    for unit in units:
-        pending.add(submit(unit))
-        if len(pending) >= max(1, config.concurrency):
-            break
+    while len(pending) * chunk_size < max(1, config.concurrency) and submit():
+        pass
     while pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         for future in done:
-            node, records = future.result()
+            node, results = future.result()
             if nodes is not None:
                 nodes.add(node)
-            orchestrator.keep_records(future.task_name, records)  # type: ignore[attr-defined]
-            nxt = next(units, None)
-            if nxt is not None:
-                pending.add(submit(nxt))
+            for task_name, records in results:
+                orchestrator.keep_records(task_name, records)
+            submit()
