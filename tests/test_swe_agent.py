@@ -164,3 +164,18 @@ def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
 def test_a_token_limit_per_instance_ends_the_episode(tmp_path, repos, gold_patch):
     _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
     assert (record["finish_reason"], record["steps"], record["score"]) == ("max_tokens", 1, 0.0)
+
+
+@pytest.mark.parametrize("protocol", ["tools", "text"])
+def test_validate_replays_a_gold_trajectory(tmp_path, repos, protocol):
+    """`evals validate swe -T mode=agent`: the gold runner plays apply-then-submit."""
+    from tests.conftest import run_cli
+
+    out = run_cli("validate", "swe", "-T", f"repos={repos}", "-T", "mode=agent",
+                  "-T", f"agent_protocol={protocol}", "--limit", "2",
+                  "--results-dir", str(tmp_path), timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = [json.loads(x) for d in tmp_path.iterdir() if (d / "samples.jsonl").exists()
+               for x in (d / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "resolved" for r in records), records
+    assert all(r["finish_reason"] == "submitted" and r["steps"] == 2 for r in records)
