@@ -23,7 +23,6 @@ docs/providers.md has the table of what each model family takes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator

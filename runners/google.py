@@ -20,7 +20,6 @@ OpenAI-compatible one; docs/providers.md has the table of what each family takes
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 

@@ -19,7 +19,6 @@ problem three times:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import os
 import time
@@ -30,9 +29,9 @@ from typing import Any
 import orjson
 
 from evals.prices import Price
-from evals.runner import (Completion, ConfigError, PartialResponse, Response, RunnerError,
+from evals.runner import (Completion, ConfigError, Response, RunnerError,
                           Usage)
-from runners.openai_api import _status_error
+from runners.wire import aiohttp_errors, settle, status_error
 
 
 def first_env(*names: str) -> str | None:
@@ -150,14 +149,7 @@ def merge(parts: list["Part | RunnerError"], n: int, price: Price | None,
     applied = next((p.applied for p in parts if isinstance(p, Part) and p.applied), None)
     response = Response(completions[:n], usage, time.perf_counter() - start, cost,
                         applied=applied)
-    if failures:
-        if len(failures) == len(parts):
-            raise failures[0]
-        first = failures[0]
-        raise PartialResponse(f"{len(failures)} of {n} generations failed: {first}", response,
-                              retryable=all(f.retryable for f in failures),
-                              retry_after=first.retry_after, status=first.status)
-    return response
+    return settle(response, failures, len(parts), n)
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
@@ -206,12 +198,12 @@ class JsonTransport:
     async def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         session = self._open()
         data = None if body is None else orjson.dumps(body)
-        async with self._errors():
+        async with aiohttp_errors(self.base_url, self.timeout):
             async with session.request(method, self.base_url + path, data=data) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"),
-                                        self.base_url)
+                    raise status_error(resp.status, raw, resp.headers.get("Retry-After"),
+                                       self.base_url)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -225,12 +217,12 @@ class JsonTransport:
         session = self._open()
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         headers = {"Content-Type": content_type} if content_type else None
-        async with self._errors():
+        async with aiohttp_errors(self.base_url, self.timeout):
             async with session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"),
-                                        self.base_url)
+                    raise status_error(resp.status, raw, resp.headers.get("Retry-After"),
+                                       self.base_url)
         return raw
 
     async def events(self, path: str, body: dict[str, Any],
@@ -242,12 +234,12 @@ class JsonTransport:
 
         session = self._open()
         timeout = aiohttp.ClientTimeout(total=total, sock_read=self.timeout)
-        async with self._errors():
+        async with aiohttp_errors(self.base_url, self.timeout):
             async with session.post(self.base_url + path, data=orjson.dumps(body),
                                     timeout=timeout) as resp:
                 if resp.status != 200:
-                    raise _status_error(resp.status, await resp.read(),
-                                        resp.headers.get("Retry-After"), self.base_url)
+                    raise status_error(resp.status, await resp.read(),
+                                       resp.headers.get("Retry-After"), self.base_url)
                 name, data = "message", []
                 async for raw_line in resp.content:
                     line = raw_line.decode("utf-8").rstrip("\r\n")
@@ -262,22 +254,6 @@ class JsonTransport:
                             raise RunnerError(f"malformed event from server: {data[0][:80]!r}",
                                               retryable=True) from None
                         name, data = "message", []
-
-    @contextlib.asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
-        """aiohttp's failures as retryable ``RunnerError``s, worded as ``openai/`` words them."""
-        import aiohttp
-
-        try:
-            yield
-        except asyncio.TimeoutError:
-            raise RunnerError(f"timed out after {self.timeout:g}s", retryable=True) from None
-        except aiohttp.ClientConnectorError as e:
-            raise RunnerError(f"cannot connect to {self.base_url}: {e.os_error or e}",
-                              retryable=True, status=-1) from None
-        except aiohttp.ClientError as e:
-            raise RunnerError(f"connection error: {type(e).__name__}: {e}",
-                              retryable=True) from None
 
     async def aclose(self) -> None:
         if self._session is not None:

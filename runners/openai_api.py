@@ -19,7 +19,6 @@ the thinking budget in the spelling chosen by ``-M thinking_style=``
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import time
 from typing import Any
@@ -28,12 +27,12 @@ import orjson
 
 from evals.prices import find_price, load_prices
 from evals.task import is_true
-from evals.runner import (ConfigError, Completion, PartialResponse, Request, Response,
+from evals.runner import (ConfigError, Completion, Request, Response,
                           RunnerError, ToolCall, Usage)
+from runners.wire import RETRYABLE_STATUS, aiohttp_errors, settle, status_error  # noqa: F401 (re-export)
 
 OPENAI_URL = "https://api.openai.com/v1"
 THINKING_STYLES = ("vllm", "chat_template", "anthropic", "openrouter", "none")
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 
 def make_runner(name: str, **options: Any) -> "OpenAIRunner":
@@ -59,20 +58,6 @@ def _thinking_fields(style: str, budget: int) -> dict[str, Any]:
     if style == "openrouter":
         return {"reasoning": {"max_tokens": budget}}
     return {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:  # an HTTP date; anything else is no advice at all
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (ValueError, TypeError):
-        return None
-    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 class OpenAIRunner:
@@ -165,15 +150,7 @@ class OpenAIRunner:
             usage += part[1]
         cost = self.price.cost(usage) if self.price else None
         response = Response(completions[:request.n], usage, time.perf_counter() - start, cost)
-        if failures:
-            if len(failures) == len(parts):
-                raise failures[0]
-            # The calls that succeeded were paid for: hand them over with the failure.
-            first = failures[0]
-            raise PartialResponse(f"{len(failures)} of {request.n} generations failed: {first}",
-                                  response, retryable=all(f.retryable for f in failures),
-                                  retry_after=first.retry_after, status=first.status)
-        return response
+        return settle(response, failures, len(parts), request.n)
 
     async def _fan(self, request: Request, positions: range) -> list:
         """The server ignores n: ask for these completions one call each. Completion
@@ -202,20 +179,12 @@ class OpenAIRunner:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         url = self.base_url + "/chat/completions"
-        try:
+        async with aiohttp_errors(self.base_url, self.timeout):
             async with self._session.post(url, data=orjson.dumps(body)) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise _status_error(resp.status, raw, resp.headers.get("Retry-After"),
-                                        self.base_url)
-        except asyncio.TimeoutError:
-            raise RunnerError(f"timed out after {self.timeout:g}s", retryable=True) from None
-        except aiohttp.ClientConnectorError as e:
-            raise RunnerError(f"cannot connect to {self.base_url}: {e.os_error or e}",
-                              retryable=True, status=-1) from None
-        except aiohttp.ClientError as e:
-            raise RunnerError(f"connection error: {type(e).__name__}: {e}",
-                              retryable=True) from None
+                    raise status_error(resp.status, raw, resp.headers.get("Retry-After"),
+                                       self.base_url)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -241,8 +210,8 @@ class OpenAIRunner:
         try:
             result = await self._client.chat.completions.create(**args, extra_body=extra or None)
         except openai.APIStatusError as e:
-            raise _status_error(e.status_code, e.response.content,
-                                e.response.headers.get("retry-after"), self.base_url) from None
+            raise status_error(e.status_code, e.response.content,
+                               e.response.headers.get("retry-after"), self.base_url) from None
         except openai.APITimeoutError:
             raise RunnerError(f"timed out after {self.timeout:g}s", retryable=True) from None
         except openai.APIConnectionError as e:
@@ -258,20 +227,6 @@ class OpenAIRunner:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-
-def _status_error(status: int, raw: bytes, retry_after: str | None, base_url: str) -> RunnerError:
-    try:
-        err = orjson.loads(raw).get("error") or {}
-        detail = err.get("message") if isinstance(err, dict) else str(err)
-    except (orjson.JSONDecodeError, AttributeError):
-        detail = raw[:200].decode("utf-8", "replace")
-    if status in (401, 403):
-        return RunnerError(f"{base_url} refused the API key (HTTP {status}): {detail}",
-                           status=status)
-    return RunnerError(f"HTTP {status}: {detail}", status=status,
-                       retryable=status in RETRYABLE_STATUS,
-                       retry_after=_retry_after(retry_after))
 
 
 def _text(content: Any) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -33,9 +36,14 @@ def test_shards_partition_every_problem_once():
     assert all(len(o) == 1 for o in owners)
     sizes = [sum(o == [i] for o in owners) for i in range(4)]
     assert min(sizes) > 200  # a hash spreads them, about a quarter each
-    # the slice depends on the task and the id only: the same on every machine
-    assert [in_shard("t", "q7", [i, 4]) for i in range(4)] == \
-        [in_shard("t", "q7", [i, 4]) for i in range(4)]
+    # the slice depends on the task and the id only: a fresh process with another string
+    # hash seed (Python's hash() differs per process) puts every id where this one does
+    code = ("from evals.shards import in_shard; "
+            f"print([[i for i in range(4) if in_shard('t', x, [i, 4])] for x in {ids!r}])")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, check=True)
+    assert json.loads(fresh.stdout) == owners
 
 
 def test_shards_merge_into_the_whole_run(tmp_path):

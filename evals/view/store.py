@@ -17,8 +17,7 @@ is then a lower bound, and says so (``exact``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
