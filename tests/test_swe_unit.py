@@ -250,6 +250,10 @@ def test_every_swebench_spec_gives_valid_env_layer_inputs():
             python_specs += 1
             spec = specs.EnvSpec(**specs._coerce(got, where))
             assert spec.network == "sealed" and spec.test_directives == "swebench", where
+            # SWE-bench's base image has a compiler and locales; Debian's Python needs headers
+            assert {"build-essential", "python3-dev", "locales"} <= set(spec.system_packages)
+            # the tests run unprivileged: only exports stay with the test command
+            assert all(c.startswith("export ") for c in spec.eval_commands), where
             assert spec.test_cmd and known(spec.log_parser, repo), where
             for package in spec.packages:  # pip gets requirements, never quoted words
                 assert not set(package) & set("'\" "), (where, package)
@@ -279,7 +283,10 @@ def test_every_swebench_spec_gives_valid_env_layer_inputs():
     assert set(substituted) == {"3.5", "3.6", "3.7", "3.8", "3.10"}, substituted
     sklearn = specs.from_swebench("scikit-learn/scikit-learn", "1.3")["packages"]
     assert "numpy==1.19.2" in sklearn and "pandas<2.0.0" in sklearn
-    assert specs.from_swebench("django/django", "3.1")["requirements"] == "tests/requirements/py3.txt"
+    django = specs.from_swebench("django/django", "3.1")
+    assert django["requirements"] == "tests/requirements/py3.txt"
+    assert any("locale-gen" in c for c in django["pre_install"])  # as root, at build time
+    assert "export LANG=en_US.UTF-8" in django["eval_commands"]
     assert BUILD_TOOLS_DEFAULT[0].startswith("pip==")
 
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.base import BaseSpec, check_named_base, ensure_base, nearest_python, suite_for_python
+from sandbox.base import (PACKAGES, BaseSpec, check_named_base, ensure_base, nearest_python,
+                          suite_for_python)
 from sandbox.engine import SandboxError
 from sandbox.images import Layer, ensure, image_id
 
@@ -216,7 +217,8 @@ def ensure_images(inst: Instance, spec: EnvSpec, mirror: Path | None, base_image
     if base_image:
         base = check_named_base(base_image)
     else:
-        result = ensure_base(BaseSpec(suite=suite_for_python(python)))
+        result = ensure_base(BaseSpec(suite=suite_for_python(python),
+                                      packages=tuple(sorted({*PACKAGES, *spec.system_packages}))))
         base = result.tag
         if result.built:
             built["base"] = result.seconds

@@ -30,12 +30,18 @@ DIRECTIVES = ("pytest", "unittest", "swebench", "none")
 # swebench specs resolve PyPI as it was when SWE-bench Verified was released and
 # its environments validated (its specs pin only what had already drifted then).
 SWEBENCH_PIP_CUTOFF = "2024-08-13T00:00:00Z"
+# What SWE-bench's own base image installs with apt (swebench.harness.dockerfiles),
+# plus python3-dev: its conda Pythons carry their headers, Debian's do not. Without
+# a compiler, requirements with C extensions (django's pywatchman) fail to build.
+SWEBENCH_SYSTEM_PACKAGES = ("build-essential", "python3-dev", "libffi-dev", "libtiff-dev",
+                            "jq", "curl", "wget", "locales", "locales-all", "tzdata")
 
 
 @dataclass(frozen=True)
 class EnvSpec:
     python: str | None = None  # major.minor; picks the base image's Debian suite
     packages: tuple[str, ...] = ()  # pip requirements for the environment layer
+    system_packages: tuple[str, ...] = ()  # Debian packages the base image must also have
     # a file of the repo at environment_setup_commit; several names (space-separated):
     # the first that exists, as SWE-bench tries its candidate paths
     requirements: str | None = None
@@ -65,7 +71,7 @@ class EnvSpec:
         return " && ".join([*self.eval_commands, cmd]) if self.eval_commands else cmd
 
 
-_LISTS = ("packages", "pre_install", "eval_commands")
+_LISTS = ("packages", "system_packages", "pre_install", "eval_commands")
 
 
 def _coerce(raw: dict[str, Any], where: str) -> dict[str, Any]:
@@ -131,8 +137,16 @@ def from_swebench(repo: str, version: str) -> dict[str, Any] | None:
                            "test_cmd": spec.get("test_cmd", "pytest -rA"),
                            "pre_install": list(spec.get("pre_install", [])),
                            "eval_commands": list(spec.get("eval_commands", [])),
+                           "system_packages": list(SWEBENCH_SYSTEM_PACKAGES),
                            "test_directives": "swebench", "network": "sealed",
                            "pip_cutoff": SWEBENCH_PIP_CUTOFF}
+    # The tests run as an unprivileged user here, as root in SWE-bench's containers:
+    # an eval line that configures the system (django's locale-gen) runs once as root
+    # when the instance image is built; the exports stay with the test command.
+    system = [c for c in out["eval_commands"] if not c.startswith("export ")]
+    if system:
+        out["pre_install"] = [*out["pre_install"], *system]
+        out["eval_commands"] = [c for c in out["eval_commands"] if c.startswith("export ")]
     if str(out["test_cmd"]).startswith("tox"):  # tox's work dir, not the read-only repo
         out["env"] = {"TOX_WORK_DIR": "/tmp/tox"}
     packages = spec.get("packages", "")
