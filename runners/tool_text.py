@@ -68,8 +68,10 @@ def parse_tool_calls(text: str, fmt: str, key: str) -> tuple[str, list[ToolCall]
     kept: list[str] = []
     found: list[tuple[str, str]] = []
     i = 0
+    hit = find(text, 0)
     while i < len(text):
-        hit = find(text, i)
+        if hit is not None and hit.start < i:  # it was inside code: look again after it
+            hit = find(text, i)
         tick = text.find("`", i)
         if tick >= 0 and (hit is None or tick < hit.start):
             end = _code_end(text, tick)  # a marker quoted in code is prose
@@ -82,6 +84,7 @@ def parse_tool_calls(text: str, fmt: str, key: str) -> tuple[str, list[ToolCall]
         kept.append(text[i:hit.start])
         found += hit.calls
         i = hit.end
+        hit = find(text, i)
     calls = [ToolCall(call_id(key, n), name, args) for n, (name, args) in enumerate(found)]
     return "".join(kept).strip(), calls
 
@@ -91,7 +94,9 @@ def _code_end(text: str, tick: int) -> int:
     if text.startswith("```", tick):
         close = text.find("```", tick + 3)
         return len(text) if close < 0 else close + 3  # an unclosed fence runs to the end
-    run = len(text) - len(text[tick:].lstrip("`"))  # `x`, ``x``: the same run closes it
+    run = tick  # `x`, ``x``: the same run of backticks closes it
+    while run < len(text) and text[run] == "`":
+        run += 1
     fence = "`" * (run - tick)
     close = text.find(fence, run)
     if close < 0 or "\n\n" in text[run:close]:  # a lone backtick is just a character
