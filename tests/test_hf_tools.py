@@ -180,6 +180,9 @@ def test_a_call_format_the_template_does_not_show_needs_tool_parser(model_dir, t
 def test_options_and_tool_choice(model_dir):
     with pytest.raises(ConfigError, match="tool_parser must be auto or one of hermes"):
         runner(model_dir, tool_parser="json")
+    # left at auto, the option leaves the response cache's identity of earlier runs as it was
+    assert "tool_parser" not in runner(model_dir).cache_identity
+    assert "('tool_parser', 'hermes')" in runner(model_dir, tool_parser="hermes").cache_identity
     with pytest.raises(RunnerError, match="tool_choice=required cannot be enforced"):
         asyncio.run(runner(model_dir, "qwen25_style").generate(Request(
             [{"role": "user", "content": "hi"}], tools=TOOLS, tool_choice="required")))
