@@ -29,12 +29,15 @@ from typing import Any
 
 from evals.runner import ConfigError, Request, Response, RunnerError
 from evals.task import is_true
+from runners.hf_tools import TemplateTools, needs_conversion, template_messages
+from runners.tool_text import FORMATS
 
+LATER = ("tool_parser",)  # options newer than the response cache's first hf/ entries
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 OPTIONS = ("dtype", "device", "batch_size", "batch_wait", "max_tokens", "think_start",
            "think_end", "think_end_insert", "wait_string", "wait_extensions", "top_p", "top_k",
            "temperature", "ignore_eos", "trust_remote_code", "revision", "chat_template",
-           "chat_template_kwargs", "attn_implementation", "cudnn_attention")
+           "chat_template_kwargs", "attn_implementation", "cudnn_attention", "tool_parser")
 
 
 def avoid_cudnn_attention(model: Any, allowed: bool) -> None:
@@ -67,6 +70,7 @@ class HFOptions:
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. enable_thinking
     sampling: dict[str, float] = field(default_factory=dict)  # temperature, top_p, top_k
     think: dict[str, Any] = field(default_factory=dict)  # raw think_* options, for hf_think
+    tool_parser: str | None = None  # hermes, llama3_json, mistral; None: read off the template
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> "HFOptions":
@@ -92,7 +96,9 @@ class HFOptions:
                 sampling={k: float(options[k]) for k in ("temperature", "top_p", "top_k")
                           if k in options},
                 think={k: options[k] for k in ("think_start", "think_end", "think_end_insert",
-                                               "wait_string", "wait_extensions") if k in options})
+                                               "wait_string", "wait_extensions") if k in options},
+                tool_parser=None if str(options.get("tool_parser", "auto")) == "auto"
+                else str(options["tool_parser"]))
         except ValueError as e:
             raise ConfigError(f"hf runner: bad option value: {e}") from None
         if out.dtype not in DTYPES:
@@ -101,6 +107,8 @@ class HFOptions:
             raise ConfigError("batch_size must be at least 1 (or auto)")
         if out.max_tokens < 1:
             raise ConfigError("max_tokens must be at least 1")
+        if out.tool_parser is not None and out.tool_parser not in FORMATS:
+            raise ConfigError(f"tool_parser must be auto or one of {', '.join(FORMATS)}")
         return out
 
 
@@ -219,7 +227,9 @@ def _identity(spec: str, model: Any, opts: HFOptions) -> str:
         stamp = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}"
                          for f in sorted(os.scandir(path), key=lambda f: f.name)
                          if f.is_file() and f.name.endswith((".safetensors", ".bin", ".json")))
-    return f"{spec}|{sorted(vars(opts).items())}|{stamp}"
+    # An option added later, left at its default, leaves earlier runs' identity as it was.
+    options = [(k, v) for k, v in sorted(vars(opts).items()) if k not in LATER or v is not None]
+    return f"{spec}|{options}|{stamp}"
 
 
 class HFRunner:
@@ -235,6 +245,7 @@ class HFRunner:
         self.cache_identity = _identity(spec, model, opts)
         self.tokenizer = tokenizer
         set_chat_template(tokenizer, opts.chat_template, spec, "-M")
+        self.tools = TemplateTools(tokenizer, spec, opts.chat_template_kwargs, opts.tool_parser)
         self.think = think_config(tokenizer, opts.think)
         # The model's generation_config holds its recommended sampling (Qwen: temperature
         # 0.6, top_p 0.95, top_k 20): those are our defaults. It is then replaced by a bare
@@ -277,10 +288,21 @@ class HFRunner:
 
         if request.n < 1:
             raise RunnerError("n must be at least 1")
+        if request.tools and request.tool_choice == "required":
+            raise RunnerError(f"{self.model}: tool_choice=required cannot be enforced on a local "
+                              "model (it may always answer in text); use auto")
+        # tool_choice none: the tools are not offered, so the model writes no calls
+        tools = request.tools if request.tool_choice != "none" else None
+        messages = request.messages
+        if needs_conversion(messages):
+            messages = template_messages(messages)
+        tool_format = None
         try:
-            text = self.tokenizer.apply_chat_template(
-                request.messages, add_generation_prompt=True, tokenize=False,
-                **self.opts.chat_template_kwargs)
+            if tools:
+                tool_format = self.tools.check(tools)
+            text = self.tools.render(messages, tools)
+        except RunnerError:
+            raise
         except Exception as e:  # a template that refuses the messages (e.g. a system turn)
             raise RunnerError(f"{self.model}: chat template failed: {e}") from None
         think = self.think
@@ -303,11 +325,10 @@ class HFRunner:
             max_tokens = min(max_tokens, self.context - len(ids))
         if request.thinking_budget is not None and request.thinking_budget < 0:
             raise RunnerError("thinking_budget must be 0 or more")
-        return Job(request, ids, opened, max(1, max_tokens), controlled)
+        return Job(request, ids, opened, max(1, max_tokens), controlled, tool_format,
+                   self.tools.drop_ids(tool_format) if tool_format else frozenset())
 
     async def generate(self, request: Request) -> Response:
-        if request.tools:  # said, not silently dropped: the answer would not be the same
-            raise RunnerError("hf/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         job = self.prepare(request)
         if self._loop_task is None or self._loop_task.done():

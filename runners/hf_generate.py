@@ -14,6 +14,8 @@ end of thinking with "Wait" (s1's extension) inside the same generate call.
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from transformers import (GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from evals.runner import Completion, Request, Usage
 from runners.hf_think import ThinkConfig, split_generation
+from runners.tool_text import parse_tool_calls
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Job:
     opened: bool  # the prompt leaves a thought open
     max_tokens: int  # request.max_tokens or the runner default, capped by the context
     controlled: bool  # two-phase budget forcing / wait extensions apply
+    tool_format: str | None = None  # read tool calls of this format out of the answer
+    drop_ids: frozenset[int] = frozenset()  # with tool_format: special tokens not decoded
 
 
 @dataclass
@@ -236,7 +241,7 @@ class Engine:
                 split = split_generation(gens[r].ids, self.think, job.opened)
                 reasoning = None if split.thought is None else self._decode(split.thought)
                 completions.append(self._completion(split.answer, reasoning, gens[r].reason,
-                                                    rows[r].stop))
+                                                    rows[r].stop, job))
                 usage.completion_tokens += len(gens[r].ids)
                 usage.reasoning_tokens += len(split.thought or ())
             results.append((completions, usage))
@@ -285,7 +290,7 @@ class Engine:
             for r in range(j * n, (j + 1) * n):
                 answer = answers[r]
                 completions.append(self._completion(answer.ids, self._decode(thoughts[r]),
-                                                    answer.reason, rows[r].stop))
+                                                    answer.reason, rows[r].stop, job))
                 usage.completion_tokens += len(thoughts[r]) + len(closings[r]) + len(answer.ids)
                 usage.reasoning_tokens += len(thoughts[r])
             results.append((completions, usage))
@@ -330,13 +335,25 @@ class Engine:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def _completion(self, answer: list[int], reasoning: str | None, reason: str,
-                    stop: list[str]) -> Completion:
-        text = self._decode(answer)
+                    stop: list[str], job: Job) -> Completion:
+        if job.tool_format is None:
+            text = self._decode(answer)
+        else:  # the format's marker tokens stay: they are where the calls are
+            text = self.tokenizer.decode([i for i in answer if i not in job.drop_ids],
+                                         skip_special_tokens=False).strip()
         finish = "stop" if reason in ("stop", "think_end") else "length"
         cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
         if cuts:  # OpenAI semantics: the stop string itself is not returned
             text, finish = text[:min(cuts)].rstrip(), "stop"
-        return Completion(text, reasoning, finish)
+        if job.tool_format is None:
+            return Completion(text, reasoning, finish)
+        # ids from the prompt and the generation: a regenerated turn gets the same ones
+        key = hashlib.blake2b(array("q", job.prompt_ids + answer).tobytes(),
+                              digest_size=16).hexdigest()
+        text, calls = parse_tool_calls(text, job.tool_format, key)
+        if calls and finish == "stop":  # a call cut off by max_tokens stays "length"
+            finish = "tool_calls"
+        return Completion(text, reasoning, finish, calls or None)
 
     def max_rows(self, tokens_per_row: int, limit: int = 256) -> int:
         """Rows whose KV cache fits in free GPU memory (80% of it, for activations)."""

@@ -23,18 +23,23 @@ WORDS = (["ANSWER:", "Wait", "so", "the", "answer", "is", "think", "step", "hmm"
           "no", "Compute", "+", "-", "*", "=", "(", ")"] + [str(i) for i in range(40)])
 
 
-def tiny_tokenizer(words: list[str] | None = None) -> Any:
-    """Word-level tokenizer (whitespace split) with pad/bos/eos/unk, think tags, a template."""
+def tiny_tokenizer(words: list[str] | None = None, *, added: Sequence[str] = (),
+                   special: Sequence[str] = ()) -> Any:
+    """Word-level tokenizer (whitespace split) with pad/bos/eos/unk, think tags, a template.
+
+    ``added``: more tokens kept in decoding (as Qwen's ``<tool_call>``); ``special``: more
+    special tokens (as Mistral's ``[TOOL_CALLS]``), which a plain decode drops."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIAL + THINK + list(words or WORDS))}
+    vocab = {w: i for i, w in enumerate(SPECIAL + list(special) + THINK + list(added)
+                                        + list(words or WORDS))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with single spaces
-    tok.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL])
+    tok.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL + list(special)])
     # Think tags are added but not special (as in Qwen3): they survive decoding.
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK + list(added)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", unk_token="<unk>")
     fast.chat_template = CHAT_TEMPLATE
@@ -82,11 +87,12 @@ def bias_tokens(model: Any, biases: dict[int, float]) -> None:
 
 
 def save_tiny(directory: str | Path, *, ban: Sequence[str] = (), favour: Sequence[str] = (),
-              seed: int = 0, **model_kw: Any) -> Path:
+              seed: int = 0, tokens: dict[str, Any] | None = None, **model_kw: Any) -> Path:
     """Tokenizer + random model in ``directory``; ``ban``/``favour`` token strings
-    (``reward=True``: a one-output reward model, which has no tokens to bias)."""
+    (``reward=True``: a one-output reward model, which has no tokens to bias);
+    ``tokens``: ``tiny_tokenizer``'s arguments (words, added, special)."""
     directory = Path(directory)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(**(tokens or {}))
     vocab = tokenizer.get_vocab()
     model = random_llama(len(vocab), seed=seed, ids={
         "pad": tokenizer.pad_token_id, "bos": tokenizer.bos_token_id,

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from evals.runner import ConfigError, Request, Response
+from evals.runner import ConfigError, Request, Response, RunnerError
 from runners.openai_api import OpenAIRunner
 
 OWN_OPTIONS = ("serve_args", "startup_timeout", "vllm_bin", "reasoning_parser", "port",
-               "stop_timeout")
+               "stop_timeout", "tool_parser")
 PASSED_ON = ("thinking_style", "timeout", "transport")  # to the OpenAI-compatible client
 INSTALL_HINT = ("vllm is not installed: pip install 'evals[vllm]' (or pip install vllm) on a "
                 "machine with a GPU, or pass -M vllm_bin=/path/to/vllm; for a server that is "
@@ -63,7 +63,8 @@ def make_runner(name: str, **options: Any) -> "VLLMRunner":
             startup_timeout=float(options.get("startup_timeout", 1200)),
             stop_timeout=float(options.get("stop_timeout", 30)),
             port=int(options["port"]) if options.get("port") else None,
-            reasoning_parser=options.get("reasoning_parser"))
+            reasoning_parser=options.get("reasoning_parser"),
+            tool_parser=tool_parser(name, options.get("tool_parser")))
     except ValueError as e:
         raise ConfigError(f"vllm runner: bad option value: {e}") from None
     server = VLLMServer(config)
@@ -94,6 +95,59 @@ def vllm_command(binary: str | None) -> list[str]:
     raise ConfigError(INSTALL_HINT)
 
 
+def tool_parser(model: str, option: Any) -> ToolParser:
+    """``-M tool_parser``: vLLM's ``--tool-call-parser`` name, ``none``, or ``auto`` (the
+    default): the format the model's chat template spells (runners/tool_text.py), where
+    the template can be read here (a local directory, or the hub cache) before the
+    server starts; vLLM itself never picks a parser."""
+    value = str(option or "auto")
+    if value == "none":
+        return ToolParser(None, False)
+    if value != "auto":
+        return ToolParser(value, True)
+    from runners.tool_text import template_format
+
+    source = local_chat_template(model)
+    return ToolParser(template_format(source) if source else None, False)
+
+
+def local_chat_template(model: str) -> str | None:
+    """The chat template of ``model`` from files already on this machine, or None."""
+    import json
+
+    def read(name: str) -> str | None:
+        path: Any = os.path.join(os.path.expanduser(model), name)
+        if not os.path.isdir(os.path.expanduser(model)):
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                path = try_to_load_from_cache(model, name)
+            except Exception:  # no huggingface_hub, or not a hub id: nothing to read
+                return None
+        if not isinstance(path, str) or not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+    source = read("chat_template.jinja")
+    if source:
+        return source
+    config = read("tokenizer_config.json")
+    try:
+        template = json.loads(config).get("chat_template") if config else None
+    except ValueError:
+        return None
+    if isinstance(template, list):  # named templates: [{"name", "template"}, ...]
+        template = "\n".join(str(t.get("template", "")) for t in template if isinstance(t, dict))
+    return template if isinstance(template, str) else None
+
+
+@dataclass(frozen=True)
+class ToolParser:
+    name: str | None  # vLLM's --tool-call-parser; None: tool calls are not parsed
+    forced: bool  # given with -M tool_parser (part of the cache identity), not detected
+
+
 @dataclass
 class ServeConfig:
     model: str
@@ -103,7 +157,12 @@ class ServeConfig:
     stop_timeout: float = 30.0  # SIGTERM, then SIGKILL after this long
     port: int | None = None
     reasoning_parser: str | None = None
+    tool_parser: ToolParser = ToolParser(None, False)
     host: str = "127.0.0.1"  # never exposed beyond this machine
+
+    @property
+    def parses_tools(self) -> bool:
+        return self.tool_parser.name is not None or "--tool-call-parser" in self.extra_args
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -156,6 +215,8 @@ class VLLMServer:
         cmd = [*c.command, "serve", c.model, "--host", c.host, "--port", str(self.port)]
         if c.reasoning_parser:
             cmd += ["--reasoning-parser", c.reasoning_parser]
+        if c.tool_parser.name and "--tool-call-parser" not in c.extra_args:
+            cmd += ["--enable-auto-tool-choice", "--tool-call-parser", c.tool_parser.name]
         return cmd + c.extra_args
 
     def start(self) -> None:
@@ -232,11 +293,20 @@ class VLLMRunner:
         # not the client's identity: the server's port changes with every start
         self.cache_identity = (f"{spec}|{server.config.extra_args}|{client.thinking_style}|"
                                f"{server.config.reasoning_parser}")
+        if server.config.tool_parser.forced:  # a detected one follows from the model
+            self.cache_identity += f"|{server.config.tool_parser.name}"
 
     def __repr__(self) -> str:
         return f"VLLMRunner({self.model!r}, base_url={self.server.base_url!r})"
 
     async def generate(self, request: Request) -> Response:
+        if request.tools and request.tool_choice != "none" and not self.server.config.parses_tools:
+            # vLLM would answer 400 ("auto" tool choice requires --tool-call-parser)
+            raise RunnerError(
+                f"{self.model}: no tool-call parser for this model's template (none read from "
+                "a local copy); set -M tool_parser=NAME (vLLM's --tool-call-parser: hermes for "
+                "Qwen2.5/Qwen3/Hermes, llama3_json for Llama 3.1-3.3, mistral), or run the "
+                "agent with -T agent_protocol=text")
         return await self.client.generate(request)
 
     async def aclose(self) -> None:

@@ -49,6 +49,19 @@ DOCKER_HINT = ("install docker.io and debootstrap, then start the engine "
                "(bash .ci/docker.sh does both, as root), or set DOCKER_HOST")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For the tiny-model modules (``pytestmark = pytest.mark.usefixtures(...)``): a hidden
+    size of 32 gains nothing from threads, and OpenMP spin-waiting on a busy 2-core CI
+    machine makes every step many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def docker_engine():
     """A Docker engine that answers, else the tests that need one skip (fail under CI).

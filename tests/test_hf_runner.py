@@ -31,16 +31,7 @@ from runners.hf_tiny import SPECIAL, THINK, save_tiny
 NO_SPECIALS = list(SPECIAL)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A hidden size of 32 gains nothing from threads, and OpenMP spin-waiting on a busy
-    2-core CI machine makes every step many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,7 @@ COMPLETIONS = ["the answer is 7", "hmm 8", "ok yes no", "so the answer is ( 12 )
                "think step by step the answer is 7 ANSWER: 7"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # a hidden size of 32 gains nothing from threads
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

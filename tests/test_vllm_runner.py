@@ -17,8 +17,11 @@ import pytest
 
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
-from evals.runner import ConfigError, Request, make_runner
+from evals.runner import ConfigError, Request, RunnerError, make_runner
+from tasks.agent import BASH_TOOL, AgentLimits, run_agent
 from tests.conftest import REPO, alive, wait_for
+
+TEMPLATES = REPO / "tests" / "data" / "chat_templates"
 
 FAKE_VLLM = textwrap.dedent("""\
     #!{python}
@@ -34,6 +37,16 @@ FAKE_VLLM = textwrap.dedent("""\
     if mode == "hang":
         time.sleep(600)
     port = args[args.index("--port") + 1]
+    if mode == "tools":  # vLLM with a tool-call parser: the calls come back parsed
+        from evals.fake_openai import FakeServer
+
+        def script(body, index):
+            done = sum(m["role"] == "tool" for m in body["messages"])
+            call = {{"name": "bash", "arguments": {{"command": "ls"}}}} if done == 0 \
+                else {{"name": "submit", "arguments": {{}}}}
+            return {{"content": "", "tool_calls": [call]}}
+        FakeServer(script=script, port=int(port)).serve_until_signal()
+        sys.exit(0)
     os.execv(sys.executable, [sys.executable, "-m", "evals.fake_openai", "--port", port])
     """)
 
@@ -167,3 +180,82 @@ def test_server_dies_with_the_evals_process(fake_vllm, sig):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def serve_flags(args):
+    return args[args.index("--enable-auto-tool-choice"):][:3] \
+        if "--enable-auto-tool-choice" in args else []
+
+
+def test_tool_parser_reaches_vllm_serve(fake_vllm, tmp_path):
+    """-M tool_parser names vLLM's parser; auto reads the format off a local template
+    (chat_template.jinja, or tokenizer_config.json's chat_template); none turns it off."""
+    qwen = tmp_path / "qwen"
+    qwen.mkdir()
+    (qwen / "chat_template.jinja").write_text((TEMPLATES / "qwen25_style.jinja").read_text())
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": (TEMPLATES / "llama31_style.jinja").read_text()}))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "chat_template.jinja").write_text("{{ messages }}")
+    user = {"serve_args": "--enable-auto-tool-choice --tool-call-parser x"}
+    cases = [("m", {"tool_parser": "mistral"}, "mistral"), (str(qwen), {}, "hermes"),
+             (str(llama), {}, "llama3_json"), (str(qwen), {"tool_parser": "none"}, None),
+             (str(plain), {}, None), (str(plain), user, "x")]  # the user's own flags win
+    for model, options, parser in cases:
+        runner = make_runner(f"vllm/{model}", **options)
+        asyncio.run(runner.aclose())
+        args = fake_vllm()[-1]["args"]
+        expected = ["--enable-auto-tool-choice", "--tool-call-parser", parser] if parser else []
+        assert serve_flags(args) == expected, (model, options)
+        assert args.count("--tool-call-parser") == len(expected) // 3
+    forced = make_runner("vllm/m", tool_parser="hermes")
+    detected = make_runner(f"vllm/{qwen}")
+    try:
+        assert forced.cache_identity.endswith("|hermes")  # chosen by hand: part of it
+        assert "hermes" not in detected.cache_identity  # follows from the model
+    finally:
+        asyncio.run(forced.aclose())
+        asyncio.run(detected.aclose())
+
+
+def test_tools_without_a_parser_are_refused_with_one_line(fake_vllm):
+    runner = make_runner("vllm/m")  # no local template: nothing detected
+
+    async def go():
+        try:
+            return await runner.generate(Request([{"role": "user", "content": "x"}],
+                                                 tools=[BASH_TOOL], tool_choice="auto"))
+        finally:
+            await runner.aclose()
+    with pytest.raises(RunnerError, match="-M tool_parser=NAME.*-T agent_protocol=text"):
+        asyncio.run(go())
+
+
+def test_agent_episode_through_vllm(fake_vllm, monkeypatch):
+    """The fake stands in for vLLM's server with a parser: it answers OpenAI tool calls
+    (vLLM's parsing itself cannot run here, without a GPU and the vllm package)."""
+    monkeypatch.setenv("FAKE_VLLM_MODE", "tools")
+    runner = make_runner("vllm/m", tool_parser="hermes", startup_timeout="30")
+
+    class Shell:
+        commands = []
+
+        async def run(self, command, timeout):
+            self.commands.append(command)
+            return 0, "calc.py"
+
+    async def go():
+        try:
+            return await run_agent(runner.generate, [{"role": "user", "content": "Fix it."}],
+                                   Shell(), AgentLimits(max_steps=4), "tools")
+        finally:
+            await runner.aclose()
+    trajectory = asyncio.run(go())
+    assert trajectory.stop == "submitted"
+    assert [s.action for s in trajectory.steps] == ["ls", "submit"]
+    assert Shell.commands == ["ls"]
+    assert serve_flags(fake_vllm()[-1]["args"]) == ["--enable-auto-tool-choice",
+                                                    "--tool-call-parser", "hermes"]
