@@ -13,9 +13,9 @@ Tool calls: a reply's ``tool_calls`` become ``functionCall`` parts (no ids, as t
 API sends them); with thinking on, the first carries a ``thoughtSignature``. Checked as
 the API checks them (400): declarations need a name, and a ``parameters`` object schema
 needs properties; a ``functionResponse`` turn must follow a ``functionCall`` turn with
-as many calls, of those names (and ids, where the calls had them); with thinking on, a
-function call of the current turn that this server signed must come back with its
-signature, unaltered.
+as many calls, of those names (and ids, where the calls had them); for a Gemini 3 model
+(which always thinks) the first function call of each model turn since the last user
+text must come back with the signature this server gave it, unaltered.
 Errors are in Google's shape (``{"error": {"code", "message", "status"}}``).
 
 ``url`` is the base without a version (what GOOGLE_GEMINI_BASE_URL holds); the models
@@ -66,7 +66,7 @@ class FakeGemini(NativeFake):
             n = int(config.get("candidateCount") or 1)
         contents = body.get("contents") or []
         think = thinking.get("thinkingBudget") != 0
-        self._check(body, contents, think)
+        self._check(body, contents)
         prompt = next((_text(c.get("parts")) for c in reversed(contents)
                        if c.get("role", "user") == "user"), "")
         system = _text((body.get("systemInstruction") or {}).get("parts"))
@@ -112,7 +112,8 @@ class FakeGemini(NativeFake):
                 for c in body.get("contents") or () for p in c.get("parts") or ()
                 if isinstance(p.get("functionResponse"), dict)]
 
-    def _check(self, body: dict[str, Any], contents: list[dict[str, Any]], think: bool) -> None:
+    def _check(self, body: dict[str, Any], contents: list[dict[str, Any]]) -> None:
+        gemini_3 = bool(self.models_asked) and self.models_asked[-1].startswith("gemini-3")
         for i, tool in enumerate(body.get("tools") or ()):
             for j, f in enumerate(tool.get("functionDeclarations") or ()):
                 where = f"tools[{i}].function_declarations[{j}]"
@@ -131,7 +132,7 @@ class FakeGemini(NativeFake):
             calls = [p["functionCall"] for p in parts if isinstance(p.get("functionCall"), dict)]
             answers = [p["functionResponse"] for p in parts
                        if isinstance(p.get("functionResponse"), dict)]
-            if calls and think and i > current:
+            if calls and gemini_3 and i > current:
                 signed = next(p for p in parts if isinstance(p.get("functionCall"), dict))
                 if "thoughtSignature" not in signed:
                     raise self.invalid(f"Function call is missing a thought_signature in "
