@@ -23,8 +23,8 @@ from evals.fake_openai import FakeServer
 from evals.fake_responses import FakeResponses
 from evals.records import RunLog
 from evals.run import Orchestrator, RunConfig, RunStats
-from evals.runner import (PROVIDER_ITEMS, Completion, Request, Response, RunnerError, ToolCall,
-                          Usage, make_runner)
+from evals.runner import (PROVIDER_ITEMS, Completion, ConfigError, Request, Response,
+                          RunnerError, ToolCall, Usage, make_runner)
 from tasks.agent import BASH_TOOL, SUBMIT_TOOL, AgentLimits, run_agent
 from tests.conftest import free_port
 from tests.test_agent import PLAN, LocalShell, plan_script, repo  # noqa: F401 (a fixture)
@@ -315,3 +315,31 @@ def test_a_resumed_episode_replays_from_the_cache(repo, tmp_path):  # noqa: F811
     assert [s.action for s in again.steps] == [s.action for s in first.steps]
     assert [s.observation for s in again.steps] == [s.observation for s in first.steps]
     assert "a + b" in (repo / "calc.py").read_text()  # the replayed turns acted again
+
+
+def body_of(native: Native, request: Request) -> dict[str, Any]:
+    runner = native.runner("http://127.0.0.1:9")
+    if native.family == "google":
+        return runner.body(request, 1, None)
+    body = runner.body(request)
+    return body[0] if isinstance(body, tuple) else body
+
+
+@pytest.mark.parametrize("choice,expected", [
+    ("required", ("required", {"type": "any"}, "ANY")),
+    ("none", ("none", {"type": "none"}, "NONE"))])
+def test_tool_choice_in_each_spelling(choice, expected):
+    asked = Request([{"role": "user", "content": "go"}], tools=[BASH_TOOL], tool_choice=choice)
+    bodies = [body_of(n, asked) for n in NATIVES if n.family != "anthropic-stream"]
+    assert (bodies[0]["tool_choice"], bodies[1]["tool_choice"],
+            bodies[2]["toolConfig"]["functionCallingConfig"]["mode"]) == expected
+
+
+@pytest.mark.parametrize("tools,choice,message", [
+    ([{"type": "web_search"}], None, r"takes function tools in OpenAI's form.*tools\[0\]"),
+    ([{"type": "function", "function": {"description": "no name"}}], None, "function tools"),
+    ([BASH_TOOL], "sometimes", "tool_choice must be one of auto, required, none")])
+def test_bad_tools_are_refused_with_one_line(native, tools, choice, message):
+    with pytest.raises(ConfigError, match=message):
+        body_of(native, Request([{"role": "user", "content": "go"}], tools=tools,
+                                tool_choice=choice))
