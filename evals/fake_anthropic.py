@@ -7,7 +7,17 @@ with thinking; a bad request gets a 400 in Anthropic's error shape. With thinkin
 (``enabled`` or ``adaptive``) an answer has a thinking block (the reply's
 ``reasoning_content``), a redacted_thinking block when the reply has ``redacted``, and
 a text block; usage has ``cache_read_input_tokens`` and
-``output_tokens_details.thinking_tokens``. Stop sequences cut the text. Streamed
+``output_tokens_details.thinking_tokens``. Stop sequences cut the text. Thinking
+blocks are signed (``sign``) and redacted_thinking data too.
+
+Tool use: a reply's ``tool_calls`` become ``tool_use`` blocks (``toolu_`` ids; streamed
+as ``input_json_delta`` pieces of the arguments as scripted), stop reason ``tool_use``;
+with thinking on such an answer always starts with a thinking block. The conversation
+is checked as the API checks it (400): tools need ``name`` and ``input_schema``; every
+``tool_use`` needs a ``tool_result`` in the next user turn and every ``tool_result`` a
+``tool_use`` in the turn before; thinking and redacted_thinking blocks sent back must
+be unaltered; with thinking on, the assistant turn before the last tool results must
+start with its thinking block. Streamed
 answers come as the real event sequence (message_start, content_block_start/delta/stop,
 message_delta, message_stop, with a ping). Extra fault kinds: "529" (overloaded) and
 "stream_error" (an error event in the middle of a stream).
@@ -24,7 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from evals.fake_native import NativeFake, words
+from evals.fake_native import NativeFake, sign, words
 from evals.fake_openai import _Fault, _last_user, _text
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -87,6 +97,57 @@ class FakeAnthropic(NativeFake):
             raise self.invalid("`temperature` may only be set to 1 when thinking is enabled")
         if not body.get("messages"):
             raise self.invalid("messages: at least one message is required")
+        for i, tool in enumerate(body.get("tools") or ()):
+            for key in ("name", "input_schema"):
+                if key not in tool:
+                    raise self.invalid(f"tools.{i}.custom.{key}: Field required")
+        self._check_turns(body["messages"], kind != "disabled")
+
+    def _check_turns(self, messages: list[dict[str, Any]], thinking: bool) -> None:
+        last_results = None  # the index of the last user turn with tool results
+        for i, m in enumerate(messages):
+            blocks = _blocks(m)
+            if m.get("role") == "assistant":
+                for j, b in enumerate(blocks):
+                    if b.get("type") == "thinking" and \
+                            b.get("signature") != sign(b.get("thinking") or ""):
+                        raise self.invalid(f"messages.{i}.content.{j}: Invalid `signature` in "
+                                           "`thinking` block")
+                    if b.get("type") == "redacted_thinking" and not _redacted_ok(b.get("data")):
+                        raise self.invalid(f"messages.{i}.content.{j}: Invalid `data` in "
+                                           "`redacted_thinking` block")
+                uses = _ids(blocks, "tool_use", "id")
+                after = _ids(_blocks(messages[i + 1]), "tool_result", "tool_use_id") \
+                    if i + 1 < len(messages) else []
+                if missing := [u for u in uses if u not in after]:
+                    raise self.invalid(
+                        f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                        f"immediately after: {', '.join(missing)}. Each `tool_use` block must "
+                        "have a corresponding `tool_result` block in the next message.")
+            elif results := _ids(blocks, "tool_result", "tool_use_id"):
+                before = _ids(_blocks(messages[i - 1]), "tool_use", "id") if i else []
+                if unexpected := [r for r in results if r not in before]:
+                    raise self.invalid(
+                        f"messages.{i}.content.0: unexpected `tool_use_id` found in "
+                        f"`tool_result` blocks: {unexpected[0]}. Each `tool_result` block must "
+                        "have a corresponding `tool_use` block in the previous message.")
+                last_results = i
+        if thinking and last_results and last_results == len(messages) - 1:
+            first = (_blocks(messages[last_results - 1]) or [{}])[0].get("type")
+            if first not in ("thinking", "redacted_thinking"):
+                raise self.invalid(
+                    f"messages.{last_results - 1}.content.0.type: Expected `thinking` or "
+                    f"`redacted_thinking`, but found `{first}`. When `thinking` is enabled, a "
+                    "final `assistant` message must start with a thinking block (preceeding "
+                    "the lastmost set of `tool_use` and `tool_result` blocks).")
+
+    @staticmethod
+    def tool_results(body: dict[str, Any]) -> list[str]:
+        """The contents of the tool_result blocks the request carries."""
+        return [_text(b.get("content")) if isinstance(b.get("content"), list)
+                else str(b.get("content") or "")
+                for m in body.get("messages") or () for b in _blocks(m)
+                if b.get("type") == "tool_result"]
 
     def _completion(self, body: dict[str, Any], n: int) -> dict[str, Any]:
         self._check(body)
@@ -96,18 +157,25 @@ class FakeAnthropic(NativeFake):
         usage: dict[str, Any] = {}
         system = body.get("system")
         prompt_tokens = words(_text(system) if system else "") + sum(
-            words(_text(m.get("content"))) for m in body.get("messages") or [])
+            _words(m.get("content")) for m in body.get("messages") or [])
+        mid = f"msg_fake{next(self._msg_ids)}"
         for a in self.answers(body, _last_user(body), n, body["max_tokens"], think):
-            if a.reasoning is not None:
-                content.append({"type": "thinking", "thinking": a.reasoning,
-                                "signature": "c2lnbmF0dXJlLWZha2U="})
+            if a.reasoning is not None or (think and a.calls):
+                thought = a.reasoning or ""
+                content.append({"type": "thinking", "thinking": thought,
+                                "signature": sign(thought)})
             if a.reply.get("redacted"):
-                content.append({"type": "redacted_thinking", "data": "ZW5jcnlwdGVkLWZha2U="})
+                content.append({"type": "redacted_thinking", "data": _redacted(mid)})
             text = a.text
             for s in body.get("stop_sequences") or ():
                 if s in text:
                     text, stop_reason, stop_sequence = text[:text.index(s)], "stop_sequence", s
-            content.append({"type": "text", "text": text})
+            if text or not a.calls:
+                content.append({"type": "text", "text": text})
+            content += [{"type": "tool_use", "id": f"toolu_{mid}_{i}", "name": c.name,
+                         "input": c.object()} for i, c in enumerate(a.calls)]
+            if a.calls:
+                stop_reason = "tool_use"
             if a.length:
                 stop_reason = "max_tokens"
             cached = a.usage("cached_tokens", 0)
@@ -116,7 +184,7 @@ class FakeAnthropic(NativeFake):
                      "output_tokens": a.usage("completion_tokens", a.out_tokens),
                      "output_tokens_details": {
                          "thinking_tokens": a.usage("reasoning_tokens", a.think_tokens)}}
-        return {"id": f"msg_fake{next(self._msg_ids)}", "type": "message", "role": "assistant",
+        return {"id": mid, "type": "message", "role": "assistant",
                 "model": body.get("model"), "content": content, "stop_reason": stop_reason,
                 "stop_sequence": stop_sequence, "usage": usage}
 
@@ -165,7 +233,8 @@ class FakeAnthropic(NativeFake):
         for i, block in enumerate(message["content"]):
             kind = block["type"]
             empty = {"thinking": {"type": "thinking", "thinking": ""},
-                     "text": {"type": "text", "text": ""}}.get(kind, block)
+                     "text": {"type": "text", "text": ""},
+                     "tool_use": {**block, "input": {}}}.get(kind, block)
             await event("content_block_start", {"type": "content_block_start", "index": i,
                                                  "content_block": empty})
             if fail and kind == "text":
@@ -178,6 +247,13 @@ class FakeAnthropic(NativeFake):
                     await event("content_block_delta", {
                         "type": "content_block_delta", "index": i,
                         "delta": {"type": f"{kind}_delta", field: piece}})
+            if kind == "tool_use":  # the arguments as written, in pieces
+                raw = block["input"] if isinstance(block["input"], str) \
+                    else orjson.dumps(block["input"]).decode()
+                for k in range(0, len(raw), 8):
+                    await event("content_block_delta", {
+                        "type": "content_block_delta", "index": i,
+                        "delta": {"type": "input_json_delta", "partial_json": raw[k:k + 8]}})
             if kind == "thinking":
                 await event("content_block_delta", {
                     "type": "content_block_delta", "index": i,
@@ -200,3 +276,30 @@ def _pieces(text: str, size: int = 3) -> list[str]:
     return [" ".join(tokens[i:i + size]) + (" " if i + size < len(tokens) else "")
             for i in range(0, len(tokens), size)] or [""]
 
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _ids(blocks: list[dict[str, Any]], kind: str, key: str) -> list[str]:
+    return [b.get(key) for b in blocks if b.get("type") == kind]
+
+
+def _words(content: Any) -> int:
+    """Prompt words of a message's content: text, tool calls and their results."""
+    if not isinstance(content, list):
+        return words(_text(content))
+    return sum(words(str(b.get("text") or b.get("thinking") or "")) + _words(b.get("content"))
+               + (words(orjson.dumps(b["input"]).decode()) if "input" in b else 0)
+               for b in content if isinstance(b, dict))
+
+
+def _redacted(nonce: str) -> str:
+    return f"{nonce}.{sign('redacted', nonce)}"
+
+
+def _redacted_ok(data: Any) -> bool:
+    nonce, _, signature = str(data).partition(".")
+    return signature == sign("redacted", nonce)

@@ -5,7 +5,15 @@ scripting, fault injection, latency, request recording and threading are the bas
 class's, so tests drive all four servers the same way. A reply may carry, besides
 ``content``, ``reasoning_content`` and ``finish_reason``: ``redacted`` (Anthropic: a
 redacted_thinking block) and ``usage`` overrides, where ``cached_tokens`` is also
-understood. Script callables receive the provider's own request body.
+understood, and ``tool_calls`` (``[{"name", "arguments"}]``, as for the OpenAI fake),
+answered in the provider's own tool-call form. Script callables receive the provider's
+own request body; each fake's ``tool_results(body)`` gives the tool answers the body
+carries, so a script can act on how far an episode has got.
+
+Each fake checks a tool-using conversation as its provider does, with a 400 in the
+provider's error shape: an answer to a call that no earlier turn made, a call left
+unanswered, and the reasoning state the provider requires back verbatim (signed with
+``sign``, so a dropped or altered block is caught).
 
 Token counts are whitespace word counts; a reply longer than the request's output
 limit is cut to it, thinking first, and ends for length. Faults: the base class's
@@ -16,6 +24,8 @@ otherwise.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +40,10 @@ class Answer:
     text: str
     reasoning: str | None  # None: no thinking in the answer
     length: bool  # cut at the output limit
-    out_tokens: int  # answer and thinking
+    out_tokens: int  # answer, thinking and tool calls
     think_tokens: int
     reply: dict[str, Any]  # the scripted reply, for provider-specific keys
+    calls: list["ScriptedCall"]
 
     def usage(self, key: str, default: int) -> int:
         return int((self.reply.get("usage") or {}).get(key, default))
@@ -40,6 +51,41 @@ class Answer:
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+@dataclass
+class ScriptedCall:
+    """A tool call a reply scripts (``{"name", "arguments": dict or JSON text}``)."""
+
+    name: str
+    arguments: str  # JSON text, as written by the script (a malformed one stays so)
+
+    def object(self) -> Any:
+        """The arguments as the object Anthropic and Gemini carry (the text itself when
+        it is not JSON: a server that lets a malformed call through)."""
+        try:
+            return orjson.loads(self.arguments)
+        except orjson.JSONDecodeError:
+            return self.arguments
+
+    @property
+    def words(self) -> int:
+        return words(f"{self.name} {self.arguments}")
+
+
+def scripted_calls(reply: dict[str, Any]) -> list[ScriptedCall]:
+    return [ScriptedCall(str(t["name"]), t["arguments"] if isinstance(t["arguments"], str)
+                         else orjson.dumps(t["arguments"]).decode())
+            for t in reply.get("tool_calls") or ()]
+
+
+def sign(*parts: str) -> str:
+    """The fake's signature over a thinking block, a reasoning item or a thought: a
+    keyed hash that only this module makes, the same in every server (a resumed run
+    talks to a new one), so an altered or invented block is told apart."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), key=b"evals-fake-provider",
+                             digest_size=24).digest()
+    return base64.b64encode(digest).decode()
 
 
 class NativeFake(FakeServer):
@@ -57,8 +103,10 @@ class NativeFake(FakeServer):
                 thought = thought[:limit]
                 text = text[:limit - len(thought)]
             reasoning = " ".join(thought) if think and "reasoning_content" in r else None
+            calls = scripted_calls(r)
             out.append(Answer(" ".join(text), reasoning, cut or r.get("finish_reason") == "length",
-                              len(text) + len(thought), len(thought), r))
+                              len(text) + len(thought) + sum(c.words for c in calls),
+                              len(thought), r, calls))
         return out
 
     @staticmethod

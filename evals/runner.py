@@ -92,12 +92,48 @@ class ToolCall:
     arguments: str
 
 
+# The key under which an assistant message carries its turn's provider state
+# (``Completion.provider_items``) back to the runner that made it.
+PROVIDER_ITEMS = "provider_items"
+
+
 @dataclass
 class Completion:
+    """One generation. ``provider_items`` is what a provider needs to see again, as it
+    sent it, when the conversation goes on after this turn (reasoning items with their
+    encrypted content, signed thinking blocks, thought signatures): a JSON-able
+    ``{"family": runner family, "items": [...]}``, opaque to everyone but that family.
+    An agent loop copies it into the assistant message it appends (``PROVIDER_ITEMS``);
+    the runner of that family sends the items instead of rebuilding the turn, and every
+    runner drops the key before sending (``own_items``, ``without_provider_items``)."""
+
     text: str
     reasoning: str | None = None
     finish_reason: str | None = None  # "tool_calls" when the model asks for tools
     tool_calls: list[ToolCall] | None = None
+    provider_items: dict[str, Any] | None = None
+
+
+def provider_items(family: str, items: list[Any]) -> dict[str, Any]:
+    """A turn's provider state, tagged with the family that can read it."""
+    return {"family": family, "items": items}
+
+
+def own_items(message: Message, family: str) -> list[Any] | None:
+    """The provider items of an assistant message, if ``family`` made them."""
+    state = message.get(PROVIDER_ITEMS)
+    if isinstance(state, dict) and state.get("family") == family \
+            and isinstance(state.get("items"), list):
+        return state["items"]
+    return None
+
+
+def without_provider_items(messages: list[Message]) -> list[Message]:
+    """The conversation as a server that knows no provider items takes it (the same
+    list when no message carries any)."""
+    if not any(PROVIDER_ITEMS in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != PROVIDER_ITEMS} for m in messages]
 
 
 @dataclass
@@ -115,10 +151,7 @@ class Response:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "completions": [[c.text, c.reasoning, c.finish_reason]
-                            + ([[[t.id, t.name, t.arguments] for t in c.tool_calls]]
-                               if c.tool_calls else [])
-                            for c in self.completions],
+            "completions": [_completion_json(c) for c in self.completions],
             "usage": [self.usage.prompt_tokens, self.usage.completion_tokens,
                       self.usage.reasoning_tokens, self.usage.cached_tokens],
             "latency": self.latency,
@@ -128,10 +161,23 @@ class Response:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Response":
-        # Entries cached before ``cached_tokens`` and ``applied`` existed lack them.
-        return cls([Completion(*c[:3], [ToolCall(*t) for t in c[3]] if len(c) > 3 else None)
+        # Entries cached before ``cached_tokens``, ``applied``, tool calls or provider
+        # items existed lack them.
+        return cls([Completion(*c[:3], [ToolCall(*t) for t in c[3]] if len(c) > 3 and c[3]
+                               else None, c[4] if len(c) > 4 else None)
                     for c in data["completions"]], Usage(*data["usage"]),
                    data["latency"], data["cost"], applied=data.get("applied"))
+
+
+def _completion_json(c: Completion) -> list[Any]:
+    """[text, reasoning, finish_reason] and, where there are any, [tool calls] and
+    provider items: an entry without them is as short as it was before they existed."""
+    out: list[Any] = [c.text, c.reasoning, c.finish_reason]
+    if c.tool_calls or c.provider_items is not None:
+        out.append([[t.id, t.name, t.arguments] for t in c.tool_calls or ()])
+    if c.provider_items is not None:
+        out.append(c.provider_items)
+    return out
 
 
 class Runner(Protocol):

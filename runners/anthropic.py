@@ -16,6 +16,13 @@ docs/providers.md has the table of what each model family takes.
 * A request whose max_tokens could take more than the 10 minutes a non-streaming
   call may last (the SDK's rule: over 21,333 tokens at an hour per 128k) is streamed
   and assembled from its events (``-M stream=auto|true|false``).
+* Tools (``Request.tools``, OpenAI's chat form) become ``tools`` (name, description,
+  input_schema) and ``tool_choice`` (auto, any for required, none); the conversation's
+  tool calls become ``tool_use`` blocks and each run of tool answers one user turn of
+  ``tool_result`` blocks; ``tool_use`` blocks in the answer (stop reason ``tool_use``)
+  become ``ToolCall``s. A turn's content blocks are the completion's provider items,
+  sent back verbatim as that assistant turn: with thinking on, its signed thinking and
+  redacted_thinking blocks must come back unchanged before its tool_use blocks.
 * thinking blocks become the completion's reasoning, a redacted_thinking block a
   ``[redacted thinking]`` line in it; ``n`` samples are n requests; stop reason
   ``max_tokens`` is a length cut.
@@ -28,12 +35,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from evals.prices import find_price, load_prices
-from evals.runner import Completion, ConfigError, Request, Response, RunnerError, Usage
+from evals.runner import (PROVIDER_ITEMS, Completion, ConfigError, Request, Response,
+                          RunnerError, ToolCall, Usage, own_items, provider_items)
 from evals.task import is_true
-from runners.native import (Family, JsonTransport, Part, check_options, find_family,
-                            first_env, gather_parts, merge, need_name, resolve_key,
-                            split_system)
+from runners.native import (Family, JsonTransport, Part, check_options, content_text,
+                            find_family, first_env, gather_parts, merge, need_name,
+                            resolve_key, split_system)
+from runners.tool_wire import (arguments_object, arguments_text, calls_of, functions,
+                               tool_choice, turns)
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -66,7 +78,10 @@ FAMILIES = (
     Family("claude-3-7-sonnet*", (), _ANY, off=True, instead=_BUDGET_ONLY),
     Family("claude-3*", (), instead="; it has no extended thinking"),
 )
+FAMILY = "anthropic"
+_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+           "tool_use": "tool_calls",
            "model_context_window_exceeded": "length", "refusal": "content_filter"}
 _RETRYABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 
@@ -123,8 +138,9 @@ class AnthropicRunner:
         elif budget and budget >= max_tokens:
             raise ConfigError(f"{self.name}: thinking budget {budget} must be below --max-tokens "
                               f"{max_tokens} (Anthropic counts thinking inside max_tokens)")
-        system, turns = split_system(request.messages)
-        body: dict[str, Any] = {"model": self.name, "max_tokens": max_tokens, "messages": turns}
+        system, rest = split_system(request.messages)
+        body: dict[str, Any] = {"model": self.name, "max_tokens": max_tokens,
+                                "messages": anthropic_messages(rest)}
         if system:
             body["system"] = system
         if request.stop:
@@ -147,6 +163,13 @@ class AnthropicRunner:
                                   f"thinking (asked {request.temperature:g})")
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.tools:
+            body["tools"] = [{"name": f.name,
+                              **({"description": f.description} if f.description else {}),
+                              "input_schema": f.parameters or {"type": "object", "properties": {}}}
+                             for f in functions(request.tools, self.model)]
+            if choice := tool_choice(request.tool_choice, self.model):
+                body["tool_choice"] = _CHOICES[choice]
         return body, applied
 
     def streams(self, body: dict[str, Any]) -> bool:
@@ -154,27 +177,25 @@ class AnthropicRunner:
                                            and body["max_tokens"] > self.stream_above)
 
     async def generate(self, request: Request) -> Response:
-        if request.tools:  # said, not silently dropped: the answer would not be the same
-            raise RunnerError("anthropic/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         body, applied = self.body(request)
         call = self._stream if self.streams(body) else self._post
-        parts = await gather_parts(call(body) for _ in range(request.n))
+        parts = await gather_parts(call(body, bool(request.tools)) for _ in range(request.n))
         for part in parts:
             if not isinstance(part, RunnerError):
                 part.applied = applied
         return merge(parts, request.n, self.price, start)
 
-    async def _post(self, body: dict[str, Any]) -> Part:
-        return parse_message(await self._transport.send("POST", "/v1/messages", body))
+    async def _post(self, body: dict[str, Any], tools: bool) -> Part:
+        return parse_message(await self._transport.send("POST", "/v1/messages", body), tools)
 
-    async def _stream(self, body: dict[str, Any]) -> Part:
+    async def _stream(self, body: dict[str, Any], tools: bool) -> Part:
         events = self._transport.events("/v1/messages", {**body, "stream": True},
                                         total=self.max_wait)
         async with contextlib.aclosing(events):  # returning at message_stop frees the connection
-            return await self._assemble(events)
+            return await self._assemble(events, tools)
 
-    async def _assemble(self, events: AsyncIterator[tuple[str, Any]]) -> Part:
+    async def _assemble(self, events: AsyncIterator[tuple[str, Any]], tools: bool) -> Part:
         message: dict[str, Any] | None = None
         async for event, data in events:
             kind = data.get("type", event) if isinstance(data, dict) else event
@@ -195,7 +216,7 @@ class AnthropicRunner:
                 message.update(data.get("delta") or {})  # stop_reason, stop_sequence
                 message["usage"] = {**(message.get("usage") or {}), **(data.get("usage") or {})}
             elif kind == "message_stop":
-                return parse_message(message)
+                return parse_message(message, tools)
         raise RunnerError("stream ended before message_stop", retryable=True)
 
     async def aclose(self) -> None:
@@ -210,14 +231,47 @@ def _apply_delta(block: dict[str, Any], delta: dict[str, Any]) -> None:
         block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
     elif kind == "signature_delta":
         block["signature"] = delta.get("signature")
+    elif kind == "input_json_delta":  # a tool call's arguments, as the model writes them
+        block[_WRITTEN] = block.get(_WRITTEN, "") + (delta.get("partial_json") or "")
 
 
-def parse_message(data: Any) -> Part:
-    """One Messages API message as a completion."""
+_WRITTEN = "_arguments_as_written"  # on a streamed tool_use block until it is parsed
+
+
+def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns (system split off) as Messages API messages: an assistant turn this
+    family made is its own content blocks, verbatim; tool answers are tool_result blocks,
+    first in one user turn (a user message right after them joins that turn)."""
+    out: list[dict[str, Any]] = []
+    for role, m in turns(messages):
+        if role == "tool":
+            out.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": a.call_id, "content": a.text} for a in m]})
+            continue
+        own = own_items(m, FAMILY) if role == "assistant" else None
+        if own is not None:
+            out.append({"role": "assistant", "content": own})
+        elif role == "assistant" and m.get("tool_calls"):
+            text = content_text(m.get("content"))
+            out.append({"role": "assistant", "content": (
+                [{"type": "text", "text": text}] if text else []) + [
+                {"type": "tool_use", "id": c.id, "name": c.name,
+                 "input": arguments_object(c.arguments)} for c in calls_of(m)]})
+        elif role == "user" and out and out[-1]["role"] == "user" \
+                and isinstance(out[-1]["content"], list):
+            out[-1]["content"].append({"type": "text", "text": content_text(m.get("content"))})
+        else:
+            out.append({k: v for k, v in m.items() if k != PROVIDER_ITEMS})
+    return out
+
+
+def parse_message(data: Any, tools: bool = False) -> Part:
+    """One Messages API message as a completion; with ``tools`` its content blocks are
+    kept as the completion's provider items."""
     content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, list) or not content:
         raise RunnerError(f"message has no content: {str(data)[:120]}", retryable=True)
-    thoughts, texts = [], []
+    thoughts, texts, calls = [], [], []
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "thinking":
@@ -226,6 +280,9 @@ def parse_message(data: Any) -> Part:
             thoughts.append("[redacted thinking]")
         elif kind == "text":
             texts.append(block.get("text") or "")
+        elif kind == "tool_use":
+            calls.append(ToolCall(str(block.get("id") or ""), str(block.get("name") or ""),
+                                  _arguments(block)))
     stop = data.get("stop_reason")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     cached = usage.get("cache_read_input_tokens") or 0
@@ -233,7 +290,22 @@ def parse_message(data: Any) -> Part:
                                                          or 0)
     details = usage.get("output_tokens_details") or {}
     return Part([Completion("".join(texts), "\n\n".join(thoughts) if thoughts else None,
-                            _FINISH.get(stop, stop))],
+                            _FINISH.get(stop, stop), calls or None,
+                            provider_items(FAMILY, content) if tools else None)],
                 Usage(prompt, usage.get("output_tokens") or 0,
                       details.get("thinking_tokens") or 0, cached))
 
+
+def _arguments(block: dict[str, Any]) -> str:
+    """A tool_use block's arguments as JSON text: as streamed (a malformed one as
+    written; the block keeps the object parsed from it, or its empty start), else the
+    input object the API parsed."""
+    written = block.pop(_WRITTEN, None)
+    if written is not None:
+        try:
+            block["input"] = orjson.loads(written or "{}")
+        except orjson.JSONDecodeError:
+            pass
+        return written or "{}"
+    value = block.get("input")
+    return value if isinstance(value, str) else arguments_text(value)

@@ -108,7 +108,7 @@ class MessageBatches:
     def parse(self, body: Any, request: Request) -> Part:
         from runners.anthropic import parse_message
 
-        return parse_message(body)
+        return parse_message(body, bool(request.tools))
 
     async def aclose(self) -> None:
         """The runner's own transport: closed with the runner."""

@@ -115,7 +115,7 @@ class GeminiBatches:
     def parse(self, body: Any, request: Request) -> Part:
         from runners.google import parse_generation
 
-        part = parse_generation(body, 1)
+        part = parse_generation(body, 1, bool(request.tools))
         part.completions = part.completions[:1]
         return part
 

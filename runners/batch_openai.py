@@ -174,4 +174,4 @@ class ResponsesBatches(_OpenAIBatches):
     def parse(self, body: Any, request: Request) -> Part:
         from runners.openai_responses import parse_response
 
-        return parse_response(body, request.stop)
+        return parse_response(body, request.stop, bool(request.tools))

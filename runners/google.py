@@ -13,6 +13,14 @@ OpenAI-compatible one; docs/providers.md has the table of what each family takes
   settings stay on one scale.
 * ``includeThoughts`` is always asked for: thought parts become the completion's
   reasoning, ``usageMetadata.thoughtsTokenCount`` its reasoning tokens (billed as output).
+* Tools (``Request.tools``, OpenAI's chat form) become ``functionDeclarations`` (the
+  JSON schema as ``parametersJsonSchema``) and ``toolConfig.functionCallingConfig.mode``
+  (AUTO, ANY for required, NONE); the conversation's calls become ``functionCall`` parts
+  of the model turn and each run of tool answers one user turn of ``functionResponse``
+  parts (by name, and by id where the call had one; Gemini's calls usually have none,
+  so their ``ToolCall`` ids are made from the response id). A turn's parts are the
+  completion's provider items, sent back verbatim: the ``thoughtSignature`` on a
+  function call part must come back with it (Gemini 3 refuses the turn without it).
 * ``n`` samples are ``candidateCount``; a server that returns fewer gets the rest
   asked one at a time, with distinct seeds. ``MAX_TOKENS`` is a length cut; a prompt
   the provider blocks is n empty answers with finish reason ``content_filter``.
@@ -24,10 +32,13 @@ import time
 from typing import Any
 
 from evals.prices import find_price, load_prices
-from evals.runner import Completion, ConfigError, Request, Response, RunnerError, Usage
+from evals.runner import (Completion, ConfigError, Request, Response, RunnerError, ToolCall,
+                          Usage, own_items, provider_items)
 from runners.native import (Family, JsonTransport, Part, check_options, content_text,
                             find_family, first_env, gather_parts, merge, need_name,
                             resolve_key, split_system)
+from runners.tool_wire import (arguments_object, arguments_text, calls_of, functions,
+                               tool_choice, turns, unknown_call)
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 _LEVELS = "; Gemini 3 takes --effort (a thinking level) instead"
@@ -42,10 +53,12 @@ FAMILIES = (
     Family("gemini-2.0*", (), instead="; it is not a thinking model"),
     Family("gemini-1.5*", (), instead="; it is not a thinking model"),
 )
+_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
            "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
            "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
 DYNAMIC = -1  # thinkingBudget: the model decides
+FAMILY = "google"
 
 
 def make_runner(name: str, **options: Any) -> "GeminiRunner":
@@ -99,9 +112,8 @@ class GeminiRunner:
         return config, applied
 
     def body(self, request: Request, n: int, seed: int | None) -> dict[str, Any]:
-        system, turns = split_system(request.messages)
-        contents = [{"role": "model" if m.get("role") == "assistant" else "user",
-                     "parts": [{"text": content_text(m.get("content"))}]} for m in turns]
+        system, rest = split_system(request.messages)
+        contents = gemini_contents(rest, self.model)
         config: dict[str, Any] = {"thinkingConfig": self.thinking(request)[0]}
         if n != 1:
             config["candidateCount"] = n
@@ -116,18 +128,25 @@ class GeminiRunner:
         body: dict[str, Any] = {"contents": contents, "generationConfig": config}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [
+                {"name": f.name, **({"description": f.description} if f.description else {}),
+                 # a function that takes nothing declares no schema
+                 **({"parametersJsonSchema": f.parameters}
+                    if f.parameters and f.parameters.get("properties") else {})}
+                for f in functions(request.tools, self.model)]}]
+            if choice := tool_choice(request.tool_choice, self.model):
+                body["toolConfig"] = {"functionCallingConfig": {"mode": _MODES[choice]}}
         return body
 
     async def generate(self, request: Request) -> Response:
-        if request.tools:  # said, not silently dropped: the answer would not be the same
-            raise RunnerError("google/ does not take tools yet (openai/ does: docs/runners.md)")
         start = time.perf_counter()
         applied = self.thinking(request)[1]  # refuses a setting before anything is sent
         if self._fan_out and request.n > 1:
             parts = list(await self._fan(request, request.n, 0))
         else:
             parts = [await self._call(self.body(request, request.n, request.seed_for(0)),
-                                      request.n)]
+                                      request.n, bool(request.tools))]
             got = len(parts[0].completions)
             if got < request.n:
                 self._fan_out = True
@@ -141,18 +160,57 @@ class GeminiRunner:
         """Completion ``i`` draws from ``request.seed_for(i)``: the seed its generation has
         alone, batched or on resume."""
         return await gather_parts(
-            self._call(self.body(request, 1, request.seed_for(offset + i)), 1)
+            self._call(self.body(request, 1, request.seed_for(offset + i)), 1, bool(request.tools))
             for i in range(count))
 
-    async def _call(self, body: dict[str, Any], n: int) -> Part:
-        return parse_generation(await self._transport.send("POST", self.path, body), n)
+    async def _call(self, body: dict[str, Any], n: int, tools: bool) -> Part:
+        return parse_generation(await self._transport.send("POST", self.path, body), n, tools)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
 
 
-def parse_generation(data: Any, n: int) -> Part:
-    """One generateContent answer as up to ``n`` completions."""
+def gemini_contents(messages: list[dict[str, Any]], runner: str) -> list[dict[str, Any]]:
+    """The turns (system split off) as Gemini contents: a model turn this family made is
+    its own parts, verbatim (thought signatures included); tool answers are one user
+    turn of functionResponse parts, named after their calls."""
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # call id -> function name, the latest turn's winning
+    with_id: set[str] = set()  # calls whose functionCall part carries its id
+    for role, m in turns(messages):
+        if role == "tool":
+            parts = []
+            for a in m:
+                if a.call_id not in names:
+                    raise unknown_call(runner, a.call_id)
+                answer = {"name": names[a.call_id], "response": {"output": a.text}}
+                parts.append({"functionResponse": {
+                    **({"id": a.call_id} if a.call_id in with_id else {}), **answer}})
+            contents.append({"role": "user", "parts": parts})
+        elif role == "assistant":
+            calls = calls_of(m)
+            names.update((c.id, c.name) for c in calls)
+            own = own_items(m, FAMILY)
+            if own is not None:
+                parts = own
+                with_id.update(p["functionCall"]["id"] for p in own if isinstance(p, dict)
+                               and isinstance(p.get("functionCall"), dict)
+                               and p["functionCall"].get("id"))
+            else:
+                text = content_text(m.get("content"))
+                parts = ([{"text": text}] if text or not calls else []) + [
+                    {"functionCall": {"id": c.id, "name": c.name,
+                                      "args": arguments_object(c.arguments)}} for c in calls]
+                with_id.update(c.id for c in calls)
+            contents.append({"role": "model", "parts": parts})
+        else:
+            contents.append({"role": "user", "parts": [{"text": content_text(m.get("content"))}]})
+    return contents
+
+
+def parse_generation(data: Any, n: int, tools: bool = False) -> Part:
+    """One generateContent answer as up to ``n`` completions; with ``tools`` each keeps
+    its parts as its provider items."""
     if not isinstance(data, dict):
         raise RunnerError(f"answer is not an object: {str(data)[:120]}", retryable=True)
     meta = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
@@ -170,7 +228,22 @@ def parse_generation(data: Any, n: int) -> Part:
         parts = (candidate.get("content") or {}).get("parts") or []
         thought = [p.get("text") or "" for p in parts if p.get("thought")]
         text = [p.get("text") or "" for p in parts if not p.get("thought")]
+        made = (p["functionCall"] for p in parts if isinstance(p.get("functionCall"), dict))
+        calls = [_tool_call(call, data.get("responseId"), candidate.get("index") or 0, i)
+                 for i, call in enumerate(made)]
         finish = candidate.get("finishReason")
-        completions.append(Completion("".join(text), "".join(thought) or None,
-                                      _FINISH.get(finish, finish.lower() if finish else None)))
+        finish = "tool_calls" if calls and finish == "STOP" else \
+            _FINISH.get(finish, finish.lower() if finish else None)
+        completions.append(Completion("".join(text), "".join(thought) or None, finish,
+                                      calls or None,
+                                      provider_items(FAMILY, parts) if tools else None))
     return Part(completions, usage)
+
+
+def _tool_call(call: dict[str, Any], response_id: Any, candidate: int, i: int) -> ToolCall:
+    """A functionCall part as a ToolCall. Gemini's calls mostly come without an id: one is
+    made from the response's, unique in the conversation and the same on replay."""
+    args = call.get("args")
+    return ToolCall(str(call.get("id") or f"call-{response_id or 'gemini'}-{candidate}-{i}"),
+                    str(call.get("name") or ""),
+                    args if isinstance(args, str) else arguments_text(args))

@@ -28,7 +28,7 @@ import orjson
 from evals.prices import find_price, load_prices
 from evals.task import is_true
 from evals.runner import (ConfigError, Completion, Request, Response,
-                          RunnerError, ToolCall, Usage)
+                          RunnerError, ToolCall, Usage, without_provider_items)
 from runners.wire import RETRYABLE_STATUS, aiohttp_errors, settle, status_error  # noqa: F401 (re-export)
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -105,7 +105,8 @@ class OpenAIRunner:
         return f"OpenAIRunner({self.model!r}, base_url={self.base_url!r})"
 
     def body(self, request: Request, n: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.name, "messages": request.messages}
+        body: dict[str, Any] = {"model": self.name,
+                                "messages": without_provider_items(request.messages)}
         if n != 1:
             body["n"] = n
         if request.max_tokens is not None:

@@ -12,6 +12,13 @@ few speak this. docs/providers.md has the table of what each model family takes.
   become the completion's reasoning.
 * ``n`` samples are n requests. Stop strings are applied to the returned text (the
   API takes none; the tokens after them are still paid).
+* Tools (``Request.tools``, OpenAI's chat form) become flat function tools, the
+  conversation's tool calls and answers ``function_call`` and ``function_call_output``
+  input items (paired by ``call_id``); the answer's ``function_call`` items become
+  ``ToolCall``s. Each turn's output items (reasoning with its ``encrypted_content``,
+  asked for through ``include`` since responses are not stored, then the calls) are
+  the completion's provider items, sent back verbatim in their place on the next
+  turn: a reasoning model's function call must come with the reasoning that made it.
 * Background mode (``-M background=auto``: on for the ``-pro`` models, which need it)
   creates the response, stores its id in a journal on disk (runners/attach.py) and
   polls ``GET {base}/responses/{id}`` until it is finished; a run resumed after a
@@ -28,11 +35,14 @@ from typing import Any
 
 from evals.cache import default_cache_dir
 from evals.prices import find_price, load_prices
-from evals.runner import Completion, ConfigError, Request, Response, RunnerError, Usage
+from evals.runner import (PROVIDER_ITEMS, Completion, ConfigError, Request, Response,
+                          RunnerError, ToolCall, Usage, own_items, provider_items)
 from evals.task import is_true
 from runners.attach import ResponseJournal
-from runners.native import (Family, JsonTransport, Part, check_options, cut_at_stop,
-                            find_family, gather_parts, merge, need_name, resolve_key)
+from runners.native import (Family, JsonTransport, Part, check_options, content_text,
+                            cut_at_stop, find_family, gather_parts, merge, need_name,
+                            resolve_key)
+from runners.tool_wire import calls_of, functions, tool_choice, turns
 
 OPENAI_URL = "https://api.openai.com/v1"
 _NO_BUDGET = "; OpenAI's reasoning models take --effort instead of a token budget"
@@ -52,6 +62,7 @@ FAMILIES = (
     Family("gpt-4*", (), instead="; it is not a reasoning model"),
 )
 SUMMARIES = ("auto", "concise", "detailed", "none")
+FAMILY = "openai-responses"
 _RUNNING = ("queued", "in_progress")
 
 
@@ -76,6 +87,8 @@ class ResponsesRunner:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         key = resolve_key(api_key, ("OPENAI_API_KEY",), self.base_url, OPENAI_URL)
         self.family = find_family(name, FAMILIES)
+        # a model the table knows to take no effort is not a reasoning model
+        self.reasons = not (self.family and not self.family.efforts)
         family_background = bool(self.family and self.family.extra.get("background"))
         self.background = family_background if background == "auto" else is_true(background)
         self.summary = summary
@@ -93,7 +106,7 @@ class ResponsesRunner:
     def body(self, request: Request) -> dict[str, Any]:
         if request.thinking_budget is not None:
             raise ConfigError(f"{self.name} takes no --thinking-budget{_NO_BUDGET}")
-        body: dict[str, Any] = {"model": self.name, "input": request.messages,
+        body: dict[str, Any] = {"model": self.name, "input": responses_input(request.messages),
                                 "store": self.background}  # background needs stored responses
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
@@ -103,18 +116,25 @@ class ResponsesRunner:
         if request.effort is not None:
             reasoning["effort"] = (self.family.effort(self.name, request.effort)
                                    if self.family else request.effort)
-        if self.summary != "none" and not (self.family and not self.family.efforts):
+        if self.summary != "none" and self.reasons:
             reasoning["summary"] = self.summary
         if reasoning:
             body["reasoning"] = reasoning
         if self.background:
             body["background"] = True
+        if request.tools:
+            body["tools"] = [{"type": "function", "name": f.name,
+                              **({"description": f.description} if f.description else {}),
+                              "parameters": f.parameters or {"type": "object", "properties": {}},
+                              "strict": bool(f.strict)}  # the API's default is strict schemas
+                             for f in functions(request.tools, self.model)]
+            if choice := tool_choice(request.tool_choice, self.model):
+                body["tool_choice"] = choice
+            if self.reasons:  # what lets the reasoning go back unstored on the next turn
+                body["include"] = ["reasoning.encrypted_content"]
         return body
 
     async def generate(self, request: Request) -> Response:
-        if request.tools:  # said, not silently dropped: the answer would not be the same
-            raise RunnerError("openai-responses/ does not take tools yet "
-                              "(openai/ does: docs/runners.md)")
         start = time.perf_counter()
         body = self.body(request)
         # each generation re-attaches to its own background response after a kill
@@ -126,7 +146,7 @@ class ResponsesRunner:
     async def _one(self, body: dict[str, Any], key: str, request: Request) -> Part:
         if not self.background:
             return parse_response(await self._transport.send("POST", "/responses", body),
-                                  request.stop)
+                                  request.stop, bool(request.tools))
         journal = self._open_journal()
         response_id = journal.claim(key)
         data = None
@@ -142,7 +162,7 @@ class ResponsesRunner:
                 journal.add(key, response_id)
             data = await self._wait(response_id, data)
             journal.drop(response_id)  # finished, whatever its status: never polled again
-            return parse_response(data, request.stop)
+            return parse_response(data, request.stop, bool(request.tools))
         finally:
             if response_id is not None:
                 journal.release(response_id)
@@ -182,8 +202,32 @@ class ResponsesRunner:
             self._journal = None
 
 
-def parse_response(data: Any, stop: list[str] | None = None) -> Part:
-    """One Responses API response object as a completion."""
+def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as Responses input items. An assistant turn this family made is
+    its own output items, verbatim (reasoning before the calls it made); another is
+    rebuilt from its text and tool calls."""
+    items: list[dict[str, Any]] = []
+    for role, m in turns(messages):
+        if role == "tool":
+            items += [{"type": "function_call_output", "call_id": a.call_id, "output": a.text}
+                      for a in m]
+            continue
+        own = own_items(m, FAMILY) if role == "assistant" else None
+        if own is not None:
+            items += own
+        elif role == "assistant" and m.get("tool_calls"):
+            if text := content_text(m.get("content")):
+                items.append({"role": "assistant", "content": text})
+            items += [{"type": "function_call", "call_id": c.id, "name": c.name,
+                       "arguments": c.arguments} for c in calls_of(m)]
+        else:
+            items.append({k: v for k, v in m.items() if k != PROVIDER_ITEMS})
+    return items
+
+
+def parse_response(data: Any, stop: list[str] | None = None, tools: bool = False) -> Part:
+    """One Responses API response object as a completion; with ``tools`` its output items
+    are kept as the completion's provider items."""
     if not isinstance(data, dict) or not isinstance(data.get("output"), list):
         raise RunnerError(f"response has no output list: {str(data)[:120]}", retryable=True)
     status = data.get("status")
@@ -191,7 +235,7 @@ def parse_response(data: Any, stop: list[str] | None = None) -> Part:
         error = data.get("error") if isinstance(data.get("error"), dict) else {}
         raise RunnerError(f"response {status}: {error.get('message') or error.get('code') or ''}",
                           retryable=status == "cancelled" or error.get("code") == "server_error")
-    summaries, texts = [], []
+    summaries, texts, calls = [], [], []
     for item in data["output"]:
         if not isinstance(item, dict):
             continue
@@ -204,10 +248,15 @@ def parse_response(data: Any, stop: list[str] | None = None) -> Part:
             for piece in item.get("content") or []:
                 if isinstance(piece, dict) and piece.get("type") in ("output_text", "refusal"):
                     texts.append(piece.get("text") or piece.get("refusal") or "")
-    if status == "completed" and not texts and not summaries:
+        elif item.get("type") == "function_call":
+            arguments = item.get("arguments")  # JSON text as the model wrote it
+            calls.append(ToolCall(str(item.get("call_id") or item.get("id") or ""),
+                                  str(item.get("name") or ""),
+                                  arguments if isinstance(arguments, str) else ""))
+    if status == "completed" and not texts and not summaries and not calls:
         raise RunnerError("response completed with no output", retryable=True)
     text, stopped = cut_at_stop("".join(texts), stop)
-    finish = "stop"
+    finish = "tool_calls" if calls else "stop"
     if status == "incomplete" and not stopped:
         reason = (data.get("incomplete_details") or {}).get("reason")
         finish = "length" if reason == "max_output_tokens" else (reason or "incomplete")
@@ -216,7 +265,8 @@ def parse_response(data: Any, stop: list[str] | None = None) -> Part:
     out_details = usage.get("output_tokens_details") or {}
     echoed = (data.get("reasoning") or {}).get("effort") if isinstance(data.get("reasoning"),
                                                                        dict) else None
-    return Part([Completion(text, "\n\n".join(summaries) or None, finish)],
+    return Part([Completion(text, "\n\n".join(summaries) or None, finish, calls or None,
+                            provider_items(FAMILY, data["output"]) if tools else None)],
                 Usage(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
                       out_details.get("reasoning_tokens") or 0,
                       in_details.get("cached_tokens") or 0),

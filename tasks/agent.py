@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import orjson
 
-from evals.runner import Request, Response, RunnerError
+from evals.runner import PROVIDER_ITEMS, Request, Response, RunnerError
 
 BASH_TOOL = {"type": "function", "function": {
     "name": "bash",
@@ -165,7 +165,10 @@ async def run_agent(generate: Callable[[Request], Awaitable[Response]], messages
                             **({"tool_calls": [
                                 {"id": c.id, "type": "function",
                                  "function": {"name": c.name, "arguments": c.arguments}}
-                                for c in calls]} if calls else {})})
+                                for c in calls]} if calls else {}),
+                            # what the provider must see again (signed thinking, ...)
+                            **({PROVIDER_ITEMS: completion.provider_items}
+                               if completion.provider_items is not None else {})})
             if not calls:
                 step("", "no tool call")
                 history.append({"role": "user", "content":

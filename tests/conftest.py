@@ -1,6 +1,7 @@
 import importlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,11 @@ def pool():
     p.start()
     yield p
     p.close()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server that must come back on the same one
+    (an endpoint URL is part of a runner's cache identity)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

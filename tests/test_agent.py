@@ -56,6 +56,23 @@ def tool_script(body, index):
     return {"content": "fixed", "tool_calls": [{"name": "submit", "arguments": {}}]}
 
 
+def chat_answers(body):
+    return sum(m["role"] == "tool" for m in body["messages"])
+
+
+def plan_script(plan, answered=chat_answers):
+    """A scripted model in any wire format (``answered(body)``: how many tool answers the
+    request carries): one command of ``plan`` a turn, thinking first, then submit."""
+    def script(body, index):
+        done = answered(body)
+        if done < len(plan):
+            return {"content": f"step {done}", "reasoning_content": f"next: step {done}",
+                    "tool_calls": [{"name": "bash", "arguments": {"command": plan[done]}}]}
+        return {"content": "done", "reasoning_content": "that is all",
+                "tool_calls": [{"name": "submit", "arguments": {}}]}
+    return script
+
+
 def text_script(body, index):
     done = sum(m["role"] == "user" for m in body["messages"]) - 1
     if done == 1:

@@ -1,7 +1,9 @@
 """swe -T mode=agent end to end: a scripted model behind the fake OpenAI server works
 in a container of a bundled instance's image with a shell (explores, writes and applies
 a fix, runs the tests, submits); its diff is graded by the hardened grader. An empty
-submission is not resolved; the text protocol works the same; the trajectory is kept."""
+submission is not resolved; the text protocol works the same; the trajectory is kept.
+The native runners (openai-responses/, anthropic/, google/) do the same through their
+own fake servers, thinking on, and a resumed run replays the episode from the cache."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ import json
 
 import pytest
 
+from evals.fake_anthropic import FakeAnthropic
+from evals.fake_gemini import FakeGemini
 from evals.fake_openai import FakeServer
+from evals.fake_responses import FakeResponses
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
 from tasks.swe import bundled, swe
+from tests.conftest import free_port
+from tests.test_agent import chat_answers, plan_script
 
 INSTANCE = "evalsfix__textkit-1"
 
@@ -30,38 +37,31 @@ def gold_patch(repos):
     return sample.solution.split("```diff\n", 1)[1].rsplit("```", 1)[0]
 
 
-def agent_script(gold_patch, submit_empty=False):
+def agent_script(gold_patch, submit_empty=False, answered=chat_answers):
+    """``answered(body)``: how many tool answers the request carries (its wire format's)."""
     steps = ["ls", "cat textkit/core.py",
              f"cat > /tmp/fix.patch <<'EOF'\n{gold_patch}EOF\npatch -p1 < /tmp/fix.patch",
-             "python3 -m unittest -q 2>&1 | tail -3"]
-    if submit_empty:
-        steps = ["ls"]
-
-    def script(body, index):
-        done = sum(m["role"] == "tool" for m in body["messages"])
-        if done < len(steps):
-            return {"content": f"step {done}", "tool_calls": [
-                {"name": "bash", "arguments": {"command": steps[done]}}]}
-        return {"content": "done", "tool_calls": [{"name": "submit", "arguments": {}}]}
-
-    return script
+             "python3 -m unittest -q 2>&1 | tail -1"]  # no timings: replays match
+    return plan_script(["ls"] if submit_empty else steps, answered)
 
 
-def run_agent_task(tmp_path, repos, script, **params):
-    with FakeServer(script=script) as srv:
-        cfg = RunConfig(tasks=["swe"], models=["openai/fake-model"],
+def run_agent_task(tmp_path, repos, script, server=FakeServer, model="openai/fake-model",
+                   run="r", port=0, config=None, **params):
+    with server(script=script, port=port) as srv:
+        cfg = RunConfig(tasks=["swe"], models=[model],
                         model_options={"base_url": srv.url},
                         task_params={"repos": str(repos), "mode": "agent",
                                      "instances": "bundled", **params},
-                        limit=1, cache=False)
-        log = RunLog(tmp_path / "r")
-        execute(cfg, log, ["evals"])
+                        limit=1, **{"cache": False, **(config or {})})
+        log = RunLog(tmp_path / run)
+        execute(cfg, log, ["evals"], cache_dir=tmp_path / "cache")
+        asked = srv.count
     (record,) = [r for r in iter_records(log.samples_path)]
-    return log, record
+    return log, record, asked
 
 
 def test_an_agent_that_fixes_the_code_resolves(tmp_path, repos, gold_patch):
-    log, record = run_agent_task(tmp_path, repos, agent_script(gold_patch))
+    log, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch))
     assert record["sample_id"] == INSTANCE
     assert record["status"] == "resolved" and record["score"] == 1.0, record["explanation"]
     assert record["finish_reason"] == "submitted"
@@ -73,7 +73,7 @@ def test_an_agent_that_fixes_the_code_resolves(tmp_path, repos, gold_patch):
 
 
 def test_an_agent_that_changes_nothing_does_not_resolve(tmp_path, repos, gold_patch):
-    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch, submit_empty=True))
+    _, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch, submit_empty=True))
     assert (record["status"], record["score"]) == ("empty_patch", 0.0)
     assert record["finish_reason"] == "submitted"
 
@@ -86,7 +86,7 @@ def test_the_text_protocol_resolves_too(tmp_path, repos, gold_patch):
         done = sum(m["role"] == "user" for m in body["messages"]) - 1
         return f"Next.\n```bash\n{steps[min(done, len(steps) - 1)]}\n```"
 
-    _, record = run_agent_task(tmp_path, repos, script, agent_protocol="text")
+    _, record, _ = run_agent_task(tmp_path, repos, script, agent_protocol="text")
     assert (record["status"], record["score"], record["finish_reason"]) == \
         ("resolved", 1.0, "submitted")
 
@@ -133,7 +133,7 @@ def test_the_sandbox_holds_against_the_agent(tmp_path, repos, gold_patch):
                 {"name": "bash", "arguments": {"command": attempts[done]}}]}
         return {"content": "", "tool_calls": [{"name": "submit", "arguments": {}}]}
 
-    log, record = run_agent_task(tmp_path, repos, script)
+    log, record, _ = run_agent_task(tmp_path, repos, script)
     steps = json.loads((log.dir / record["trajectory"]).read_text())["steps"]
     history = steps[0]["observation"].split("\n")
     assert history[1:3] == ["1", "1"]  # one commit: the base, no later history
@@ -149,7 +149,7 @@ def test_the_sandbox_holds_against_the_agent(tmp_path, repos, gold_patch):
 def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
     from tests.conftest import run_cli
 
-    log, record = run_agent_task(tmp_path, repos, agent_script(gold_patch))
+    log, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch))
     shown = run_cli("show", "r", "--results-dir", str(tmp_path), "--sample", INSTANCE)
     assert shown.returncode == 0, shown.stderr
     assert "step 1: ls\n" in shown.stdout and "step 5: submit" in shown.stdout
@@ -162,7 +162,7 @@ def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
 
 
 def test_a_token_limit_per_instance_ends_the_episode(tmp_path, repos, gold_patch):
-    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
+    _, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
     assert (record["finish_reason"], record["steps"], record["score"]) == ("max_tokens", 1, 0.0)
 
 
@@ -179,3 +179,32 @@ def test_validate_replays_a_gold_trajectory(tmp_path, repos, protocol):
                for x in (d / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["status"] == "resolved" for r in records), records
     assert all(r["finish_reason"] == "submitted" and r["steps"] == 2 for r in records)
+
+
+NATIVE = [("openai-responses/o3", FakeResponses, {"efforts": ["high"]}),
+          ("anthropic/claude-sonnet-4-5", FakeAnthropic, {"thinking_budgets": [2048]}),
+          ("google/gemini-3-flash-preview", FakeGemini, {"efforts": ["low"]})]
+
+
+@pytest.mark.parametrize("model,server,compute", NATIVE, ids=[m for m, _, _ in NATIVE])
+def test_a_native_runner_resolves_with_thinking_on(tmp_path, repos, gold_patch, model, server,
+                                                   compute):
+    """The episode through the provider's own wire format, each turn's reasoning state
+    sent back (the fake refuses a turn without it); the record is as for openai/. A
+    second run, resumed from the response cache, replays the episode without asking."""
+    port = free_port()  # the endpoint is part of the runner's cache identity
+    script = agent_script(gold_patch, answered=lambda body: len(server.tool_results(body)))
+    log, record, asked = run_agent_task(tmp_path, repos, script, server, model, port=port,
+                                        config={**compute, "cache": True})
+    assert (record["status"], record["score"]) == ("resolved", 1.0), record["explanation"]
+    assert record["finish_reason"] == "submitted" and record["steps"] == 5 and asked == 5
+    assert record["usage"]["prompt"] > 0 and record["usage"]["reasoning"] > 0
+    trajectory = json.loads((log.dir / record["trajectory"]).read_text())
+    assert [s["action"] for s in trajectory["steps"]][-1] == "submit"
+
+    def lazy(body, index):  # what a fresh model would do: nothing
+        return {"content": "", "tool_calls": [{"name": "submit", "arguments": {}}]}
+
+    _, again, asked = run_agent_task(tmp_path, repos, lazy, server, model, run="resumed",
+                                     port=port, config={**compute, "cache": True})
+    assert asked == 0 and (again["status"], again["steps"]) == ("resolved", 5)
