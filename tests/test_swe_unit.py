@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -277,8 +278,12 @@ def test_every_swebench_spec_gives_valid_env_layer_inputs():
             # PyPI as SWE-bench's environments saw it, for every later pip of the image
             assert f"ENV PIP_UPLOADED_PRIOR_TO={specs.SWEBENCH_PIP_CUTOFF}" in layer.dockerfile
             if spec.packages:
-                assert shlex.split(runs[-1])[4:] == list(spec.packages), where
+                installs = [r for r in runs if r.startswith("python -m pip install ")]
+                assert shlex.split(installs[-1])[4:] == list(spec.packages), where
             assert layer.network == "bridge" and layer.inputs["python"] == used
+            old_python = spec.python in ("3.5", "3.6")
+            assert (layer.inputs.get("compat") == "py36-unittest-descriptions") == old_python, where
+            assert ("evals_py36_compat.pth" in layer.files) == old_python, where
     assert python_specs >= 190
     assert set(substituted) == {"3.5", "3.6", "3.7", "3.8", "3.10"}, substituted
     sklearn = specs.from_swebench("scikit-learn/scikit-learn", "1.3")["packages"]
@@ -406,3 +411,30 @@ def test_task_parameters_are_checked():
     with pytest.raises(TaskError, match="network"):
         swe(network="bridge")
     assert EMPTY_PATCH == "empty_patch"
+
+
+def test_py36_compat_restores_unittest_descriptions(tmp_path):
+    """On a newer Python, a test whose docstring starts with a newline prints as 3.6
+    printed it: ``name (class) ... ok`` on one line (django's SWE-bench test ids)."""
+    from tasks.swe.layers import PY36_COMPAT
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "evals_py36_compat.py").write_bytes(PY36_COMPAT.read_bytes())
+    (site / "evals_py36_compat.pth").write_text("import evals_py36_compat\n")
+    (tmp_path / "test_doc.py").write_text(
+        "import unittest\n\nclass T(unittest.TestCase):\n"
+        "    def test_blank_first_line(self):\n        \"\"\"\n        Said below.\n        \"\"\"\n\n"
+        "    def test_first_line(self):\n        \"\"\"Said here.\"\"\"\n")
+    run = ["-m", "unittest", "-v", "test_doc"]
+    plain = subprocess.run([sys.executable, *run], cwd=tmp_path, capture_output=True, text=True)
+    assert "test_blank_first_line (test_doc.T" in plain.stderr and "Said below. ... ok" in plain.stderr
+    shim = ("import site, sys; site.addsitedir(sys.argv.pop(1)); import runpy; "
+            "sys.argv[0] = 'python -m unittest'; runpy.run_module('unittest', run_name='__main__')")
+    fixed = subprocess.run([sys.executable, "-c", shim, str(site), "-v", "test_doc"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    lines = fixed.stderr.splitlines()
+    assert any(line.startswith("test_blank_first_line (test_doc.T") and line.endswith(" ... ok")
+               for line in lines), fixed.stderr
+    assert "Said below." not in fixed.stderr
+    assert "Said here. ... ok" in fixed.stderr  # a first-line docstring still prints, as in 3.6

@@ -145,8 +145,28 @@ def env_layer(parent: str, inst: Instance, spec: EnvSpec, mirror: Path | None,
         if spec.packages:
             lines.append("RUN python -m pip install "
                          + " ".join(shlex.quote(p) for p in spec.packages))
+    if _needs_py36_compat(spec.python, python):
+        # a 3.5/3.6 spec on a newer interpreter: unittest's descriptions as 3.6 printed them
+        inputs["compat"] = "py36-unittest-descriptions"
+        files["evals_py36_compat.py"] = PY36_COMPAT.read_bytes()
+        files["evals_py36_compat.pth"] = b"import evals_py36_compat\n"
+        lines += ["COPY evals_py36_compat.py evals_py36_compat.pth /tmp/evals-compat/",
+                  "RUN d=$(python3 -c 'import site; print(site.getsitepackages()[0])') "
+                  "&& mkdir -p \"$d\" && mv /tmp/evals-compat/* \"$d\" && rmdir /tmp/evals-compat"]
     return Layer("env", parent, "\n".join(lines) + "\n", files, inputs,
                  network="bridge" if needs_pip else "none")
+
+
+PY36_COMPAT = Path(__file__).with_name("py36_compat.py")
+
+
+def _needs_py36_compat(wanted: str | None, used: str | None) -> bool:
+    """A spec for Python < 3.7 built on a newer interpreter (see py36_compat.py)."""
+    def minor(v: str | None) -> tuple[int, int] | None:
+        parts = str(v or "").split(".")
+        return (int(parts[0]), int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else None
+    w, u = minor(wanted), minor(used)
+    return w is not None and u is not None and w < (3, 7) <= u
 
 
 def instance_layer(parent: str, inst: Instance, spec: EnvSpec, mirror: Path) -> Layer:
