@@ -68,6 +68,13 @@ class AgentLimits:
     command_timeout: float = 60.0
     output_chars: int = 10_000  # what the model sees of one command's output
 
+    @classmethod
+    def for_request(cls, request: Request, max_steps: int, **rest: Any) -> "AgentLimits":
+        """One episode's limits: the request's compute setting (``--max-steps``,
+        ``--agent-max-tokens``, ``--agent-max-cost``), else the task's step limit."""
+        return cls(max_steps=request.max_steps or max_steps,
+                   max_tokens=request.agent_max_tokens, max_cost=request.agent_max_cost, **rest)
+
 
 @dataclass
 class Step:
