@@ -155,6 +155,10 @@ async def run_agent(generate: Callable[[Request], Awaitable[Response]], messages
         completion = response.completions[0]
         usage = response.usage
         spent_tokens += usage.prompt_tokens + usage.completion_tokens
+        if limits.max_cost is not None and response.cost is None:
+            # without a price the limit would never bind: the episode would run on unpaid
+            raise RunnerError("an agent's cost limit needs the model's price, and this call "
+                              "has no cost: add one (-M prices=FILE, or EVALS_PRICES)")
         spent_cost += response.cost or 0.0
 
         def step(action: str, observation: str, exit_code: int | None = None, cut: int = 0,

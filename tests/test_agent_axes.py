@@ -176,3 +176,14 @@ def test_agent_records_are_read_without_the_index(tmp_path):
     agg = aggregate(log.samples_path, min_bytes=0)
     (cost,) = agg.cost_rows().values()
     assert cost.steps_mean == pytest.approx(sum(2 + i % 4 for i in range(8)) / 8)
+
+
+def test_a_cost_limit_without_a_price_is_an_error_that_says_so(tmp_path):
+    with FakeServer(script=chores_script) as srv:  # fake-model: no price
+        config = RunConfig(tasks=["chores"], models=["openai/fake-model"], tasks_dirs=[PLUGIN],
+                           model_options={"base_url": srv.url}, agent_max_cost=[0.5],
+                           cache=False, limit=2)
+        stats = execute(config, RunLog(tmp_path / "r"), ["evals"])
+    records = list(iter_records(tmp_path / "r" / "samples.jsonl"))
+    assert stats.errors == 2 and {r["status"] for r in records} == {"error"}
+    assert all("cost limit needs the model's price" in r["error"] for r in records)
