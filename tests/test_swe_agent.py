@@ -47,13 +47,13 @@ def agent_script(gold_patch, submit_empty=False):
     return script
 
 
-def run_agent_task(tmp_path, repos, script, **params):
+def run_agent_task(tmp_path, repos, script, axes=None, **params):
     with FakeServer(script=script) as srv:
         cfg = RunConfig(tasks=["swe"], models=["openai/fake-model"],
                         model_options={"base_url": srv.url},
                         task_params={"repos": str(repos), "mode": "agent",
                                      "instances": "bundled", **params},
-                        limit=1, cache=False)
+                        limit=1, cache=False, **(axes or {}))
         log = RunLog(tmp_path / "r")
         execute(cfg, log, ["evals"])
     (record,) = [r for r in iter_records(log.samples_path)]
@@ -162,8 +162,11 @@ def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
 
 
 def test_a_token_limit_per_instance_ends_the_episode(tmp_path, repos, gold_patch):
-    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
+    """--agent-max-tokens 1: the container's episode ends after its first turn."""
+    _, record = run_agent_task(tmp_path, repos, agent_script(gold_patch),
+                               axes={"agent_max_tokens": [1]})
     assert (record["finish_reason"], record["steps"], record["score"]) == ("max_tokens", 1, 0.0)
+    assert record["setting"] == "agent_tokens=1"
 
 
 @pytest.mark.parametrize("protocol", ["tools", "text"])
