@@ -20,10 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evals.metrics import AGENT_AXES
+
 # Efforts in increasing order of compute, across providers (OpenAI's none/minimal,
 # Anthropic's xhigh/max): the order in which a sweep's settings should grow.
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
-_KNOBS = ("effort", "thinking_budget", "max_tokens")
+# An agent's limits are knobs too: the task applies them as requested (the episode
+# stops at them), so two step limits are two computes.
+_KNOBS = ("effort", "thinking_budget", "max_tokens", *AGENT_AXES)
 _FAILED = frozenset({"error", "infra_error", "scorer_error"})
 
 

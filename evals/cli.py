@@ -202,16 +202,35 @@ def parse_budgets(value: str | None) -> list[int | None]:
     return out
 
 
-def parse_steps(value: str | None) -> list[int | None]:
-    """``--max-steps``: step limits >= 1."""
+def _whole(item: str) -> int | None:
+    return int(item) if item.isdigit() and int(item) >= 1 else None
+
+
+def _usd(item: str) -> float | None:
+    try:
+        usd = float(item)
+    except ValueError:
+        return None
+    return usd if 0 < usd < float("inf") else None
+
+
+def parse_limits(value: str | None, option: str, parse, what: str,
+                 unlimited: bool = False) -> list:
+    """An agent axis (``--max-steps``, ``--agent-max-tokens``, ``--agent-max-cost``):
+    comma-separated limits, each a setting; ``none`` (where ``unlimited``) for no limit."""
     if value is None:
         return [None]
-    out: list[int | None] = []
-    for item in (v.strip() for v in value.split(",")):
-        if not item.isdigit() or int(item) < 1:
-            fail(f"--max-steps {value!r}: {item!r} is not a step limit (whole numbers >= 1)")
-        out.append(int(item))
+    out = []
+    for item in (v.strip().lower() for v in value.split(",")):
+        if unlimited and item == "none":
+            out.append(None)
+        elif (limit := parse(item)) is not None:
+            out.append(limit)
+        else:
+            fail(f"{option} {value!r}: {item!r} is not {what}"
+                 + (", or none (no limit)" if unlimited else ""))
     return out
+
 
 
 @app.command("list")
@@ -271,6 +290,12 @@ def run(
     max_steps: Annotated[Optional[str], typer.Option(
         help="Agent step limits, comma-separated (tasks with an agent mode, e.g. swe -T "
              "mode=agent): each is a compute setting.")] = None,
+    agent_max_tokens: Annotated[Optional[str], typer.Option(
+        help="Agent token limits per episode (prompt + completion over every turn), "
+             "comma-separated, or none: each is a compute setting.")] = None,
+    agent_max_cost: Annotated[Optional[str], typer.Option(
+        help="Agent spend limits per episode in USD, comma-separated, or none: each is a "
+             "compute setting.")] = None,
     temperature: Annotated[Optional[float], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 32,
@@ -329,7 +354,12 @@ def run(
     config = RunConfig(
         tasks=list(tasks), models=list(model), task_params=parse_pairs(task_param, "-T"),
         model_options=options, efforts=efforts, thinking_budgets=budgets,
-        max_steps=parse_steps(max_steps),
+        max_steps=parse_limits(max_steps, "--max-steps", _whole,
+                               "a step limit (whole numbers >= 1)"),
+        agent_max_tokens=parse_limits(agent_max_tokens, "--agent-max-tokens", _whole,
+                                      "a token limit (whole numbers >= 1)", unlimited=True),
+        agent_max_cost=parse_limits(agent_max_cost, "--agent-max-cost", _usd,
+                                    "a spend limit (USD above 0)", unlimited=True),
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,

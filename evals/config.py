@@ -1,7 +1,8 @@
 """What a run computes: its compute settings and its configuration.
 
 A ``Setting`` is one point on the compute axis (effort, thinking budget, max
-tokens, samples); it is data on every request and record. ``RunConfig`` is
+tokens, samples, and for agents the step, token and cost limits of an episode); it
+is data on every request and record. ``RunConfig`` is
 everything that decides a run's results, stored in run.json and compared on
 resume (``RESUMABLE_FIELDS`` may change between sessions).
 """
@@ -12,6 +13,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evals.metrics import AGENT_AXES
 from evals.redact import scrub_options
 from evals.runner import ConfigError
 
@@ -56,6 +58,10 @@ class Setting:
     max_tokens: int | None = None
     samples: int = 1
     max_steps: int | None = None  # an agent's step limit (tasks with a solver)
+    # An agent's spend limits per episode (tasks with a solver): prompt + completion
+    # tokens over every turn, and USD. Read by the task, never sent to a model.
+    agent_max_tokens: int | None = None
+    agent_max_cost: float | None = None
 
     @property
     def name(self) -> str:
@@ -68,6 +74,10 @@ class Setting:
             parts.append(f"max_tokens={self.max_tokens}")
         if self.max_steps is not None:
             parts.append(f"steps={self.max_steps}")
+        if self.agent_max_tokens is not None:
+            parts.append(f"agent_tokens={self.agent_max_tokens}")
+        if self.agent_max_cost is not None:
+            parts.append(f"agent_cost={self.agent_max_cost:g}")
         if self.samples != 1:
             parts.append(f"n={self.samples}")
         return ",".join(parts) or "default"
@@ -83,6 +93,9 @@ class RunConfig:
     thinking_budgets: list[int | None] = field(default_factory=lambda: [None])
     # agent step limits (tasks with a solver): each is a compute setting of its own
     max_steps: list[int | None] = field(default_factory=lambda: [None])
+    # agent spend limits per episode (tokens, USD), each a compute setting too; None: none
+    agent_max_tokens: list[int | None] = field(default_factory=lambda: [None])
+    agent_max_cost: list[float | None] = field(default_factory=lambda: [None])
     max_tokens: int | None = None
     samples: int = 1
     temperature: float | None = None
@@ -114,7 +127,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # a name given twice would run (and bill) everything twice
-        for name in ("tasks", "models", "efforts", "thinking_budgets", "max_steps"):
+        for name in ("tasks", "models", "efforts", "thinking_budgets", "max_steps",
+                     "agent_max_tokens", "agent_max_cost"):
             setattr(self, name, list(dict.fromkeys(getattr(self, name))))
 
     @classmethod
@@ -130,9 +144,16 @@ class RunConfig:
             raise ConfigError(f"{where}: not a complete run configuration ({e})") from None
 
     def settings(self) -> list[Setting]:
-        return [Setting(e, b, self.max_tokens, self.samples, s)
-                for e, b, s in itertools.product(self.efforts, self.thinking_budgets,
-                                                 self.max_steps)]
+        return [Setting(e, b, self.max_tokens, self.samples, s, t, c)
+                for e, b, s, t, c in itertools.product(
+                    self.efforts, self.thinking_budgets, self.max_steps,
+                    self.agent_max_tokens, self.agent_max_cost)]
+
+    def agent_axes(self) -> list[str]:
+        """The agent axes this run sets (``--max-steps`` ...): they mean something only to
+        a task with a solver."""
+        return [f"--{name.replace('_', '-')}" for name in AGENT_AXES
+                if getattr(self, name) != [None]]
 
     def params_for(self, task_name: str) -> dict[str, str]:
         out = {}
@@ -159,4 +180,6 @@ class RunConfig:
 def settings_json(setting: Setting) -> dict[str, Any]:
     return {"effort": setting.effort, "thinking_budget": setting.thinking_budget,
             "max_tokens": setting.max_tokens, "samples": setting.samples,
-            **({"max_steps": setting.max_steps} if setting.max_steps is not None else {})}
+            # the agent axes only where set: records of other runs stay as they were
+            **{name: getattr(setting, name) for name in AGENT_AXES
+               if getattr(setting, name) is not None}}

@@ -14,13 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import FAILURE_SHARES
+from evals.metrics import AGENT_AXES, FAILURE_SHARES
 from evals.metrics_columnar import aggregate
 from evals.records import RunLog, find_runs, iter_records
 from evals.task import TaskError
 
 COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "n", "samples",
-           "errors", "effort", "thinking_budget", "max_tokens", "tokens", "prompt_tokens",
+           "errors", "effort", "thinking_budget", "max_tokens", "max_steps", "agent_max_tokens",
+           "agent_max_cost", "steps_mean", "tokens", "prompt_tokens",
            "completion_tokens", "reasoning_tokens", "cost_per_problem", "cost_per_correct",
            "latency_mean", "latency_p90", "length_share", "no_answer_share", "timeout_share",
            "parse_failure_share", "budget_use", "over_budget_share", "status", "run"]
@@ -28,7 +29,7 @@ COLUMNS = ["task", "model", "setting", "metric", "value", "ci_low", "ci_high", "
 # the metric row, already multiplied by k).
 _SPEND = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 _PER_SETTING = ("cost_per_correct", "latency_mean", "latency_p90", "length_share", "budget_use",
-                "over_budget_share", *FAILURE_SHARES)
+                "over_budget_share", "steps_mean", *FAILURE_SHARES)
 
 
 def build_rows(results_dir: Path, tasks: list[str] | None = None,
@@ -140,7 +141,8 @@ def task_summary_rows(log: RunLog, rescored: bool = False) -> list[dict]:
                          "errors": sum(r.get("score") is None for r in records),
                          "effort": settings.get("effort"),
                          "thinking_budget": settings.get("thinking_budget"),
-                         "max_tokens": settings.get("max_tokens")})
+                         "max_tokens": settings.get("max_tokens"),
+                         **{name: settings.get(name) for name in AGENT_AXES}})
     return rows
 
 
@@ -156,25 +158,17 @@ def metric_order(metric: str) -> tuple:
 
 def compute_order(row: dict) -> tuple:
     """Settings from least to most compute: effort on its scale, then thinking budget,
-    then max tokens, then agent steps, then samples per problem (a setting without a
-    field comes first)."""
+    then max tokens, then an agent's step, token and cost limits, then samples per
+    problem (a setting without a field comes first; no agent limit last: unlimited)."""
     from evals.config import effort_rank
 
-    def num(value) -> float:
-        return -1 if value is None else float(value)
+    def num(value, missing: float = -1) -> float:
+        return missing if value is None else float(value)
 
     return (effort_rank(row.get("effort")), num(row.get("thinking_budget")),
-            num(row.get("max_tokens")), num(_steps(row)), num(row.get("samples")),
-            row["setting"])
-
-
-def _steps(row: dict) -> int | None:
-    """An agent setting's step limit, from its name (``steps=30``)."""
-    for part in str(row.get("setting") or "").split(","):
-        name, _, value = part.partition("=")
-        if name == "steps" and value.isdigit():
-            return int(value)
-    return None
+            num(row.get("max_tokens")),
+            *(num(row.get(name), math.inf) for name in AGENT_AXES),
+            num(row.get("samples")), row["setting"])
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
@@ -257,8 +251,14 @@ def share_cells(r: dict) -> list[str]:
 
 # Columns a narrow terminal loses first, in this order; the others always show.
 DROP_ORDER = ("95% CI", "latency", "status", "$/problem", "tokens", "parse", "timeout")
-_RIGHT = {"value", "n", "errors", "tokens", "$/problem", "latency", *SHARE_COLUMNS}
-_OPTIONAL = ("timeout", "parse")  # left out where every row's share is 0 or unknown
+_RIGHT = {"value", "n", "errors", "steps", "tokens", "$/problem", "latency", *SHARE_COLUMNS}
+# left out where every row's cell is empty (or a 0% share): steps where no run is an agent's
+_OPTIONAL = ("timeout", "parse", "steps")
+
+
+def steps_cell(value: float | None) -> str:
+    """``steps``: an agent's mean steps per episode (``steps_mean``)."""
+    return "" if value is None else f"{value:.1f}"
 
 
 def fitted_table(title: str, columns: list[str], rows: list[list[str]], *, wide: bool = False,
@@ -341,12 +341,13 @@ def render(rows: list[dict], fmt: str, wide: bool = False):
         writer.writerows(rows)
         return buf.getvalue()
     shown = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors",
-             *SHARE_COLUMNS, "tokens", "$/problem", "latency", "status"]
+             *SHARE_COLUMNS, "steps", "tokens", "$/problem", "latency", "status"]
 
     def cells(r: dict) -> list[str]:
         latency = "" if r.get("latency_mean") is None else f"{r['latency_mean']:.2f}s"
         return [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
-                str(r["n"]), str(r.get("errors") or 0), *share_cells(r), tokens_cell(spend_tokens(r)),
+                str(r["n"]), str(r.get("errors") or 0), *share_cells(r),
+                steps_cell(r.get("steps_mean")), tokens_cell(spend_tokens(r)),
                 cost_cell(r.get("cost_per_problem")), latency,
                 r["status"]]
 

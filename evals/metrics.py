@@ -67,6 +67,10 @@ class MetricRow:
     k: int | None = None  # K of pass@K / maj@K / best@K; None for accuracy
     se: float | None = None
     ci_method: str = "none"
+    # an agent's limits per episode (the setting's, evals.config.AGENT_AXES)
+    max_steps: int | None = None
+    agent_max_tokens: int | None = None
+    agent_max_cost: float | None = None
 
 
 @dataclass(slots=True)
@@ -112,7 +116,14 @@ class CostRow:
     no_answer_share: float | None = None
     timeout_share: float | None = None
     parse_failure_share: float | None = None
+    # Agent runs: the mean of records' ``steps`` (an episode's steps) over scored
+    # generations, on length_share's basis; None where no record has steps.
+    steps_mean: float | None = None
 
+
+# The agent axes of a setting (evals.config.Setting): an episode's step, token and
+# USD limits. Defined here, where the stdlib-only readers of records can import them.
+AGENT_AXES = ("max_steps", "agent_max_tokens", "agent_max_cost")
 
 # A scored status -> the failure share it counts in: nothing extracted, the verifier
 # out of time, the answer or the verifier's input not parsed (math's checker failing).
@@ -162,7 +173,8 @@ _INTERN_LIMIT = 1_000_000  # distinct (score, answer) tuples shared; beyond, sto
 class _Group:
     __slots__ = ("key", "settings", "problems", "records", "error_records", "prompt",
                  "completion", "reasoning", "cost", "cost_known", "latencies", "length",
-                 "finished", "ranked", "budget", "budget_use", "over_budget", "failures")
+                 "finished", "ranked", "budget", "budget_use", "over_budget", "failures",
+                 "steps", "stepped")
 
     def __init__(self, key: GroupKey, settings: Mapping[str, Any] | None):
         self.key = key
@@ -184,6 +196,8 @@ class _Group:
         self.budget_use = 0.0  # sum over non-error records of reasoning tokens / budget
         self.over_budget = 0
         self.failures = [0, 0, 0]  # non-error records by VERDICT_FAILURES
+        self.steps = 0.0  # sum of an agent's steps over non-error records that have them
+        self.stepped = 0
 
 
 class Aggregator:
@@ -273,6 +287,9 @@ class Aggregator:
                 failure = VERDICT_FAILURES.get(rec.get("status"))
                 if failure is not None:
                     g.failures[failure] += 1
+                if (steps := rec.get("steps")) is not None:
+                    g.steps += steps
+                    g.stepped += 1
                 if g.budget and (usage := rec.get("usage")):
                     use = (usage.get("reasoning") or 0.0) / g.budget
                     g.budget_use += use
@@ -370,7 +387,8 @@ class Aggregator:
             out[key] = cost_row(key, g.settings, len(g.problems), scored, errors, correct,
                                 g.records, (g.prompt, g.completion, g.reasoning), g.cost,
                                 g.cost_known, _latency(g.latencies), g.length, g.finished,
-                                g.budget_use, g.over_budget, g.failures)
+                                g.budget_use, g.over_budget, g.failures,
+                                (g.steps, g.stepped))
         return out
 
 
@@ -429,9 +447,11 @@ def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: 
              errors: int, correct: float, records: int, tokens: tuple[float, float, float],
              cost: float, cost_known: bool, latency: tuple[float | None, float | None],
              length: int, finished: int, budget_use: float, over_budget: int,
-             failures: Sequence[int] = (0, 0, 0)) -> CostRow:
+             failures: Sequence[int] = (0, 0, 0), steps: tuple[float, int] = (0.0, 0)
+             ) -> CostRow:
     """A CostRow from one group's sums (see CostRow for the definitions);
-    ``latency``: (mean, p90); ``failures``: non-error records by VERDICT_FAILURES."""
+    ``latency``: (mean, p90); ``failures``: non-error records by VERDICT_FAILURES;
+    ``steps``: (sum, records with steps)."""
     per = 1.0 / problems if problems else math.nan
     budget = settings.get("thinking_budget")
     return CostRow(
@@ -447,6 +467,7 @@ def cost_row(key: GroupKey, settings: Mapping[str, Any], problems: int, scored: 
         over_budget_share=over_budget / finished if budget and finished else None,
         effort=settings.get("effort"), thinking_budget=budget,
         max_tokens=settings.get("max_tokens"),
+        steps_mean=steps[0] / steps[1] if steps[1] else None,
         **{name: count / finished if finished else None
            for name, count in zip(FAILURE_SHARES, failures)})
 
@@ -468,7 +489,8 @@ def assemble_rows(key: GroupKey, settings: Mapping[str, Any], samples: int, erro
                          ci.n, samples, errors, settings.get("effort"),
                          settings.get("thinking_budget"), settings.get("max_tokens"),
                          None if per_gen is None else per_gen * (k or 1), k,
-                         ci.se if defined else None, ci.method)
+                         ci.se if defined else None, ci.method,
+                         *(settings.get(name) for name in AGENT_AXES))
 
     rows = [row("accuracy", acc, None)]
     for name in ("pass", "maj", "best"):

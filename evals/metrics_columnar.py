@@ -49,6 +49,8 @@ def aggregate(samples: Path, min_bytes: int | None = None) -> "Aggregator | Colu
 def indexed(samples: Path, min_bytes: int | None = None) -> "ColumnarMetrics | None":
     """``ColumnarMetrics`` of a records file whose index pays and can be trusted; else None."""
     samples = Path(samples)
+    if (samples.parent / "trajectories").is_dir():
+        return None  # an agent's run: its records' steps are not in the index
     if samples.exists() and samples.stat().st_size >= (MIN_BYTES if min_bytes is None
                                                         else min_bytes):
         entries = score_index.load(samples)
@@ -125,6 +127,8 @@ class ColumnarMetrics:
             rec = score_index.read_record(samples, entries, i)
             if rec is None:
                 raise StaleIndex(f"{samples}: its index does not match the record at entry {i}")
+            if rec.get("steps") is not None:  # CostRow.steps_mean needs the JSON
+                raise StaleIndex(f"{samples}: an agent's records (steps are not indexed)")
             if len(self.keys) < G:
                 self.keys.append((rec["task"], rec["model"], rec["setting"]))
                 self.settings.append(dict(rec.get("settings") or {}))

@@ -11,7 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from evals.leaderboard import SHARE_COLUMNS, ci_bounds, fitted_table, share_cells, value_ci
+from evals.leaderboard import (SHARE_COLUMNS, ci_bounds, cost_cell, fitted_table, share_cells,
+                               spend_tokens, steps_cell, tokens_cell, value_ci)
 from evals.run import RunStats
 
 console = Console(stderr=True)
@@ -105,8 +106,13 @@ def live_progress(stats: RunStats, label: str, enabled: bool = True) -> Iterator
 
 
 def summary_table(rows: list[dict], title: str, wide: bool = False) -> Table:
+    # an agent's run: mean steps, tokens and cost per instance beside the resolved rate
+    agent = any(r.get("steps_mean") is not None for r in rows)
     columns = ["task", "model", "setting", "metric", "value", "95% CI", "n", "errors",
-               *SHARE_COLUMNS]
+               *SHARE_COLUMNS, *(("steps", "tokens", "$/problem") if agent else ())]
     return fitted_table(title, columns, [
         [r["task"], r["model"], r["setting"], r["metric"], value_ci(r), ci_bounds(r),
-         str(r["n"]), str(r.get("errors", 0)), *share_cells(r)] for r in rows], wide=wide)
+         str(r["n"]), str(r.get("errors", 0)), *share_cells(r),
+         *((steps_cell(r.get("steps_mean")), tokens_cell(spend_tokens(r)),
+            cost_cell(r.get("cost_per_problem"))) if agent else ())]
+        for r in rows], wide=wide)

@@ -20,8 +20,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-from evals.leaderboard import cost_cell, share_cell, spend_tokens, tokens_cell
+from evals.leaderboard import cost_cell, share_cell, spend_tokens, steps_cell, tokens_cell
 from evals.metrics import CostRow
+from evals.report_agent import agent_plot, is_agent
 from evals.report_data import Breakdown, Group, ReportData, collect
 from evals.report_svg import PALETTE, Point, fmt_cost, fmt_tokens, heatmap, scatter
 
@@ -151,6 +152,7 @@ def render_report(data: ReportData, *, x_axis: str = "tokens", title: str = "eva
         parts.append(f"<h2 id=\"task-{escape(task)}\">{escape(task)}</h2>")
         parts.append(_plot(task, [g for g in groups if g.model != GOLD], colors, x_axis,
                            gold_left_out=any(g.model == GOLD for g in groups), charts=charts))
+        parts.append(agent_plot(task, [g for g in groups if g.model != GOLD], charts, _stem))
         for b in data.breakdowns:
             if b.task == task:
                 parts.append(_tree_table(b, groups) if b.kind == "tree"
@@ -201,8 +203,10 @@ _HEAD = ["task", "model", "setting", "accuracy", "95% CI", "pass@K", "maj@K", "b
 
 
 def _table(groups: list[Group]) -> str:
+    agents = any(map(is_agent, groups))  # a steps column: an agent's mean steps per episode
+    names = [*_HEAD[:11], "steps", *_HEAD[11:]] if agents else _HEAD
     head = "".join(f"<th class=\"{'l' if i < 3 or h == 'status' else ''}\">{h}</th>"
-                   for i, h in enumerate(_HEAD))
+                   for i, h in enumerate(names))
     body = []
     last_task = None
     for g in groups:
@@ -226,6 +230,7 @@ def _table(groups: list[Group]) -> str:
             f"{_at_k(g.top('pass'))}{_at_k(g.top('maj'))}{_at_k(g.top('best'))}"
             f"<td>{acc['n']}</td><td class=\"err\">{acc.get('errors') or 0}</td>"
             f"{_failures(acc)}"
+            f"{f'<td>{steps_cell(c.steps_mean if c else None)}</td>' if agents else ''}"
             f"<td title=\"{escape(spend)}\">{tokens}</td>"
             f"<td>{cost_cell(acc.get('cost_per_problem'))}</td><td>{_latency(c)}</td>"
             f"<td>{'' if c is None or c.length_share is None else f'{c.length_share:.1%}'}</td>"

@@ -160,9 +160,13 @@ def point_labels(points: Sequence[Point]) -> dict[int, str]:
 
 
 def scatter(points: Sequence[Point], colors: dict[str, str], *, title: str, x_label: str,
-            fmt_x: Callable[[float], str], width: int = 860, height: int = 440) -> str:
+            fmt_x: Callable[[float], str], width: int = 860, height: int = 440,
+            series: Callable[[Point], str] | None = None, y_label: str = "score") -> str:
     """Score against compute: one polyline per model through its settings' accuracy
-    points, @k markers at k times the cost, CI whiskers, and the Pareto front."""
+    points, @k markers at k times the cost, CI whiskers, and the Pareto front.
+    ``series``: what a point's line and colour are (``colors``' keys), its model by
+    default; lines of another series are ``series-line``s with ``data-series``."""
+    line_of = series or (lambda p: p.model)
     left, right, top, bottom = 60, 20, 30, 50
     pts = [p for p in points if p.x == p.x and p.y == p.y]
     if not pts:
@@ -189,29 +193,31 @@ def scatter(points: Sequence[Point], colors: dict[str, str], *, title: str, x_la
     out.append(f'<text class="axis-label" x="{(left + width - right) / 2}" y="{height - 10}" '
                f'text-anchor="middle">{escape(x_label)}{" (log scale)" if ax.log else ""}</text>'
                f'<text class="axis-label" transform="translate(16 {(top + height - bottom) / 2}) '
-               f'rotate(-90)" text-anchor="middle">score</text>')
+               f'rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
     if len(front) > 1:
         coords = " ".join(f"{ax(p.x):.1f},{ay(p.y):.1f}" for p in front)
         out.append(f'<polyline class="frontier" points="{coords}" fill="none" stroke="#111" '
                    f'stroke-dasharray="5 4" stroke-width="1"/>')
-    for model in colors:
-        line = sorted((p for p in pts if p.model == model and p.kind == "accuracy"),
+    kind = "series-line\" data-series" if series else "model-line\" data-model"
+    for name in colors:
+        line = sorted((p for p in pts if line_of(p) == name and p.kind == "accuracy"),
                       key=lambda p: (p.x, p.y))
         if line:
             coords = " ".join(f"{ax(p.x):.1f},{ay(p.y):.1f}" for p in line)
-            out.append(f'<polyline class="model-line" data-model="{escape(model)}" '
-                       f'points="{coords}" fill="none" stroke="{colors[model]}" '
+            out.append(f'<polyline class="{kind}="{escape(name)}" '
+                       f'points="{coords}" fill="none" stroke="{colors[name]}" '
                        f'stroke-width="2"/>')
     for p in pts:
         if p.kind == "accuracy" and p.low is not None and p.high is not None:
             x = ax(p.x)
             out.append(f'<line class="ci" x1="{x:.1f}" x2="{x:.1f}" y1="{ay(p.low):.1f}" '
-                       f'y2="{ay(p.high):.1f}" stroke="{colors[p.model]}" stroke-opacity="0.5"/>')
+                       f'y2="{ay(p.high):.1f}" stroke="{colors[line_of(p)]}" '
+                       f'stroke-opacity="0.5"/>')
     # Accuracy points last, so that @k markers never hide the line's own points.
     labels = point_labels(pts)
     for p in sorted(pts, key=lambda p: p.kind == "accuracy"):
         x = ax(p.x)
-        out.append(_marker(p, x, ay(p.y), colors[p.model], id(p) in on_front,
+        out.append(_marker(p, x, ay(p.y), colors[line_of(p)], id(p) in on_front,
                            labels.get(id(p), ""), left_of=x > width * 0.75))
     out.append("</svg>")
     return "".join(out)

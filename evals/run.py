@@ -303,7 +303,8 @@ class Orchestrator:
             messages=messages, max_tokens=setting.max_tokens,
             temperature=self.config.temperature, seed=self.config.seed, stop=task.stop,
             effort=setting.effort, thinking_budget=setting.thinking_budget,
-            max_steps=setting.max_steps,
+            max_steps=setting.max_steps, agent_max_tokens=setting.agent_max_tokens,
+            agent_max_cost=setting.agent_max_cost,
         ).for_gens(unit.gens)
 
     async def record(self, unit: Unit, got: dict[int, "Generated"],
@@ -592,6 +593,10 @@ def execute(config: RunConfig, log: RunLog, command: list[str],
     remember(config.model_options)
     remember(config.ranker_options)
     tasks = build_tasks(config)
+    if (axes := config.agent_axes()) and not any(t.solver for t in tasks):
+        # each value would be a setting of its own, billed again for the same answers
+        raise ConfigError(f"{', '.join(axes)}: only for tasks with an agent (e.g. swe -T "
+                          f"mode=agent); no task of this run ({', '.join(config.tasks)}) has one")
     runners = build_runners(config)
     settings = config.settings()
     stats = RunStats()

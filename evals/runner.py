@@ -42,8 +42,12 @@ class Request:
     # carries the assistant's tool calls and the "tool" answers in ``messages``.
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | None = None  # "auto", "required", "none"
-    # A solver's step limit (an agent): read by the task, never sent to a model.
+    # A solver's limits (an agent's steps, and its tokens and USD over the episode): read
+    # by the task, never sent to a model, not part of the cache key (a turn is the same
+    # call whatever limit ends the episode later).
     max_steps: int | None = None
+    agent_max_tokens: int | None = None
+    agent_max_cost: float | None = None
 
     def generation(self, i: int) -> int:
         """The generation number of this request's ``i``-th completion."""

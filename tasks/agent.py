@@ -68,6 +68,13 @@ class AgentLimits:
     command_timeout: float = 60.0
     output_chars: int = 10_000  # what the model sees of one command's output
 
+    @classmethod
+    def for_request(cls, request: Request, max_steps: int, **rest: Any) -> "AgentLimits":
+        """One episode's limits: the request's compute setting (``--max-steps``,
+        ``--agent-max-tokens``, ``--agent-max-cost``), else the task's step limit."""
+        return cls(max_steps=request.max_steps or max_steps,
+                   max_tokens=request.agent_max_tokens, max_cost=request.agent_max_cost, **rest)
+
 
 @dataclass
 class Step:
@@ -148,6 +155,10 @@ async def run_agent(generate: Callable[[Request], Awaitable[Response]], messages
         completion = response.completions[0]
         usage = response.usage
         spent_tokens += usage.prompt_tokens + usage.completion_tokens
+        if limits.max_cost is not None and response.cost is None:
+            # without a price the limit would never bind: the episode would run on unpaid
+            raise RunnerError("an agent's cost limit needs the model's price, and this call "
+                              "has no cost: add one (-M prices=FILE, or EVALS_PRICES)")
         spent_cost += response.cost or 0.0
 
         def step(action: str, observation: str, exit_code: int | None = None, cut: int = 0,

@@ -17,12 +17,15 @@ from evals.records import RunLog
 from evals.report import build_report
 from evals.run import RunConfig, execute
 from tests.conftest import REPO, require
+from tests.data.chores_task import chores_script
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 EFFORT_WORDS = {"low": 40, "medium": 120, "high": 360}
 SKILL = {"fake-a": {"low": 0.3, "medium": 0.55, "high": 0.7},
          "fake-b": {"low": 0.5, "medium": 0.65, "high": 0.8}}
 FAKE_SETTINGS = {f"effort={e},n=4" for e in EFFORT_WORDS}
+CHORES = str(REPO / "tests" / "data" / "chores_task.py")
+AGENT_SETTINGS = {f"steps={n}{t}" for n in (2, 4, 8) for t in (",agent_tokens=80", "")}
 
 
 def script(body, index):
@@ -81,6 +84,12 @@ def results(tmp_path_factory):
                           model_options={"base_url": srv.url, "prices": str(prices)},
                           task_params={"count": "12"}, efforts=list(EFFORT_WORDS), samples=4,
                           retries=0, cache=False, concurrency=4), RunLog(root / "fake"), [])
+    # An agent's task: three step limits, with and without a token limit per episode.
+    with FakeServer(script=chores_script) as srv:
+        execute(RunConfig(tasks=["chores"], models=["openai/fake-a"], tasks_dirs=[CHORES],
+                          model_options={"base_url": srv.url, "prices": str(prices)},
+                          max_steps=[2, 4, 8], agent_max_tokens=[80, None], cache=False),
+                RunLog(root / "agent"), [])
     synthetic_run(root)
     return root
 
@@ -136,14 +145,17 @@ def check_page(dom: Dom) -> None:
             for e in dom.find("tr", "row")}
     expected = ({("arithmetic", "gold", f"effort={e},n=2") for e in ("low", "high")}
                 | {("arithmetic", f"openai/{m}", s) for m in SKILL for s in FAKE_SETTINGS}
-                | {(t, f"openai/{m}", "default") for t in ("quiz", "haystack") for m in SKILL})
+                | {(t, f"openai/{m}", "default") for t in ("quiz", "haystack") for m in SKILL}
+                | {("chores", "openai/fake-a", s) for s in AGENT_SETTINGS})
     assert set(rows) == expected
     gold = rows[("arithmetic", "gold", "effort=high,n=2")]["text"]
     assert "1.000" in gold and "[0.758, 1.000]" in gold  # Wilson on 12/12 problems
     assert any("errors" in e["classes"] and e["attrs"]["data-status"] == "errors"
                for e in rows.values())
-    assert all("incomplete" in rows[k]["classes"] for k in expected if k[0] != "arithmetic")
-    assert not any("incomplete" in rows[k]["classes"] for k in expected if k[0] == "arithmetic")
+    done = ("arithmetic", "chores")
+    assert all("incomplete" in rows[k]["classes"] for k in expected if k[0] not in done)
+    assert not any("incomplete" in rows[k]["classes"] for k in expected if k[0] in done)
+    check_agent(dom, rows)
 
     plot = "arithmetic: score vs compute"
     lines = dom.find("polyline", "model-line", svg=plot)
@@ -164,6 +176,30 @@ def check_page(dom: Dom) -> None:
     assert len(domain) == 1
     for name in ("overall", "Physics", "Quantum", "Optics", "Biology", "Genetics"):
         assert name in domain[0]["text"]
+
+
+def check_agent(dom: Dom, rows: dict) -> None:
+    """The agent's task: mean steps in the table; resolved rate vs cost per instance, a
+    point per setting, a line per step limit through its settings in order of cost."""
+    head = [e["text"] for e in dom.find("th")]
+    assert head.index("steps") == head.index("tokens") - 1
+    for setting, steps in (("steps=2", "2.0"), ("steps=8", "3.5")):
+        at = dom.elements.index(rows[("chores", "openai/fake-a", setting)])
+        cells = [e["text"] for e in dom.elements[at + 1:at + 40] if e["tag"] == "td"]
+        assert cells[head.index("steps")] == steps  # 2 steps each; 1 to 4 commands, submit
+    plot = "chores: resolved rate vs cost per instance"
+    lines = {e["attrs"]["data-series"]: e for e in dom.find("polyline", "series-line", svg=plot)}
+    assert sorted(lines) == ["steps=2", "steps=4", "steps=8"]
+    assert all(len(e["attrs"]["points"].split()) == 2 for e in lines.values())
+    points = dom.find("g", "pt", svg=plot)
+    assert {e["attrs"]["data-setting"] for e in points} == AGENT_SETTINGS
+    resolved = {e["attrs"]["data-setting"]: float(e["attrs"]["data-y"]) for e in points}
+    cost = {e["attrs"]["data-setting"]: float(e["attrs"]["data-x"]) for e in points}
+    assert resolved["steps=2"] < resolved["steps=4"] < resolved["steps=8"] == 1.0
+    assert cost["steps=2"] < cost["steps=8"]  # more steps, more turns paid for
+    assert resolved["steps=8,agent_tokens=80"] < resolved["steps=8"]  # the token limit bites
+    assert len(dom.find("line", "ci", svg=plot)) == len(points)  # every point's interval
+    check_pareto(points)
 
 
 def check_pareto(points: list[dict]) -> None:

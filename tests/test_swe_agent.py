@@ -162,8 +162,11 @@ def test_show_sample_prints_the_trajectory(tmp_path, repos, gold_patch):
 
 
 def test_a_token_limit_per_instance_ends_the_episode(tmp_path, repos, gold_patch):
-    _, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch), agent_max_tokens="1")
+    """--agent-max-tokens 1: the container's episode ends after its first turn."""
+    _, record, _ = run_agent_task(tmp_path, repos, agent_script(gold_patch),
+                                  config={"agent_max_tokens": [1]})
     assert (record["finish_reason"], record["steps"], record["score"]) == ("max_tokens", 1, 0.0)
+    assert record["setting"] == "agent_tokens=1"
 
 
 @pytest.mark.parametrize("protocol", ["tools", "text"])

@@ -90,8 +90,8 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         cpus: float = 1.0, pids: int = 512, timeout: float = 0.0,
         network: str | None = None, interpreter: str = "nearest",
         registry: str | None = None, mode: str = "patch", agent_protocol: str = "tools",
-        max_steps: int = 30, command_timeout: float = 60.0, agent_max_tokens: int = 0,
-        agent_max_cost: float = 0.0) -> Task:
+        max_steps: int = 30, command_timeout: float = 60.0, agent_max_tokens: str | None = None,
+        agent_max_cost: str | None = None) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -107,9 +107,13 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         raise TaskError(f"swe: -T mode={mode!r}: one of {', '.join(MODES)}")
     if agent_protocol not in ("tools", "text"):
         raise TaskError(f"swe: -T agent_protocol={agent_protocol!r}: tools or text")
-    if max_steps < 1 or command_timeout <= 0 or agent_max_tokens < 0 or agent_max_cost < 0:
-        raise TaskError("swe: -T max_steps must be at least 1, command_timeout above 0, "
-                        "agent_max_tokens and agent_max_cost at least 0 (0: no limit)")
+    if max_steps < 1 or command_timeout <= 0:
+        raise TaskError("swe: -T max_steps must be at least 1 and command_timeout above 0")
+    for name, value in (("tokens", agent_max_tokens), ("cost", agent_max_cost)):
+        if value is not None:  # they were -T parameters before they were compute axes
+            raise TaskError(f"swe: -T agent_max_{name} is now a compute axis: "
+                            f"`evals run --agent-max-{name} {value}` (a list makes a setting "
+                            f"of each value)")
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
@@ -176,20 +180,12 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
             limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
                             timeout=command_timeout + 60, network=config.network or spec.network)
             return await solve(sample, generate, request, image=images.instance, limits=limits,
-                               agent=AgentLimits(max_steps=request.max_steps or max_steps,
-                                                 command_timeout=command_timeout,
-                                                 max_tokens=agent_max_tokens or None,
-                                                 max_cost=agent_max_cost or None),
+                               agent=AgentLimits.for_request(request, max_steps,
+                                                             command_timeout=command_timeout),
                                protocol=agent_protocol, env=dict(spec.env))
 
-    def summary(records: list[dict]) -> dict[str, float | None]:
-        """Agent runs: mean steps per episode, beside the resolved rate."""
-        steps = [r["steps"] for r in records if isinstance(r.get("steps"), int)]
-        return {"steps (mean)": sum(steps) / len(steps)} if steps else {}
-
     return Task(dataset=dataset, scorer=score, check=check,
-                solver=solver if mode == "agent" else None,
-                summary=summary if mode == "agent" else None)
+                solver=solver if mode == "agent" else None)
 
 
 def interpreter_note(spec: specs.EnvSpec, config: SweConfig) -> str | None:
