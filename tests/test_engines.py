@@ -294,3 +294,51 @@ def test_engine_option_reaches_the_task_and_run_json(tmp_path, repos, sandbox_ba
     assert record["score_metadata"]["engine"] == "local"
     again = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_engine_with_a_registry_pushes_what_it_builds_and_pulls_before_building(
+        second, repos, registry):
+    """An engine set to push sends the layers it builds to the registry; once they are
+    gone from it, the next grading there pulls them instead of building (same tags: the
+    hash chain starts at the same base image id, loaded from the first engine)."""
+    import docker
+
+    from tasks.swe import swe
+
+    def grade(engine_url: str):
+        engines._pools.clear()
+        task = swe(repos=str(repos), sandboxes=1, engines=engine_url)
+        sample = next(s for s in task.samples() if s.id == "evalsfix__numkit-2")
+        return asyncio.run(task.scorer(sample, sample.solution))
+
+    c = docker.DockerClient(base_url=second.url, timeout=60)
+    try:
+        for image in c.images.list(name="evals-sandbox/instance") + \
+                c.images.list(name="evals-sandbox/env"):
+            for tag in image.tags:
+                c.images.remove(tag, force=True)
+        pushed = grade(f"{second.url}?registry={registry}&push=1")
+        assert pushed.status == "resolved", pushed.explanation
+        assert set(pushed.metadata["built"]) == {"env", "instance"}
+        image = pushed.metadata["image"]
+        c.images.remove(image, force=True)
+        env = [t for i in c.images.list(name="evals-sandbox/env") for t in i.tags]
+        for tag in env:
+            c.images.remove(tag, force=True)
+        pulled = grade(f"{second.url}?registry={registry}")
+        assert pulled.status == "resolved", pulled.explanation
+        assert pulled.metadata["built"] == {} and pulled.metadata["image"] == image
+        assert c.images.get(image).tags  # cached there under its own tag
+    finally:
+        c.close()
+
+
+def test_sandbox_engines_command_names_the_engine_that_does_not_answer(second):
+    from tests.conftest import run_cli
+
+    out = run_cli("sandbox", "engines", "--engine", f"{second.url}?slots=3", "--engine", NOBODY,
+                  env={"PYTHONPATH": str(REPO)})
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"{second.url}  up, slots 3"), lines
+    assert lines[1].startswith(f"{NOBODY}  down: "), lines
