@@ -342,3 +342,22 @@ def test_sandbox_engines_command_names_the_engine_that_does_not_answer(second):
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"{second.url}  up, slots 3"), lines
     assert lines[1].startswith(f"{NOBODY}  down: "), lines
+
+
+def test_math_docker_verifier_moves_off_a_dead_engine_to_the_second(second, tmp_path):
+    """math's docker program runner over engines: the first named never answers (it is
+    tried first: a tie goes to the first named), so the check runs on the second."""
+    from tests.test_math_task import build, score, write_jsonl
+
+    check = tmp_path / "check.py"
+    check.write_text("import os, sys\nanswer = sys.stdin.read().strip()\n"
+                     "print('1 same' if answer == os.environ['EVALS_TARGET'] else '0 differs')\n")
+    path = write_jsonl(tmp_path / "p.jsonl", [{"id": "g", "problem": "Say hi", "answer": "hi"}])
+    task = build(path=path, verifier=f"run:python3 {check}", program_runner="docker",
+                 timeout="20", engines=f"{NOBODY} {second.url}")
+    (sample,) = task.samples()
+    good = score(task, sample, "\\boxed{hi}")
+    assert (good.value, good.status) == (1.0, "ok"), good.explanation
+    assert score(task, sample, "\\boxed{bye}").value == 0.0
+    pool = engines.pool(engines.parse(f"{NOBODY} {second.url}"), 4)
+    assert pool.engines[0].down and pool.engines[1].placed == 2
