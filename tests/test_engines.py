@@ -361,3 +361,27 @@ def test_math_docker_verifier_moves_off_a_dead_engine_to_the_second(second, tmp_
     assert score(task, sample, "\\boxed{bye}").value == 0.0
     pool = engines.pool(engines.parse(f"{NOBODY} {second.url}"), 4)
     assert pool.engines[0].down and pool.engines[1].placed == 2
+
+
+def test_a_failure_on_an_engine_that_answers_stays_where_it_is(docker_engine):
+    """An infra_error whose engine still answers a ping is the grading's own result: not
+    run again elsewhere, the engine not marked down."""
+    local = engines.Engine(engines.EngineSpec(), 1)
+    other = engines.Engine(engines.EngineSpec("unix:///other.sock"), 1)
+    pool = engines.EnginePool([local, other])
+    runs: list[str] = []
+
+    def work() -> str:
+        from sandbox.engine import current
+        runs.append(current().name)
+        return "infra_error: the test patch does not apply"
+
+    placed = pool.run(work, failed=lambda r: r.startswith("infra_error"))
+    assert runs == ["local"] and placed.lost == [] and local.down is None
+
+    def raises() -> str:
+        raise SandboxError("building the env image failed: no such package")
+
+    with pytest.raises(SandboxError, match="no such package"):
+        pool.run(raises)
+    assert local.down is None and other.placed == 0
