@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make a Docker engine answer on this machine, for the SWE sandbox tests.
 # Idempotent: when `docker info` already answers this returns at once.
-# Installs docker.io, debootstrap (the local base image is built with it) and
-# docker-registry (the tests start one on 127.0.0.1; never as a service here)
+# Installs docker.io, debootstrap (the local base image is built with it),
+# docker-registry (the tests start one on 127.0.0.1; never as a service here) and openssl
 # from Debian's repos when missing, then starts dockerd in the background.
 set -euo pipefail
 
@@ -15,6 +15,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # the SWE tests serve a published-layout image from a local registry on 127.0.0.1
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# tests/test_engines.py makes TLS certificates for a second engine's tcp listener
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "docker.sh: installing ${need[*]}" >&2

@@ -306,6 +306,10 @@ def run(
     ranker_option: Annotated[Optional[list[str]], typer.Option(
         "--ranker-option", help="The ranker's option key=value, e.g. base_url=... or batch_size=32")] = None,
     sandboxes: Annotated[Optional[int], typer.Option(help="Sandbox containers at once, for tasks that grade in Docker.")] = None,
+    engine: Annotated[Optional[list[str]], typer.Option(
+        "--engine", help="A Docker engine for the sandboxes (repeat for several): unix:///PATH, "
+                         "tcp://HOST:PORT?tls=CERTDIR, ssh://USER@HOST, or an engines.toml "
+                         "(docs/swe.md). Default: EVALS_ENGINES, else the local engine.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="I/N: run shard I (0-based) of N of the grid, for a job array; `evals merge` joins the shards.")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Run the units on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (pip install 'evals[ray]').")] = None,
     results_dir: ResultsDir = Path("results"),
@@ -363,7 +367,7 @@ def run(
         max_tokens=max_tokens, samples=samples, temperature=temperature, seed=seed, limit=limit,
         tasks_dirs=list(tasks_dir or []), ranker=ranker,
         ranker_options=parse_pairs(ranker_option, "--ranker-option"), sandboxes=sandboxes,
-        shard=parse_shard_option(shard), cluster=cluster,
+        shard=parse_shard_option(shard), cluster=cluster, engines=list(engine or []),
         concurrency=concurrency, retries=retries,
         timeout=timeout, cache=not no_cache, batch=batch, batch_size=batch_size,
         batch_retry=batch_retry, max_cost=max_cost)

@@ -121,9 +121,12 @@ class RunConfig:
     max_cost: float | None = None  # USD: no new work is sent once the run has spent this
     # A Ray cluster the units run on (evals.cluster): where, not what, so resumable too.
     cluster: str | None = None
+    # Docker engines the sandboxes run on (URLs or engines.toml files; sandbox/engines.py),
+    # given to tasks that declare an "engines" resource. Where, not what: resumable.
+    engines: list[str] = field(default_factory=list)
 
     RESUMABLE_FIELDS = ("concurrency", "retries", "timeout", "cache", "batch", "batch_size",
-                        "batch_retry", "batch_poll", "max_cost", "cluster")
+                        "batch_retry", "batch_poll", "max_cost", "cluster", "engines")
 
     def __post_init__(self) -> None:
         # a name given twice would run (and bill) everything twice

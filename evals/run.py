@@ -122,6 +122,8 @@ def build_tasks(config: RunConfig) -> list[Task]:
         params = config.params_for(name)
         if config.sandboxes and (param := spec.resources.get("containers")):
             params.setdefault(param, str(config.sandboxes))
+        if config.engines and (param := spec.resources.get("engines")):
+            params.setdefault(param, ",".join(config.engines))
         tasks.append(spec.build(params))
     return tasks
 

@@ -172,7 +172,8 @@ class TaskSpec:
     description: str
     source: str  # "builtin", a file path or an entry point
     # What the task uses that the run shares out, each with the parameter that takes the
-    # run's amount: {"containers": "sandboxes"} gets --sandboxes as -T sandboxes.
+    # run's amount: {"containers": "sandboxes"} gets --sandboxes as -T sandboxes, and
+    # {"engines": "engines"} the --engine list (comma-joined) as -T engines.
     resources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -224,7 +225,8 @@ def task(fn: Callable[..., Task] | None = None, *, name: str | None = None,
     """Register a task function: ``@task`` or ``@task(name="x")``.
 
     ``resources`` maps what the task uses at once (``containers``) to the parameter
-    that sets how many: the run's ``--sandboxes`` reaches it there.
+    that sets how many: the run's ``--sandboxes`` reaches it there (and ``engines``, the
+    Docker engines they run on, gets ``--engine``).
     """
 
     def register(f: Callable[..., Task]) -> Callable[..., Task]:

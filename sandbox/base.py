@@ -15,12 +15,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 
 from .engine import INPUTS_LABEL, LABEL, LAYER_LABEL, SandboxError, client, errors
-from .images import Built, image_id, tag_for
+from .images import Built, from_registry, image_id, lock_for, tag_for, to_registry
 
 # Which Debian release ships which Python as python3.
 SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
@@ -29,7 +28,6 @@ DEFAULT_SUITE = "bookworm"
 # venv (pip comes from ensurepip, offline); patch is the last apply fallback.
 PACKAGES = ("python3", "python3-venv", "git", "patch", "iproute2", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -79,8 +77,8 @@ def nearest_python(version: str | None) -> str | None:
 def ensure_base(spec: BaseSpec = BaseSpec()) -> Built:
     """The base image for ``spec``, made with debootstrap unless already here."""
     tag = spec.tag
-    with _lock:
-        if image_id(tag) is not None:
+    with lock_for(tag):  # one debootstrap per engine at a time
+        if image_id(tag) is not None or from_registry(tag):
             return Built(tag, False, 0.0)
         if shutil.which("debootstrap") is None:
             raise SandboxError("building the base image needs debootstrap "
@@ -112,6 +110,7 @@ def ensure_base(spec: BaseSpec = BaseSpec()) -> Built:
                 raise SandboxError(f"docker import of the base image failed: {e}") from None
         if image_id(tag) is None:
             raise SandboxError("docker import gave no base image")
+        to_registry(tag)
         return Built(tag, True, time.monotonic() - started)
 
 

@@ -84,6 +84,7 @@ class Sandbox:
         self.name = f"evals-{name_hint[:40]}-{uuid.uuid4().hex[:8]}".replace("/", "_")
         self.lifetime = lifetime or limits.timeout * 2 + 300
         self.container: Any = None
+        self.engine: Any = None  # the client of the engine it runs on, fixed at start
         self.killed = False
         self.timings: dict[str, float] = {}
 
@@ -92,7 +93,10 @@ class Sandbox:
     def start(self) -> "Sandbox":
         t0 = time.monotonic()
         try:
-            self.container = client().containers.create(
+            # Every later call (exec from another thread, removal at exit) goes to this
+            # engine, whatever engine is current there (sandbox.engine.use).
+            self.engine = client()
+            self.container = self.engine.containers.create(
                 self.image, command=["sleep", str(int(self.lifetime))], name=self.name,
                 labels={LABEL: "1"}, working_dir=self.workdir, auto_remove=True,
                 detach=True, **self.limits.host_config())
@@ -120,7 +124,7 @@ class Sandbox:
         t0 = time.monotonic()
         try:
             helper = ensure_base(BaseSpec()).tag
-            out = client().containers.run(
+            out = self.engine.containers.run(
                 helper, ["sh", "-c", SEALED_SETUP], remove=True, labels={LABEL: "1"},
                 network_mode=f"container:{self.container.id}", cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"], security_opt=["no-new-privileges"])
@@ -146,12 +150,14 @@ class Sandbox:
                 self.container.remove(force=True)
             except errors():
                 pass  # auto_remove may be taking it already: wait until it is gone
+            import requests.exceptions
+
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 try:
-                    client().containers.get(self.container.id)
-                except docker.errors.NotFound:
-                    break
+                    self.engine.containers.get(self.container.id)
+                except (docker.errors.NotFound, requests.exceptions.ConnectionError):
+                    break  # gone, or its engine is: nothing to wait for
                 except errors():
                     pass
                 time.sleep(0.05)
@@ -186,7 +192,7 @@ class Sandbox:
         """Run ``cmd``; past ``timeout`` seconds the container is killed (exit_code None)."""
         if self.container is None or self.killed:
             raise SandboxError("the container is not running")
-        api = client().api
+        api = self.engine.api
         deadline = timeout if timeout is not None else self.limits.timeout
         capped = _Capped(cap or self.limits.output_cap)
         t0 = time.monotonic()

@@ -6,6 +6,11 @@ dependencies) and instance (the repository at one commit). Each is tagged
 every input of the layer, so changed inputs rebuild and equal inputs are
 reused across instances and runs. Images carry labels that `list` and
 `prune` read; nothing else about them is kept on the host.
+
+Images live per engine (sandbox/engines.py): each call looks, builds and locks on
+the current engine, so an image is built once on each engine that needs it. An
+engine with a registry pulls ``REGISTRY/evals-sandbox/<layer>:<hash>`` before
+building, and with ``push`` sends what it built there for the others.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .engine import INPUTS_LABEL, LABEL, LAYER_LABEL, SandboxError, client, errors
+from .engine import (INPUTS_LABEL, LABEL, LAYER_LABEL, SandboxError, client, current,
+                     current_name, errors)
 
 REPO_PREFIX = "evals-sandbox"
 LAYERS = ("base", "env", "instance")
@@ -54,22 +60,58 @@ def tag_for(layer: str, key: str) -> str:
 
 
 def image_id(ref: str) -> str | None:
-    """The local image id of ``ref``, or None when it is not here."""
+    """The id of ``ref`` on the current engine, or None when it is not there."""
     import docker.errors
 
     try:
         return client().images.get(ref).id
     except docker.errors.ImageNotFound:
         return None
+    except errors() as e:
+        raise SandboxError(f"cannot look up image {ref}: {e}") from None
 
 
-_build_locks: dict[str, threading.Lock] = {}
+_build_locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def _lock_for(tag: str) -> threading.Lock:
+def lock_for(tag: str) -> threading.Lock:
+    """The lock that makes one build of ``tag`` on the current engine at a time."""
     with _locks_guard:
-        return _build_locks.setdefault(tag, threading.Lock())
+        return _build_locks.setdefault((current_name(), tag), threading.Lock())
+
+
+def from_registry(tag: str) -> bool:
+    """Whether ``tag`` could be pulled from the current engine's registry (then it is
+    tagged here as ``tag``). False without a registry or when the registry lacks it."""
+    engine = current()
+    registry = getattr(engine, "registry", None)
+    if not registry:
+        return False
+    remote = f"{registry.rstrip('/')}/{tag}"
+    try:
+        image = client().images.pull(remote)
+        image.tag(*tag.rsplit(":", 1))
+    except errors():
+        return False
+    return True
+
+
+def to_registry(tag: str) -> None:
+    """Push ``tag`` to the current engine's registry when it is set to push."""
+    engine = current()
+    if not getattr(engine, "push", False):
+        return
+    remote, _, version = f"{engine.registry.rstrip('/')}/{tag}".rpartition(":")
+    try:
+        api = client().api
+        api.tag(tag, remote, version)
+        for chunk in api.push(remote, version, stream=True, decode=True):
+            if "error" in chunk:
+                raise SandboxError(f"pushing {tag} to {engine.registry} failed: "
+                                   f"{chunk['error'].strip()}")
+    except errors() as e:
+        raise SandboxError(f"pushing {tag} to {engine.registry} failed: {e}") from None
 
 
 @dataclass
@@ -105,8 +147,8 @@ def ensure(layer: Layer) -> Built:
         if parent_id is None:
             raise SandboxError(f"{layer.layer} image: parent image {layer.parent} is not here")
     tag = tag_for(layer.layer, layer.key(parent_id))
-    with _lock_for(tag):  # concurrent scorers wanting one image build it once
-        if image_id(tag) is not None:
+    with lock_for(tag):  # concurrent scorers wanting one image build it once (per engine)
+        if image_id(tag) is not None or from_registry(tag):
             return Built(tag, False, 0.0)
         started = time.monotonic()
         dockerfile = layer.dockerfile.replace("{{PARENT}}", layer.parent or "scratch")
@@ -129,6 +171,7 @@ def ensure(layer: Layer) -> Built:
         if image_id(tag) is None:
             raise SandboxError(f"building the {layer.layer} image gave no image:\n"
                                + "\n".join(tail[-20:]))
+        to_registry(tag)
         return Built(tag, True, time.monotonic() - started, "\n".join(tail[-20:]))
 
 

@@ -8,7 +8,7 @@ untrusted input). Two are built in, in :data:`PROGRAM_RUNNERS`:
   script itself, data it reads) are copied into ``/verifier`` in the container and
   the command is rewritten to point there. The container has no network, runs as a
   non-root user under the sandbox limits, and is removed when the check ends or its
-  deadline passes.
+  deadline passes. On the local engine, or placed over several (:func:`on_engines`).
 
 Packages add others through the ``evals.program_runners`` entry points.
 """
@@ -104,3 +104,25 @@ def run_program(argv: list[str], stdin: str, env: dict[str, str], timeout: float
         result = box.exec(["sh", "-c", script], user=limits.user, timeout=timeout, env=env)
     stdout, _, stderr = result.text.partition("\n\0")
     return ProgramResult(None if result.timed_out else result.exit_code, stdout, stderr)
+
+
+PROGRAM_SLOTS = 4  # containers at once per engine named without slots=
+
+
+def on_engines(engines: str | None) -> ProgramRunner:
+    """The ``docker`` runner, each program placed on the engines named (an option's
+    value, else ``EVALS_ENGINES``; sandbox/engines.py): on the healthy engine with the
+    most free slots, run again on another when its engine stops answering. None named:
+    the plain runner on the local engine."""
+    from . import engines as pools
+
+    specs = pools.named(engines)
+    if not specs:
+        return run_program
+    pool = pools.pool(specs, PROGRAM_SLOTS)
+
+    def placed(argv: list[str], stdin: str, env: dict[str, str],
+               timeout: float) -> ProgramResult:
+        return pool.run(lambda: run_program(argv, stdin, env, timeout)).result
+
+    return placed

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
 import subprocess
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,7 +19,6 @@ import pytest
 from tasks.swe import bundled, swe
 from tasks.swe.bundled.content import TEXTKIT_CORE
 from tasks.swe.data import Instance
-from tests.conftest import require
 
 SLUG = "evalsfix__textkit-1"
 FIXED = TEXTKIT_CORE.replace('words = re.split(r"[^a-z0-9]", text.lower())',
@@ -267,32 +262,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def registry(tmp_path):
-    """Debian's docker-registry on 127.0.0.1 (the engine trusts loopback registries)."""
-    require("docker-registry", hint="bash .ci/docker.sh installs it (Debian's docker-registry)",
-            binary=True)
-    port = _free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the local registry did not answer")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 EVAL_SCRIPT = """#!/bin/bash

@@ -104,14 +104,30 @@ def make_samples(problems: list[Problem], scorer: MathScorer, template: str,
     return samples
 
 
-@task
+def _program_runner(name: str, engines: str | None):
+    """``-T program_runner=``; ``docker`` places its containers on the engines named
+    (``--engine``, ``-T engines=``, ``EVALS_ENGINES``), which other runners ignore."""
+    runner = get_program_runner(name)
+    if name != "docker":
+        return runner
+    from sandbox.engine import SandboxError
+    from sandbox.programs import on_engines
+
+    try:
+        return on_engines(engines)
+    except SandboxError as e:
+        raise TaskError(f"math: {e}") from None
+
+
+@task(resources={"engines": "engines"})
 def math(path: str | None = None, dataset: str | None = None, subset: str | None = None,
          split: str = "test", fields: str = "", template: str | None = None,
          answer_regex: str | None = None, rtol: float = 1e-6, decimal_comma: str = "auto",
          timeout: float = 5.0,
          workers: int = 2, verifier: str | None = None, row_verifiers: bool = True,
          program_runner: str = "local", redact: bool = False,
-         memory_mb: int = 2048, retry_factor: float = 4.0, truncated: str = "no_answer") -> Task:
+         memory_mb: int = 2048, retry_factor: float = 4.0, truncated: str = "no_answer",
+         engines: str | None = None) -> Task:
     """Free-form math answers checked for equivalence (path=FILE|DIR|sample, or dataset=HUB_ID)."""
     if bool(path) == bool(dataset):
         raise TaskError("math: pass exactly one of -T path=FILE|DIR|sample or -T dataset=HUB_ID "
@@ -144,7 +160,7 @@ def math(path: str | None = None, dataset: str | None = None, subset: str | None
                       retry_factor=retry_factor, truncated=truncated,
                       answer_regex=pattern, redact=redact,
                       salt=redact_key() if redact else b"", workers=workers, memory_mb=memory_mb,
-                      program_runner=get_program_runner(program_runner))
+                      program_runner=_program_runner(program_runner, engines))
     scorer = MathScorer(options, task_verifier)
 
     def load() -> list[Sample]:

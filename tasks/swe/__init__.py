@@ -82,7 +82,7 @@ def check_instance(sample: Sample) -> list[str]:
     return warnings
 
 
-@task(resources={"containers": "sandboxes"})
+@task(resources={"containers": "sandboxes", "engines": "engines"})
 def swe(instances: str = "bundled", split: str = "test", repos: str | None = None,
         clone: bool = True, context: str = "oracle", hints: bool = False,
         specs_file: str | None = None, swebench_specs: bool = True, sandboxes: int = 2,
@@ -91,7 +91,7 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         network: str | None = None, interpreter: str = "nearest",
         registry: str | None = None, mode: str = "patch", agent_protocol: str = "tools",
         max_steps: int = 30, command_timeout: float = 60.0, agent_max_tokens: str | None = None,
-        agent_max_cost: str | None = None) -> Task:
+        agent_max_cost: str | None = None, engines: str | None = None) -> Task:
     """Resolve GitHub issues with a patch, graded by tests in a Docker sandbox (SWE-bench schema)."""
     if context not in prompt.CONTEXTS:
         raise TaskError(f"swe: -T context={context!r}: one of {', '.join(prompt.CONTEXTS)}")
@@ -114,6 +114,13 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
             raise TaskError(f"swe: -T agent_max_{name} is now a compute axis: "
                             f"`evals run --agent-max-{name} {value}` (a list makes a setting "
                             f"of each value)")
+    from sandbox import engines as engine_pool
+    from sandbox.engine import SandboxError
+
+    try:  # --engine / -T engines= / EVALS_ENGINES; none: the local engine alone
+        pool = engine_pool.pool(engine_pool.named(engines), sandboxes)
+    except SandboxError as e:
+        raise TaskError(f"swe: {e}") from None
     repos_dir = Path(repos).expanduser() if repos else default_repos_dir()
     spec_map = specs.read_spec_file(specs_file)
     config = SweConfig(repos_dir, base_image or None, images, memory, cpus, pids,
@@ -134,12 +141,13 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         inst = Instance.from_metadata(sample.metadata)
         spec = specs.resolve(inst, spec_map, swebench_specs)
         diff = extract_diff(completion)
-        loop_id = id(asyncio.get_running_loop())
-        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(sandboxes))
+        loop = asyncio.get_running_loop()
+        semaphore = semaphores.setdefault(id(loop), asyncio.Semaphore(pool.total_slots))
         holder = Holder()
         async with semaphore:
             try:
-                outcome = await asyncio.to_thread(_evaluate, inst, spec, diff, config, clone, holder)
+                outcome = await loop.run_in_executor(pool.executor, _placed, pool, inst, spec,
+                                                     diff, config, clone, holder)
             except asyncio.CancelledError:  # Ctrl-C: the container goes now, not at its deadline
                 holder.cancelled = True
                 if holder.box is not None:
@@ -168,21 +176,33 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         mirror = _mirror(inst.repo, repos_dir, clone) if config.repos_dir else None
         published = "only" if config.images == "published" else (
             config.images == "auto" and "swebench" in spec.source)
+        from sandbox.engine import use
+
         loop_id = id(asyncio.get_running_loop())
-        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(sandboxes))
-        async with semaphore:  # an agent's container counts against -T sandboxes too
-            try:
-                images = await asyncio.to_thread(
-                    ensure_images, inst, spec, mirror, config.base_image, published,
-                    nearest=config.interpreter == "nearest", registry=config.registry)
+        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(pool.total_slots))
+        async with semaphore:  # an agent's container takes an engine's slot too
+            try:  # the episode stays on its engine (a lost engine ends it: infra_error)
+                engine = await asyncio.to_thread(pool.acquire, inst.instance_id)
             except SandboxError as e:
-                return Solution("", "infra_error", {"error": f"image: {e}"})
-            limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
-                            timeout=command_timeout + 60, network=config.network or spec.network)
-            return await solve(sample, generate, request, image=images.instance, limits=limits,
-                               agent=AgentLimits.for_request(request, max_steps,
-                                                             command_timeout=command_timeout),
-                               protocol=agent_protocol, env=dict(spec.env))
+                return Solution("", "infra_error", {"error": f"engine: {e}"})
+            try:
+                with use(engine):  # this coroutine's Docker calls, and its threads', go there
+                    try:
+                        images = await asyncio.to_thread(
+                            ensure_images, inst, spec, mirror, config.base_image, published,
+                            nearest=config.interpreter == "nearest", registry=config.registry)
+                    except SandboxError as e:
+                        return Solution("", "infra_error", {"error": f"image: {e}"})
+                    limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
+                                    timeout=command_timeout + 60,
+                                    network=config.network or spec.network)
+                    return await solve(
+                        sample, generate, request, image=images.instance, limits=limits,
+                        agent=AgentLimits.for_request(request, max_steps,
+                                                      command_timeout=command_timeout),
+                        protocol=agent_protocol, env=dict(spec.env))
+            finally:
+                pool.release(engine)
 
     return Task(dataset=dataset, scorer=score, check=check,
                 solver=solver if mode == "agent" else None)
@@ -217,6 +237,23 @@ def _mirror(repo: str, repos_dir: Path, clone: bool) -> Path | None:
         return mirror_path(repos_dir, repo, clone=clone)
     except SandboxError:
         return None
+
+
+def _placed(pool, inst: Instance, spec: specs.EnvSpec, diff: str, config: SweConfig,
+            clone: bool, holder: Holder):
+    """Grade on an engine of ``pool`` (blocking, in its executor). An infra_error on an
+    engine that then fails a ping is graded again elsewhere; the record names where it
+    was graded and the engines lost under it."""
+    if not diff.strip() or refusal(diff):  # judged without a container
+        return _evaluate(inst, spec, diff, config, clone, holder)
+    placed = pool.run(lambda: _evaluate(inst, spec, diff, config, clone, holder),
+                      failed=lambda o: o.verdict.outcome == grading.INFRA_ERROR,
+                      affinity=inst.instance_id, stop=lambda: holder.cancelled)
+    outcome = placed.result
+    outcome.meta["engine"] = placed.engine
+    if placed.lost:
+        outcome.meta["engines_lost"] = placed.lost
+    return outcome
 
 
 def _evaluate(inst: Instance, spec: specs.EnvSpec, diff: str, config: SweConfig, clone: bool,

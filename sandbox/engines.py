@@ -1,0 +1,383 @@
+"""Several Docker engines as one pool: where each sandbox runs.
+
+Engines are named by URL (``unix:///path/docker.sock``, ``tcp://host:2376`` with
+TLS, ``ssh://user@host``; ``local`` is the engine of ``DOCKER_HOST`` or the default
+socket) in ``--engine``, ``-T engines=``, the ``EVALS_ENGINES``
+variable, or an ``engines.toml`` file; none named is the one local engine, as
+before. A URL may carry options as a query (``tcp://h:2376?slots=8&tls=DIR``);
+a file gives them as keys::
+
+    [[engine]]
+    url = "tcp://10.0.0.5:2376"
+    slots = 8                  # containers at once (default: -T sandboxes)
+    tls_ca = "certs/ca.pem"    # or tls = "certs" (ca.pem, cert.pem, key.pem, as docker's)
+    tls_cert = "certs/cert.pem"
+    tls_key = "certs/key.pem"
+    registry = "10.0.0.2:5000" # pull our images from here before building them
+    push = true                # and push what this engine builds there
+
+A piece of work (one grading) takes a slot on the healthy engine with the most
+free slots, ties going to the engine that ran the same instance before (so has
+its images). Images are per engine: the current engine (sandbox.engine.use) is
+where :mod:`sandbox.images` looks, builds and locks. When work fails and its
+engine no longer answers a ping, the engine is marked down and the work runs
+again on another one; a down engine is probed again every few seconds and takes
+work when it answers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from .engine import SandboxError, errors, local_client, use
+
+T = TypeVar("T")
+SCHEMES = ("unix", "tcp", "ssh")
+ENV = "EVALS_ENGINES"
+PROBE_TIMEOUT = 5.0  # seconds a ping may take before the engine counts as down
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine as named by the user; ``url`` None is the local default engine."""
+
+    url: str | None = None
+    slots: int | None = None  # None: the task's -T sandboxes
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_verify: bool = True
+    registry: str | None = None
+    push: bool = False
+
+    @property
+    def name(self) -> str:
+        """The URL without options or a password: what records and logs show."""
+        if self.url is None:
+            return "local"
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.netloc.rpartition("@")[0].partition(":")[0]
+        netloc = f"{user}@{host}" if user else host
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+_KEYS = {f.name for f in fields(EngineSpec)}
+
+
+def _spec(url: str | None, options: dict[str, Any], where: str,
+          base: Path | None = None) -> EngineSpec:
+    scheme = "local" if url is None else urlsplit(url).scheme
+    if url is not None and (scheme not in SCHEMES or not (urlsplit(url).netloc
+                                                          or urlsplit(url).path)):
+        raise SandboxError(f"{where}: engine {url!r}: expected unix:///PATH, tcp://HOST:PORT, "
+                           f"ssh://[USER@]HOST or local")
+    opts = dict(options)
+    if unknown := sorted(set(opts) - _KEYS - {"tls"}):
+        raise SandboxError(f"{where}: engine {url!r}: unknown option {unknown[0]!r} "
+                           f"(known: slots, tls, tls_ca, tls_cert, tls_key, tls_verify, "
+                           f"registry, push)")
+    if tls_dir := opts.pop("tls", None):  # docker's layout of a certificate folder
+        opts = {"tls_ca": f"{tls_dir}/ca.pem", "tls_cert": f"{tls_dir}/cert.pem",
+                "tls_key": f"{tls_dir}/key.pem", **opts}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        if opts.get(key):
+            path = Path(str(opts[key])).expanduser()
+            path = path if path.is_absolute() or base is None else base / path
+            if not path.is_file():
+                raise SandboxError(f"{where}: engine {url!r}: {key} {str(path)!r} is not a file")
+            opts[key] = str(path)
+    if bool(opts.get("tls_cert")) != bool(opts.get("tls_key")):
+        raise SandboxError(f"{where}: engine {url!r}: tls_cert and tls_key go together")
+    if (opts.get("tls_ca") or opts.get("tls_cert")) and scheme != "tcp":
+        raise SandboxError(f"{where}: engine {url!r}: TLS options are for tcp:// engines")
+    url = url or "local"  # for the messages below
+    for key in ("tls_verify", "push"):
+        if key in opts and isinstance(opts[key], str):
+            opts[key] = opts[key].strip().lower() in ("1", "true", "yes")
+    if "slots" in opts:
+        try:
+            opts["slots"] = int(opts["slots"])
+        except (TypeError, ValueError):
+            opts["slots"] = 0
+        if opts["slots"] < 1:
+            raise SandboxError(f"{where}: engine {url!r}: slots must be a whole number >= 1")
+    if opts.get("push") and not opts.get("registry"):
+        raise SandboxError(f"{where}: engine {url!r}: push needs a registry")
+    return EngineSpec(url=None if url == "local" else url, **opts)
+
+
+def parse_url(text: str, where: str = "engine") -> EngineSpec:
+    """``URL[?slots=N&tls=DIR&registry=HOST:PORT&push=1]``; ``local[?...]`` is the engine
+    of ``DOCKER_HOST`` or the default socket (the one used when none is named)."""
+    head, _, query = text.strip().partition("?")
+    url = None if head == "local" else head
+    return _spec(url, dict(parse_qsl(query, keep_blank_values=True)), where)
+
+
+def read_file(path: str | Path) -> list[EngineSpec]:
+    """The ``[[engine]]`` tables of a TOML file; relative certificate paths are
+    relative to the file."""
+    file = Path(path).expanduser()
+    try:
+        data = tomllib.loads(file.read_text())
+    except OSError as e:
+        raise SandboxError(f"engines file {str(file)!r}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SandboxError(f"engines file {str(file)!r}: not TOML: {e}") from None
+    tables = data.get("engine")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise SandboxError(f"engines file {str(file)!r}: expected [[engine]] tables with url = ...")
+    out = []
+    for i, table in enumerate(tables):
+        if not isinstance(table.get("url"), str):
+            raise SandboxError(f"engines file {str(file)!r}: engine {i + 1} has no url")
+        options = {k: v for k, v in table.items() if k != "url"}
+        url = None if table["url"] == "local" else table["url"]
+        out.append(_spec(url, options, f"engines file {str(file)!r}", file.resolve().parent))
+    return out
+
+
+def parse(value: str | None, where: str = "engines") -> list[EngineSpec]:
+    """Engines from one setting: URLs separated by commas or spaces, or paths of
+    ``.toml`` files; empty for none (the local engine). Names must differ."""
+    specs: list[EngineSpec] = []
+    for item in (value or "").replace(",", " ").split():
+        is_url = "://" in item or item.partition("?")[0] == "local"
+        specs += [parse_url(item, where)] if is_url else read_file(item)
+    names = [s.name for s in specs]
+    if dup := next((n for n in names if names.count(n) > 1), None):
+        raise SandboxError(f"{where}: engine {dup!r} is named twice")
+    return specs
+
+
+def named(value: str | None) -> list[EngineSpec]:
+    """What the user named: ``value`` (an option), else ``EVALS_ENGINES``."""
+    if value:
+        return parse(value)
+    return parse(os.environ.get(ENV), ENV)
+
+
+class Engine:
+    """One engine: its client (made on first use), slots and health."""
+
+    def __init__(self, spec: EngineSpec, slots: int):
+        self.spec, self.name, self.slots = spec, spec.name, slots
+        self.registry, self.push = spec.registry, spec.push
+        self.busy = 0
+        self.placed = 0  # pieces of work started here
+        self.down: str | None = None  # why, while down
+        self.next_probe = 0.0
+        self.seen: set[str] = set()  # affinity keys of work done here (its images are here)
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _make(self, timeout: float) -> Any:
+        try:
+            import docker
+            import docker.constants
+            import docker.tls
+        except ImportError:
+            raise SandboxError("the sandbox needs the `docker` package: pip install 'docker>=7'"
+                               ) from None
+        spec = self.spec
+        kwargs: dict[str, Any] = {"base_url": spec.url, "timeout": timeout}
+        if spec.tls_ca or spec.tls_cert:
+            kwargs["tls"] = docker.tls.TLSConfig(
+                client_cert=(spec.tls_cert, spec.tls_key) if spec.tls_cert else None,
+                ca_cert=spec.tls_ca, verify=spec.tls_verify)
+        if spec.url and spec.url.startswith("ssh://"):
+            kwargs["use_ssh_client"] = True  # the system's ssh: its config, keys and agent
+        if not spec.tls_ca:
+            return docker.DockerClient(**kwargs)
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own CA, so
+        # the engine's certificate would be checked against the system's CAs: the session
+        # must not read the environment, and the SDK asks the engine's API version while
+        # it is made, so it is made at the oldest version and told the engine's after.
+        made = docker.DockerClient(**kwargs, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        made.api.trust_env = False
+        made.api._version = made.version()["ApiVersion"]
+        return made
+
+    def client(self) -> Any:
+        if self.spec.url is None:
+            return local_client()
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._make(timeout=120)
+                except SandboxError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a bad URL or certificate, said once
+                    raise SandboxError(f"engine {self.name}: {_first_line(e)}") from None
+            return self._client
+
+    def ping(self) -> str | None:
+        """None when the engine answers within PROBE_TIMEOUT, else why not."""
+        try:
+            if self.spec.url is None:
+                local_client().ping()
+            else:
+                probe = self._make(timeout=PROBE_TIMEOUT)
+                try:
+                    probe.ping()
+                finally:
+                    probe.close()
+            return None
+        except Exception as e:  # noqa: BLE001 - any failure means it does not answer
+            return _first_line(e)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+@dataclass
+class Placed(Generic[T]):
+    """What a piece of work returned, where it ran, and the engines lost under it."""
+
+    result: T
+    engine: str
+    lost: list[str] = field(default_factory=list)
+
+
+class EnginePool:
+    """Slots over engines; :meth:`run` places work and moves it off a lost engine."""
+
+    def __init__(self, engines: list[Engine], probe_every: float = 5.0,
+                 wait_down: float = 120.0):
+        if not engines:
+            raise SandboxError("an engine pool needs at least one engine")
+        self.engines = engines
+        self.probe_every = probe_every
+        self.wait_down = wait_down  # with every engine down, how long work waits for one
+        self._cond = threading.Condition()
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def total_slots(self) -> int:
+        return sum(e.slots for e in self.engines)
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """Threads for blocking sandbox work, one per slot (asyncio's default pool has
+        cpu_count + 4, fewer than the slots of a few remote engines)."""
+        with self._cond:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.total_slots,
+                                                    thread_name_prefix="evals-engine")
+            return self._executor
+
+    def _probe_due(self) -> None:
+        """Ping each down engine whose time has come (outside the lock: a ping waits)."""
+        now = time.monotonic()
+        with self._cond:
+            due = [e for e in self.engines if e.down and e.next_probe <= now]
+            for e in due:
+                e.next_probe = now + self.probe_every
+        for e in due:
+            if e.ping() is None:
+                with self._cond:
+                    e.down = None
+                    self._cond.notify_all()
+
+    def acquire(self, affinity: str | None = None) -> Engine:
+        """A slot on the healthy engine with the most free slots (ties: one that ran
+        ``affinity`` before, then the first named). Waits while all are busy; raises
+        SandboxError when every engine has been down for ``wait_down`` seconds."""
+        all_down_since: float | None = None
+        while True:
+            self._probe_due()
+            with self._cond:
+                healthy = [e for e in self.engines if not e.down]
+                free = [e for e in healthy if e.busy < e.slots]
+                if free:
+                    best = max(free, key=lambda e: (e.slots - e.busy, affinity in e.seen,
+                                                    -self.engines.index(e)))
+                    best.busy += 1
+                    best.placed += 1
+                    return best
+                if healthy:
+                    all_down_since = None
+                else:
+                    all_down_since = all_down_since or time.monotonic()
+                    if time.monotonic() - all_down_since > self.wait_down:
+                        raise SandboxError("no engine answers: " + "; ".join(
+                            f"{e.name}: {e.down}" for e in self.engines))
+                self._cond.wait(min(1.0, self.probe_every))
+
+    def release(self, engine: Engine) -> None:
+        with self._cond:
+            engine.busy -= 1
+            self._cond.notify_all()
+
+    def mark_down(self, engine: Engine, why: str) -> None:
+        with self._cond:
+            engine.down = why or "does not answer"
+            engine.next_probe = time.monotonic() + self.probe_every
+            self._cond.notify_all()
+
+    def run(self, work: Callable[[], T], failed: Callable[[T], bool] = lambda _: False,
+            affinity: str | None = None, stop: Callable[[], bool] = lambda: False) -> Placed[T]:
+        """``work()`` on a placed engine (current there: sandbox.engine.use). When it
+        raises SandboxError or its result is ``failed``, and the engine does not answer
+        a ping, the engine is marked down and the work runs again elsewhere; otherwise
+        its result (or error) stands. ``stop()`` true (a cancelled grading) ends retries."""
+        lost: list[str] = []
+        while True:
+            engine = self.acquire(affinity)
+            error: SandboxError | None = None
+            try:
+                with use(engine):
+                    try:
+                        result = work()
+                    except errors() as e:  # a Docker call no wrapper caught
+                        raise SandboxError(f"engine {engine.name}: {_first_line(e)}") from None
+            except SandboxError as e:
+                error = e
+            finally:
+                self.release(engine)
+            if (error is not None or failed(result)) and not stop():
+                why = engine.ping()
+                if why is not None:
+                    self.mark_down(engine, why)
+                    lost.append(engine.name)
+                    if len(lost) <= 2 * len(self.engines):
+                        continue
+            if error is not None:
+                raise error
+            if affinity is not None:
+                with self._cond:
+                    engine.seen.add(affinity)
+            return Placed(result, engine.name, lost)
+
+    def status(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return [{"engine": e.name, "slots": e.slots, "busy": e.busy, "placed": e.placed,
+                     "down": e.down} for e in self.engines]
+
+
+_pools: dict[tuple, EnginePool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool(specs: list[EngineSpec], default_slots: int) -> EnginePool:
+    """The process's pool for these engines (shared by every task that names them, so
+    slots are counted once); no specs: the local engine alone."""
+    specs = specs or [EngineSpec()]
+    key = (tuple(specs), default_slots)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = EnginePool([Engine(s, s.slots or default_slots) for s in specs])
+        return _pools[key]
