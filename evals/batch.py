@@ -266,7 +266,12 @@ class BatchEngine:
         live = []
         for key, gens in done.items():
             self.done.update((*key, g) for g in gens)
+        agents: set[str] = set()
         for unit in work:
+            if unit.task.solver is not None:  # each turn waits on the last: a batch is a day a turn
+                agents.add(unit.task.name)
+                live.append(unit)
+                continue
             if self.api(unit.runner) is None:
                 live.append(unit)
                 continue
@@ -276,6 +281,9 @@ class BatchEngine:
                                 unit.sample.id, gen)
                 self.items[cid] = Item(cid, replace(unit, gens=[gen]), gen,
                                        request.for_gens([gen]))
+        if agents:
+            self.notify(f"batch: {', '.join(sorted(agents))} runs live, not batched: an agent "
+                        f"episode's turns each wait on the one before")
         return live
 
     def _scan_records(self) -> None:

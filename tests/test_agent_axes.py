@@ -187,3 +187,23 @@ def test_a_cost_limit_without_a_price_is_an_error_that_says_so(tmp_path):
     records = list(iter_records(tmp_path / "r" / "samples.jsonl"))
     assert stats.errors == 2 and {r["status"] for r in records} == {"error"}
     assert all("cost limit needs the model's price" in r["error"] for r in records)
+
+
+def test_batch_runs_agent_episodes_live_with_their_limits(tmp_path, capfd):
+    """--batch cannot batch an agent's turns (each waits on the last): its episodes run
+    live, said once, and every step limit still applies."""
+    from evals.fake_batch import FakeOpenAIBatch
+
+    with FakeOpenAIBatch(script=chores_script) as server:
+        config = RunConfig(tasks=["chores"], models=["openai/fake-model"], tasks_dirs=[PLUGIN],
+                           task_params={"count": "2"}, model_options={"base_url": server.url},
+                           max_steps=[1, 10], batch=True, batch_poll=0.01, cache=False)
+        log = RunLog(tmp_path / "r")
+        execute(config, log, ["evals"])
+        assert server.created == [] and server.count > 0  # live calls, no batch
+    records = list(iter_records(log.samples_path))
+    assert {r["setting"] for r in records} == {"steps=1", "steps=10"}
+    assert all("batch" not in r and r["trajectory"] for r in records)
+    assert {r["steps"] for r in records if r["setting"] == "steps=1"} == {1}
+    assert max(r["steps"] for r in records if r["setting"] == "steps=10") > 1
+    assert "chores runs live, not batched" in capfd.readouterr().err
