@@ -410,6 +410,9 @@ def resume(run_id: str, results_dir: ResultsDir = Path("results"),
         fail(str(e), EXIT_FAILED)
     if any(v == "***" for v in config.model_options.values()):
         fail("this run was started with a secret model option; re-run `evals run` with it")
+    if any(":***@" in v for v in [*config.engines, *config.task_params.values()]):
+        fail("this run was started with a password in an engine URL (not stored); re-run "
+             "`evals run` with it")
     if concurrency:
         config.concurrency = concurrency
     if max_cost is not None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evals.metrics import AGENT_AXES
-from evals.redact import scrub_options
+from evals.redact import scrub, scrub_options
 from evals.runner import ConfigError
 
 
@@ -172,6 +172,8 @@ class RunConfig:
         data = asdict(self)
         data["model_options"] = scrub_options(self.model_options)
         data["ranker_options"] = scrub_options(self.ranker_options)
+        data["task_params"] = scrub_options(self.task_params)  # -T engines=ssh://u:pw@...
+        data["engines"] = [scrub(url) for url in self.engines]
         return data
 
     def differences(self, other: "RunConfig") -> list[str]:

@@ -40,6 +40,29 @@ def test_a_key_given_only_by_model_option_is_never_written(tmp_path):
     assert len(errors) == 1 and "***" in errors[0]["error"]
 
 
+def test_a_password_in_an_engine_url_is_never_written():
+    from evals.config import RunConfig
+
+    config = RunConfig(tasks=["swe"], models=["gold"],
+                       engines=["ssh://bob:hunter2pw@build.example:22", "unix:///run/d.sock"],
+                       task_params={"swe.engines": "tcp://u:hunter2pw@h:2376?tls=/certs"})
+    written = json.dumps(config.to_json())
+    assert "hunter2pw" not in written
+    assert config.to_json()["engines"] == ["ssh://bob:***@build.example:22", "unix:///run/d.sock"]
+    assert "tcp://u:***@h:2376?tls=/certs" in written  # where it ran stays readable
+
+
+def test_resume_asks_again_for_an_engine_password(tmp_path):
+    with FakeServer() as srv:
+        done = run_cli("run", "arithmetic", "-m", "openai/fake-model", "--base-url", srv.url,
+                       "-T", "count=2", "--engine", "ssh://bob:hunter2pw@h", "--results-dir",
+                       str(tmp_path), "--run-id", "e")
+    assert done.returncode == 0, done.stderr
+    assert b"hunter2pw" not in (tmp_path / "e" / "run.json").read_bytes()
+    again = run_cli("resume", "e", "--results-dir", str(tmp_path))
+    assert again.returncode != 0 and "password in an engine URL" in again.stderr
+
+
 class _Odd:
     """A server that answers with the odd things real servers sometimes send."""
 
