@@ -77,7 +77,9 @@ class Setting:
         if self.agent_max_tokens is not None:
             parts.append(f"agent_tokens={self.agent_max_tokens}")
         if self.agent_max_cost is not None:
-            parts.append(f"agent_cost={self.agent_max_cost:g}")
+            cost = self.agent_max_cost  # short where that is exact: two limits, two names
+            parts.append(f"agent_cost={cost:g}" if float(f"{cost:g}") == cost
+                         else f"agent_cost={cost!r}")
         if self.samples != 1:
             parts.append(f"n={self.samples}")
         return ",".join(parts) or "default"

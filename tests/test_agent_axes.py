@@ -48,6 +48,9 @@ def test_the_grid_and_the_labels():
     assert settings[0].name == "effort=low,steps=10,agent_tokens=5000,agent_cost=0.5"
     assert settings[1].name == "effort=low,steps=10,agent_cost=0.5"
     assert len({s.name for s in settings}) == len(settings)
+    close = RunConfig(tasks=["t"], models=["m"], agent_max_cost=[0.1234561, 0.1234564, 2.0])
+    assert [s.name for s in close.settings()] == [
+        "agent_cost=0.1234561", "agent_cost=0.1234564", "agent_cost=2"]
     assert settings_json(settings[0])["agent_max_tokens"] == 5000
     # a setting without agent limits is stored as it was before they existed
     assert "agent_max_tokens" not in settings_json(Setting("low"))
