@@ -197,5 +197,5 @@ KINDS: Registry[Registry] = Registry("plugin kind", "evals.kinds", {
     "task": "evals.task:TASKS",
     "runner": "evals.runner:RUNNERS",
     "ranker": "evals.judge:RANKERS",
-    "command": "evals.cli:COMMANDS",
+    "command": "evals.cli_base:COMMANDS",
 }, describe=lambda r: f"{r.kind}s" + (f" (entry points: {r.group})" if r.group else ""))

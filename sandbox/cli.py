@@ -1,6 +1,6 @@
 """``evals sandbox build|list|prune``: manage the sandbox images and show their disk use.
 
-Registered as the ``sandbox`` sub-command (``evals.cli.COMMANDS``). The images beyond
+Registered as the ``sandbox`` sub-command (``evals.cli_base.COMMANDS``). The images beyond
 the base one are built by the tasks that use them: each registers a builder in
 :data:`IMAGE_BUILDERS` (``builder(params, limit, echo, fail)``), or through the
 ``evals.image_builders`` entry points.

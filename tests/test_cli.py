@@ -419,7 +419,7 @@ def test_show_names_task_parameters_limit_endpoint_and_why_a_run_failed(tmp_path
     assert "-T count=4" in out and "limit 2" in out and "seed 7" in out
     assert f"endpoint {srv.url}" in out and "-M api_key=***" in out
     assert "wrong-key-42" not in out and "metrics" not in out  # no records: no table
-    from evals.cli import _endpoint
+    from evals.cli_results import _endpoint
     assert _endpoint("https://me:hunter2pass@host.example/v1") == "https://***@host.example/v1"
     as_json = json.loads(run_cli("show", "f", "--results-dir", res, "--json").stdout)
     assert "401" in as_json["run"]["error"]
