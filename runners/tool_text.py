@@ -16,6 +16,9 @@ cover the open models trained for tool calling; their names are vLLM's
 
 What counts as a call: a marker outside code. A model that explains the format in
 prose usually quotes it in a fenced block or in backticks; those are left as text.
+Only closed code hides a marker: an inline span ends on its line, and a fence that is
+never closed is not one, so a stray backtick earlier in the answer cannot swallow a
+call.
 A call whose JSON does not parse (malformed, or cut off by max_tokens) is still
 returned, its ``arguments`` the raw text it wrote, so the caller answers it as an
 error instead of the call vanishing. The text around the calls stays the answer.
@@ -90,18 +93,19 @@ def parse_tool_calls(text: str, fmt: str, key: str) -> tuple[str, list[ToolCall]
 
 
 def _code_end(text: str, tick: int) -> int:
-    """Where the code span opened by the backtick at ``tick`` ends (just after it)."""
+    """Where the code span opened by the backtick at ``tick`` ends (just after it);
+    backticks that open nothing (an unclosed fence, a span not closed on its own
+    line) end at themselves: they are plain characters."""
     if text.startswith("```", tick):
         close = text.find("```", tick + 3)
-        return len(text) if close < 0 else close + 3  # an unclosed fence runs to the end
+        return tick + 3 if close < 0 else close + 3
     run = tick  # `x`, ``x``: the same run of backticks closes it
     while run < len(text) and text[run] == "`":
         run += 1
-    fence = "`" * (run - tick)
-    close = text.find(fence, run)
-    if close < 0 or "\n\n" in text[run:close]:  # a lone backtick is just a character
+    close = text.find("`" * (run - tick), run)
+    if close < 0 or text.find("\n", run, close) >= 0:  # none on its line: a lone backtick
         return run
-    return close + len(fence)
+    return close + run - tick
 
 
 def _from_object(obj: Any, raw: str) -> tuple[str, str]:
