@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -383,6 +384,37 @@ def test_tool_choice_in_each_spelling(choice, expected):
     bodies = [body_of(n, asked) for n in NATIVES if n.family != "anthropic-stream"]
     assert (bodies[0]["tool_choice"], bodies[1]["tool_choice"],
             bodies[2]["toolConfig"]["functionCallingConfig"]["mode"]) == expected
+
+
+@pytest.mark.parametrize("model,compute", [
+    ("anthropic/claude-sonnet-4-5", {"thinking_budget": 2048}),  # extended thinking
+    ("anthropic/claude-opus-4-7", {"effort": "high"})])  # adaptive thinking
+async def test_anthropic_refuses_a_forced_tool_with_thinking_before_sending(model, compute):
+    """Anthropic answers a forced tool choice (any, tool) with thinking on with a 400; the
+    runner says so in one line and sends nothing; without thinking it is sent."""
+    asked = Request([{"role": "user", "content": "go"}], tools=[BASH_TOOL],
+                    tool_choice="required", **compute)
+    with FakeAnthropic(script=lambda body, index: {"tool_calls": [
+            {"name": "bash", "arguments": {"command": "ls"}}]}) as srv:
+        runner = make_runner(model, base_url=srv.url)
+        try:
+            with pytest.raises(ConfigError, match="tool_choice=required cannot be used with "
+                                                  "thinking on.*tool_choice auto"):
+                await runner.generate(asked)
+            assert srv.requests == []
+            # the fake refuses it as Anthropic does, were it sent
+            body = {**runner.body(replace(asked, tool_choice="auto"))[0],
+                    "tool_choice": {"type": "any"}}
+            async with aiohttp.ClientSession() as s:
+                async with s.post(srv.url + "/v1/messages", json=body,
+                                  headers={"anthropic-version": "2023-06-01"}) as r:
+                    said = await r.json()
+            assert r.status == 400 and "tool_choice forces tool use" in said["error"]["message"]
+            answer = await runner.generate(replace(asked, thinking_budget=None, effort=None))
+            assert srv.requests[-1]["tool_choice"] == {"type": "any"}
+            assert answer.completions[0].tool_calls[0].name == "bash"
+        finally:
+            await runner.aclose()
 
 
 @pytest.mark.parametrize("tools,choice,message", [
