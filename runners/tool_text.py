@@ -62,6 +62,7 @@ MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "llama3_json": ("<|python_
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _LINE_CALL = re.compile(r'(?m)^[ \t]*(?=\{\s*"name"\s*:)')  # a JSON call opening a line
 _DECODER = json.JSONDecoder()
+_QWEN_NAME = re.compile(r"\s*<function=([^>\n]*)>")  # a cut-off call's name, if it got that far
 _GLM_NAME = re.compile(r"[^\s<>{}]+(?=\s*(?:<arg_key>|$))")  # a name, then arguments or nothing
 _GLM_ARG = re.compile(r"\s*<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.S)
 _PYTHON_WORDS = {"True": True, "False": False, "None": None}
@@ -249,7 +250,7 @@ def _find_qwen3_coder(text: str, i: int, props: Properties) -> _Found | None:
     close = text.find(end_tag, body_from)
     if close < 0:  # cut off by max_tokens: the rest is the call's raw text
         body = text[body_from:]
-        name = re.match(r"\s*<function=([^>\n]*)>", body)
+        name = _QWEN_NAME.match(body)
         return _Found(start, len(text), [(name.group(1) if name else "", body.strip())])
     body = text[body_from:close + (len(end_tag) if end_tag == "</function>" else 0)]
     end = close + len(end_tag)
