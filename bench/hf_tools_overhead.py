@@ -7,7 +7,7 @@ test template (tests/data/chat_templates/qwen25_style.jinja); an agent conversat
 Measures ``HFRunner.prepare`` (render + tokenise, what every turn pays before
 generating; the word-level tokenizer is cheaper per character than a real BPE one, so
 the difference with and without tools is the figure to read, not the total) with and without tools on the same conversation, and ``parse_tool_calls``
-on the test table's texts and on a long answer.
+on the test table's texts and on a long answer (its call as hermes and as qwen3_coder).
 
     python bench/hf_tools_overhead.py --turns 30 --output-chars 2000
 """
@@ -79,13 +79,19 @@ def main() -> None:
         '\n<tool_call>\n{"name": "bash", "arguments": {"command": "python -m pytest -q"}}\n'
         '</tool_call>')
     long_parse = timed(lambda: parse_tool_calls(long, "hermes", "k"), a.repeat)
+    # the same answer with its call in Qwen3-Coder's XML, values typed by the tool's schema
+    xml = long[:long.index("\n<tool_call>")] + (
+        "\n<tool_call>\n<function=bash>\n<parameter=command>\npython -m pytest -q\n"
+        "</parameter>\n</function>\n</tool_call>")
+    xml_parse = timed(lambda: parse_tool_calls(xml, "qwen3_coder", "k", tools), a.repeat)
     print(f"conversation: {a.turns} turns, {a.output_chars} chars per tool answer, "
           f"{len(json.dumps(messages))} chars of JSON, {prompt} prompt tokens")
     print(f"prepare with tools:    {with_tools * 1e3:8.2f} ms")
     print(f"prepare without tools: {without * 1e3:8.2f} ms (the calls and answers still "
           "rendered, without the tool definitions)")
     print(f"parse_tool_calls: {per_row * 1e6:.1f} us per table text ({len(table)} texts), "
-          f"{long_parse * 1e6:.1f} us for a {len(long)}-char answer with one call")
+          f"{long_parse * 1e6:.1f} us for a {len(long)}-char answer with one call, "
+          f"{xml_parse * 1e6:.1f} us for it with the call in qwen3_coder's form")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 It checks what the real API checks before answering: the ``x-api-key`` (when
 ``api_key`` is set) and ``anthropic-version`` headers, ``max_tokens`` present,
 ``thinking.budget_tokens`` at least 1024 and below ``max_tokens``, no temperature but 1
-with thinking; a bad request gets a 400 in Anthropic's error shape. With thinking on
+and no ``tool_choice`` that forces a call (``any``, ``tool``) with thinking; a bad request gets a 400 in Anthropic's error shape. With thinking on
 (``enabled`` or ``adaptive``) an answer has a thinking block (the reply's
 ``reasoning_content``), a redacted_thinking block when the reply has ``redacted``, and
 a text block; usage has ``cache_read_input_tokens`` and
@@ -95,6 +95,8 @@ class FakeAnthropic(NativeFake):
                 raise self.invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
         if kind != "disabled" and body.get("temperature") not in (None, 1, 1.0):
             raise self.invalid("`temperature` may only be set to 1 when thinking is enabled")
+        if kind != "disabled" and (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            raise self.invalid("Thinking may not be enabled when tool_choice forces tool use.")
         if not body.get("messages"):
             raise self.invalid("messages: at least one message is required")
         for i, tool in enumerate(body.get("tools") or ()):

@@ -8,11 +8,13 @@ spends the budget first and comes back as a ``thought: true`` part when
 ``candidatesTokenCount``, and ``cachedContentTokenCount``; a cut answer ends with
 ``MAX_TOKENS``. A request with both ``thinkingBudget`` and ``thinkingLevel`` gets a
 400, as from the real API. A reply with ``"blocked": True`` answers with a
-``promptFeedback.blockReason`` and no candidates.
+``promptFeedback.blockReason`` and no candidates; one with ``"finish_reason":
+"malformed_function_call"`` is a ``MALFORMED_FUNCTION_CALL`` candidate with
+``content: {}``, as Gemini sends it.
 Tool calls: a reply's ``tool_calls`` become ``functionCall`` parts (no ids, as the Gemini
 API sends them); with thinking on, the first carries a ``thoughtSignature``. Checked as
 the API checks them (400): declarations need a name, and a ``parameters`` object schema
-needs properties; a ``functionResponse`` turn must follow a ``functionCall`` turn with
+needs properties; every content needs parts; a ``functionResponse`` turn must follow a ``functionCall`` turn with
 as many calls, of those names (and ids, where the calls had them); for a Gemini 3 model
 (which always thinks) the first function call of each model turn since the last user
 text must come back with the signature this server gave it, unaltered.
@@ -85,8 +87,12 @@ class FakeGemini(NativeFake):
                 call = {"name": c.name, "args": c.object()}
                 parts.append({"functionCall": call, **(
                     {"thoughtSignature": _signature(call)} if think and j == 0 else {})})
-            candidates.append({"content": {"role": "model", "parts": parts}, "index": i,
-                               "finishReason": "MAX_TOKENS" if a.length else "STOP"})
+            if a.reply.get("finish_reason") == "malformed_function_call":
+                candidates.append({"content": {}, "index": i,
+                                   "finishReason": "MALFORMED_FUNCTION_CALL"})
+            else:
+                candidates.append({"content": {"role": "model", "parts": parts}, "index": i,
+                                   "finishReason": "MAX_TOKENS" if a.length else "STOP"})
             shown += a.usage("completion_tokens", a.out_tokens) - a.think_tokens
             thought_tokens += a.usage("reasoning_tokens", a.think_tokens)
             prompt_tokens = a.usage("prompt_tokens", prompt_tokens)
@@ -129,6 +135,9 @@ class FakeGemini(NativeFake):
                        and any("text" in p for p in c.get("parts") or ())), default=0)
         for i, content in enumerate(contents):
             parts = content.get("parts") or []
+            if not parts:
+                raise self.invalid(f"* GenerateContentRequest.contents[{i}].parts: "
+                                   "contents.parts must not be empty.")
             calls = [p["functionCall"] for p in parts if isinstance(p.get("functionCall"), dict)]
             answers = [p["functionResponse"] for p in parts
                        if isinstance(p.get("functionResponse"), dict)]

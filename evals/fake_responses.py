@@ -11,7 +11,8 @@ Tool calls: a reply's ``tool_calls`` become ``function_call`` output items (``fc
 ``call_`` call_id) after the reasoning item; with ``include:
 ["reasoning.encrypted_content"]`` the reasoning item carries encrypted content. The
 input is checked as the API checks it (400): tools must be flat function tools; a
-reasoning item sent back unstored must carry its encrypted content, unaltered; a
+reasoning item sent back unstored must carry its encrypted content, unaltered, and be
+followed by an item of its answer (a function call or an assistant message); a
 ``function_call`` this server made must come after the reasoning item of its turn; a
 ``function_call_output`` needs an earlier ``function_call`` with its call_id, and every
 call needs its output.
@@ -66,10 +67,14 @@ class FakeResponses(NativeFake):
             if tool.get("type") == "function" and not tool.get("name"):
                 raise self.invalid(f"Missing required parameter: 'tools[{i}].name'.")
         reasoning_seen, calls, unanswered = set(), set(), []
-        for item in items:
+        for i, item in enumerate(items):
             kind = item.get("type")
             if kind == "reasoning":
                 rid = item.get("id")
+                after = items[i + 1] if i + 1 < len(items) else {}
+                if after.get("type") != "function_call" and after.get("role") != "assistant":
+                    raise self.invalid(f"Item '{rid}' of type 'reasoning' was provided without "
+                                       "its required following item.")
                 if not body.get("store", True) and "encrypted_content" not in item:
                     raise self.invalid(f"Item with id '{rid}' not found. Items are not "
                                        "persisted when `store` is set to false. Try again "

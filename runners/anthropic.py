@@ -17,7 +17,8 @@ docs/providers.md has the table of what each model family takes.
   call may last (the SDK's rule: over 21,333 tokens at an hour per 128k) is streamed
   and assembled from its events (``-M stream=auto|true|false``).
 * Tools (``Request.tools``, OpenAI's chat form) become ``tools`` (name, description,
-  input_schema) and ``tool_choice`` (auto, any for required, none); the conversation's
+  input_schema) and ``tool_choice`` (auto, any for required, none; required with
+  thinking on is refused before sending, as Anthropic refuses it); the conversation's
   tool calls become ``tool_use`` blocks and each run of tool answers one user turn of
   ``tool_result`` blocks; ``tool_use`` blocks in the answer (stop reason ``tool_use``)
   become ``ToolCall``s. A turn's content blocks are the completion's provider items,
@@ -80,6 +81,7 @@ FAMILIES = (
 )
 FAMILY = "anthropic"
 _CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+_FORCING = ("any", "tool")  # tool choices that force a call: refused with thinking on
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            "tool_use": "tool_calls",
            "model_context_window_exceeded": "length", "refusal": "content_filter"}
@@ -169,6 +171,11 @@ class AnthropicRunner:
                               "input_schema": f.parameters or {"type": "object", "properties": {}}}
                              for f in functions(request.tools, self.model)]
             if choice := tool_choice(request.tool_choice, self.model):
+                if thinking is not None and _CHOICES[choice]["type"] in _FORCING:
+                    raise ConfigError(
+                        f"{self.model}: tool_choice={choice} cannot be used with thinking on "
+                        "(Anthropic refuses a forced tool with extended thinking); use "
+                        "tool_choice auto, or turn thinking off")
                 body["tool_choice"] = _CHOICES[choice]
         return body, applied
 

@@ -21,6 +21,9 @@ OpenAI-compatible one; docs/providers.md has the table of what each family takes
   so their ``ToolCall`` ids are made from the response id). A turn's parts are the
   completion's provider items, sent back verbatim: the ``thoughtSignature`` on a
   function call part must come back with it (Gemini 3 refuses the turn without it).
+  A turn with nothing to send back (a ``MALFORMED_FUNCTION_CALL`` candidate comes with
+  ``content: {}``) is left out of the next request, and the user turns on either side
+  of it joined: Gemini refuses a turn with no parts.
 * ``n`` samples are ``candidateCount``; a server that returns fewer gets the rest
   asked one at a time, with distinct seeds. ``MAX_TOKENS`` is a length cut; a prompt
   the provider blocks is n empty answers with finish reason ``content_filter``.
@@ -177,6 +180,15 @@ def gemini_contents(messages: list[dict[str, Any]], runner: str) -> list[dict[st
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # call id -> function name, the latest turn's winning
     with_id: set[str] = set()  # calls whose functionCall part carries its id
+
+    def add(role: str, parts: list[Any]) -> None:
+        if not parts:  # a turn that said nothing: Gemini refuses empty parts
+            return
+        if role == "user" and contents and contents[-1]["role"] == "user":
+            contents[-1]["parts"] += parts  # the model turn between them was left out
+        else:
+            contents.append({"role": role, "parts": parts})
+
     for role, m in turns(messages):
         if role == "tool":
             parts = []
@@ -186,7 +198,7 @@ def gemini_contents(messages: list[dict[str, Any]], runner: str) -> list[dict[st
                 answer = {"name": names[a.call_id], "response": {"output": a.text}}
                 parts.append({"functionResponse": {
                     **({"id": a.call_id} if a.call_id in with_id else {}), **answer}})
-            contents.append({"role": "user", "parts": parts})
+            add("user", parts)
         elif role == "assistant":
             calls = calls_of(m)
             names.update((c.id, c.name) for c in calls)
@@ -198,13 +210,13 @@ def gemini_contents(messages: list[dict[str, Any]], runner: str) -> list[dict[st
                                and p["functionCall"].get("id"))
             else:
                 text = content_text(m.get("content"))
-                parts = ([{"text": text}] if text or not calls else []) + [
+                parts = ([{"text": text}] if text else []) + [
                     {"functionCall": {"id": c.id, "name": c.name,
                                       "args": arguments_object(c.arguments)}} for c in calls]
                 with_id.update(c.id for c in calls)
-            contents.append({"role": "model", "parts": parts})
+            add("model", parts)
         else:
-            contents.append({"role": "user", "parts": [{"text": content_text(m.get("content"))}]})
+            add("user", [{"text": content_text(m.get("content"))}])
     return contents
 
 
@@ -234,10 +246,17 @@ def parse_generation(data: Any, n: int, tools: bool = False) -> Part:
         finish = candidate.get("finishReason")
         finish = "tool_calls" if calls and finish == "STOP" else \
             _FINISH.get(finish, finish.lower() if finish else None)
+        kept = [p for p in parts if _usable(p)]
         completions.append(Completion("".join(text), "".join(thought) or None, finish,
                                       calls or None,
-                                      provider_items(FAMILY, parts) if tools else None))
+                                      provider_items(FAMILY, kept) if tools and kept else None))
     return Part(completions, usage)
+
+
+def _usable(part: Any) -> bool:
+    """A part worth sending back: anything but an empty text (one that carries a
+    thought signature is kept)."""
+    return isinstance(part, dict) and bool(part.get("text") or set(part) - {"text", "thought"})
 
 
 def _tool_call(call: dict[str, Any], response_id: Any, candidate: int, i: int) -> ToolCall:

@@ -70,7 +70,7 @@ class HFOptions:
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. enable_thinking
     sampling: dict[str, float] = field(default_factory=dict)  # temperature, top_p, top_k
     think: dict[str, Any] = field(default_factory=dict)  # raw think_* options, for hf_think
-    tool_parser: str | None = None  # hermes, llama3_json, mistral; None: read off the template
+    tool_parser: str | None = None  # a tool_text FORMATS name; None: read off the template
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> "HFOptions":
@@ -295,7 +295,7 @@ class HFRunner:
         tools = request.tools if request.tool_choice != "none" else None
         messages = request.messages
         if needs_conversion(messages):
-            messages = template_messages(messages)
+            messages = template_messages(messages, self.tools.writes_json())
         tool_format = None
         try:
             if tools:

@@ -350,7 +350,7 @@ class Engine:
         # ids from the prompt and the generation: a regenerated turn gets the same ones
         key = hashlib.blake2b(array("q", job.prompt_ids + answer).tobytes(),
                               digest_size=16).hexdigest()
-        text, calls = parse_tool_calls(text, job.tool_format, key)
+        text, calls = parse_tool_calls(text, job.tool_format, key, job.request.tools)
         if calls and finish == "stop":  # a call cut off by max_tokens stays "length"
             finish = "tool_calls"
         return Completion(text, reasoning, finish, calls or None)

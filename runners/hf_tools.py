@@ -14,9 +14,10 @@ Two things are found out from the template itself, never from the model's name:
   tools must differ, and name every tool. A template that ignores them would run the
   model blind to its tools, so the request is refused, pointing to the text protocol.
 * how its model writes a call (runners/tool_text.py): a probe conversation with one
-  call is rendered and the call's spelling read off (``<tool_call>``, ``[TOOL_CALLS]``,
-  Llama's ``"parameters"``); the template's source is the fallback. ``-M tool_parser``
-  overrides both.
+  call is rendered and the call's spelling read off (``<tool_call>`` and what it wraps:
+  JSON, ``<function=`` or ``<arg_key>``; ``[TOOL_CALLS]``; Llama's ``"parameters"``).
+  A rendered call in no known spelling is refused, not guessed; the template's source
+  is read only when the probe cannot be rendered. ``-M tool_parser`` overrides both.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import re
 from typing import Any
 
 from evals.runner import RunnerError
-from runners.tool_text import MARKERS, template_format
+from runners.tool_text import FORMATS, JSON_FORMATS, MARKERS, template_format, wrapped_format
 
 # The probe: a call with a 9-character id (Mistral templates refuse others) and an
 # argument name no real template or tool definition spells.
@@ -41,10 +42,15 @@ def needs_conversion(messages: list[dict[str, Any]]) -> bool:
     return any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_messages(messages: list[dict[str, Any]], json_calls: bool = True
+                      ) -> list[dict[str, Any]]:
     """The conversation as chat templates expect it: call arguments as dicts, an
     assistant turn that only calls with empty content (not None, which some templates
-    cannot concatenate), and each tool answer naming the function it answers."""
+    cannot concatenate), and each tool answer naming the function it answers.
+
+    A malformed call of the model's is shown to it as written where its template
+    writes calls as JSON (``json_calls``); the XML formats' templates walk the
+    arguments' items, so there it is shown with none (its tool answer says why)."""
     names: dict[str, str] = {}
     out = []
     for m in messages:
@@ -57,7 +63,9 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     try:
                         function["arguments"] = json.loads(function["arguments"])
                     except ValueError:
-                        pass  # a malformed call of the model's: shown to it as written
+                        pass
+                if not json_calls and not isinstance(function.get("arguments"), dict):
+                    function["arguments"] = {}
                 calls.append({**call, "function": function})
             m = {**m, "tool_calls": calls, "content": m.get("content") or ""}
         elif m.get("role") == "tool" and "name" not in m:
@@ -98,23 +106,33 @@ class TemplateTools:
             self._checked.add(key)
         return self.format()
 
+    def writes_json(self) -> bool:
+        """Whether the template writes a call's arguments as JSON (so it can show a
+        malformed call's text); True when its format cannot be told."""
+        try:
+            return self.format() in JSON_FORMATS
+        except RunnerError:
+            return True
+
     def format(self) -> str:
         if self.forced:
             return self.forced
         if self._format is None:
-            self._format = self._rendered_format() or template_format(
+            call = self._rendered_call()
+            self._format = rendered_format(call) if call is not None else template_format(
                 str(self.tokenizer.chat_template or ""))
             if self._format is None:
+                shown = f": it renders a call as {call.strip()[:80]!r}" if call else ""
                 raise RunnerError(
                     f"{self.spec}: cannot tell how this chat template's model writes tool "
-                    "calls (its rendering of a call holds no <tool_call>, [TOOL_CALLS] or "
-                    "Llama JSON); set -M tool_parser=hermes, llama3_json or mistral, or run "
-                    "the agent with -T agent_protocol=text")
+                    f"calls{shown}; name the format with -M tool_parser=NAME "
+                    f"({', '.join(FORMATS[:-1])} or {FORMATS[-1]}), or run the agent with "
+                    "-T agent_protocol=text")
         return self._format
 
-    def _rendered_format(self) -> str | None:
-        """The format of a probe call as the template renders it: the text the call
-        turn adds to the conversation before it."""
+    def _rendered_call(self) -> str | None:
+        """A probe call as the template renders it (the text the call turn adds to the
+        conversation before it), or None when the template cannot render it."""
         user = {"role": "user", "content": "Probe."}
         call = {"role": "assistant", "content": "", "tool_calls": [{
             "id": _PROBE_ID, "type": "function",
@@ -130,15 +148,7 @@ class TemplateTools:
         while common < min(len(before), len(after)) and before[common] == after[common]:
             common += 1
         added = after[common:]
-        if _PROBE_NAME not in added:
-            return None
-        if "<tool_call>" in added:
-            return "hermes"
-        if "[TOOL_CALLS]" in added:
-            return "mistral"
-        if "<|python_tag|>" in added or _LLAMA_CALL.search(added):
-            return "llama3_json"
-        return None
+        return added if _PROBE_NAME in added else None
 
     def drop_ids(self, fmt: str) -> frozenset[int]:
         """Special tokens to leave out of a decoded answer: all but ``fmt``'s markers
@@ -151,3 +161,17 @@ class TemplateTools:
             keep = {i for i, t in tok.added_tokens_decoder.items() if t.content in MARKERS[fmt]}
             self._drop[fmt] = frozenset(special - keep)
         return self._drop[fmt]
+
+
+def rendered_format(call: str) -> str | None:
+    """The format of a probe call as a template rendered it, or None for a spelling
+    none of the parsers reads (which must not be guessed: a Qwen3-Coder call read as
+    ``hermes`` would be a malformed call every turn)."""
+    tag = call.find("<tool_call>")
+    if tag >= 0:
+        return wrapped_format(call[tag + len("<tool_call>"):])
+    if "[TOOL_CALLS]" in call:
+        return "mistral"
+    if "<|python_tag|>" in call or _LLAMA_CALL.search(call):
+        return "llama3_json"
+    return None

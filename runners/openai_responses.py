@@ -19,6 +19,9 @@ few speak this. docs/providers.md has the table of what each model family takes.
   asked for through ``include`` since responses are not stored, then the calls) are
   the completion's provider items, sent back verbatim in their place on the next
   turn: a reasoning model's function call must come with the reasoning that made it.
+  A reasoning item with nothing after it (an answer cut at ``max_output_tokens`` while
+  reasoning) is left out, as the API refuses it without its following item, and a
+  turn left with nothing is not sent at all.
 * Background mode (``-M background=auto``: on for the ``-pro`` models, which need it)
   creates the response, stores its id in a journal on disk (runners/attach.py) and
   polls ``GET {base}/responses/{id}`` until it is finished; a run resumed after a
@@ -215,6 +218,9 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         own = own_items(m, FAMILY) if role == "assistant" else None
         if own is not None:
             items += own
+        elif role == "assistant" and not m.get("tool_calls") \
+                and not content_text(m.get("content")):
+            continue  # a turn that said nothing: there is nothing to send
         elif role == "assistant" and m.get("tool_calls"):
             if text := content_text(m.get("content")):
                 items.append({"role": "assistant", "content": text})
@@ -265,9 +271,19 @@ def parse_response(data: Any, stop: list[str] | None = None, tools: bool = False
     out_details = usage.get("output_tokens_details") or {}
     echoed = (data.get("reasoning") or {}).get("effort") if isinstance(data.get("reasoning"),
                                                                        dict) else None
+    kept = _answered(data["output"])
     return Part([Completion(text, "\n\n".join(summaries) or None, finish, calls or None,
-                            provider_items(FAMILY, data["output"]) if tools else None)],
+                            provider_items(FAMILY, kept) if tools and kept else None)],
                 Usage(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
                       out_details.get("reasoning_tokens") or 0,
                       in_details.get("cached_tokens") or 0),
                 {"effort": echoed, "source": "provider"} if echoed else None)
+
+
+def _answered(output: list[Any]) -> list[Any]:
+    """The output without the reasoning items it ends with: such an item has no
+    following item (the answer was cut while reasoning), and the API refuses it back."""
+    end = len(output)
+    while end and isinstance(output[end - 1], dict) and output[end - 1].get("type") == "reasoning":
+        end -= 1
+    return output[:end]

@@ -97,9 +97,10 @@ def vllm_command(binary: str | None) -> list[str]:
 
 def tool_parser(model: str, option: Any) -> ToolParser:
     """``-M tool_parser``: vLLM's ``--tool-call-parser`` name, ``none``, or ``auto`` (the
-    default): the format the model's chat template spells (runners/tool_text.py), where
-    the template can be read here (a local directory, or the hub cache) before the
-    server starts; vLLM itself never picks a parser."""
+    default): the format the model's chat template spells (runners/tool_text.py:
+    hermes, llama3_json, mistral, qwen3_coder or glm45, each vLLM's name for its
+    parser), where the template can be read here (a local directory, or the hub cache)
+    before the server starts; vLLM itself never picks a parser."""
     value = str(option or "auto")
     if value == "none":
         return ToolParser(None, False)
@@ -305,8 +306,9 @@ class VLLMRunner:
             raise RunnerError(
                 f"{self.model}: no tool-call parser for this model's template (none read from "
                 "a local copy); set -M tool_parser=NAME (vLLM's --tool-call-parser: hermes for "
-                "Qwen2.5/Qwen3/Hermes, llama3_json for Llama 3.1-3.3, mistral), or run the "
-                "agent with -T agent_protocol=text")
+                "Qwen2.5/Qwen3/Hermes, qwen3_coder for Qwen3-Coder, glm45 for GLM-4.5/4.6, "
+                "llama3_json for Llama 3.1-3.3, mistral), or run the agent with "
+                "-T agent_protocol=text")
         return await self.client.generate(request)
 
     async def aclose(self) -> None:

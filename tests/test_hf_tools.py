@@ -2,9 +2,9 @@
 text, and an agent episode with a real (tiny, random) transformers model.
 
 The chat templates in tests/data/chat_templates/ were written for these tests in the
-style of Qwen2.5's, Llama 3.1's and Mistral v0.3's (the real ones cannot be downloaded
-here and no copy is installed): the same layout of tools, calls and answers, other
-wording. The table tests/data/tool_calls.jsonl holds generated texts, labelled, with
+style of Qwen2.5's, Llama 3.1's, Mistral v0.3's, Qwen3-Coder's and GLM-4.5's (the real
+ones cannot be downloaded here and no copy is installed): the same layout of tools,
+calls and answers, other wording. The table tests/data/tool_calls.jsonl holds generated texts, labelled, with
 the answer and calls each must give.
 
 How the random model is made to call a tool: a logits processor appended to the real
@@ -38,7 +38,11 @@ TABLE = [json.loads(line) for line in (DATA / "tool_calls.jsonl").read_text().sp
 ADDED = ["<tool_call>", "</tool_call>"]  # Qwen: added tokens that decoding keeps
 MARKS = ["<|python_tag|>", "[TOOL_CALLS]"]  # Llama, Mistral: special tokens
 WORDS = ['{"name":', '"bash",', '"submit",', '"arguments":', '"parameters":', '{"command":',
-         '"ls"}}', '"ls"}}]', '"ls"}},', '{}}', '{}}]', '[{"name":', "I", "will", "look", ".", "hmm", "ok"]
+         '"ls"}}', '"ls"}}]', '"ls"}},', '{}}', '{}}]', '[{"name":', "I", "will", "look", ".", "hmm", "ok",
+         # Qwen3-Coder's and GLM-4.5's calls; a value in one word, as decoding joins words
+         # with spaces, which these formats would keep in a string value
+         "<function=bash>", "<function=submit>", "<parameter=command>ls</parameter>", "</function>",
+         "bash", "submit", "<arg_key>command</arg_key>", "<arg_value>ls</arg_value>"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -119,6 +123,10 @@ CONVERSATION = [
     ("mistral_style", '[TOOL_CALLS][{"name": "bash", "arguments": {"command": "ls"}, '
      '"id": "a1b2c3d4e"}]', '[TOOL_RESULTS]{"call_id": "a1b2c3d4e", "content": "calc.py"}',
      "mistral"),
+    ("qwen3_coder_style", "<tool_call>\n<function=bash>\n<parameter=command>\nls\n</parameter>\n"
+     "</function>\n</tool_call>", "<tool_response>\ncalc.py\n</tool_response>", "qwen3_coder"),
+    ("glm45_style", "<tool_call>bash\n<arg_key>command</arg_key>\n<arg_value>ls</arg_value>\n"
+     "</tool_call>", "<|observation|><tool_response>\ncalc.py\n</tool_response>", "glm45"),
 ])
 def test_templates_render_tools_calls_and_answers(model_dir, template, call, answer, fmt):
     r = runner(model_dir, template)
@@ -143,7 +151,7 @@ def test_template_messages_is_what_templates_expect():
 
 @pytest.mark.parametrize("row", TABLE, ids=[f"{r['format']}: {r['label']}" for r in TABLE])
 def test_calls_read_out_of_generated_text(row):
-    text, calls = parse_tool_calls(row["text"], row["format"], "key")
+    text, calls = parse_tool_calls(row["text"], row["format"], "key", row.get("tools"))
     assert text == row["answer"]
     assert [[c.name, c.arguments] for c in calls] == row["calls"]
     assert [c.id for c in calls] == [call_id("key", i) for i in range(len(calls))]
@@ -154,7 +162,46 @@ def test_template_source_names_its_format():
     assert template_format((TEMPLATES / "qwen25_style.jinja").read_text()) == "hermes"
     assert template_format((TEMPLATES / "llama31_style.jinja").read_text()) == "llama3_json"
     assert template_format((TEMPLATES / "mistral_style.jinja").read_text()) == "mistral"
+    assert template_format((TEMPLATES / "qwen3_coder_style.jinja").read_text()) == "qwen3_coder"
+    assert template_format((TEMPLATES / "glm45_style.jinja").read_text()) == "glm45"
     assert template_format("{{ messages }}") is None
+    # <tool_call> wrapping something other than JSON is not hermes
+    assert template_format("{{ '<tool_call>' }}{{ c.name }}({{ c.arguments }})</tool_call>") is None
+    assert template_format("{{- '<tool_call>\\n{\"name\": \"' }}") == "hermes"  # Qwen2.5's spelling
+
+
+@pytest.mark.parametrize("template", ["qwen3_coder_style", "glm45_style"])
+def test_a_call_the_template_renders_is_read_back_as_it_was(model_dir, template):
+    """The XML formats write values without JSON around them: what the parser reads out
+    of the template's own rendering of a call, typed by the tool's schema, is the call."""
+    tool = {"type": "function", "function": {"name": "edit", "description": "Edit.", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}, "line": {"type": "integer"},
+                                         "force": {"type": "boolean"}, "opts": {"type": "object"},
+                                         "text": {"type": "string"}}}}}
+    arguments = {"path": "a.py", "line": 12, "force": True, "opts": {"a": [1, None]},
+                 "text": "def f():\n    return `x`\n"}
+    said = [{"role": "user", "content": "Edit."},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "a1b2c3d4e", "type": "function",
+                 "function": {"name": "edit", "arguments": json.dumps(arguments)}}]}]
+    r = runner(model_dir, template)
+    rendered = r.tools.render(template_messages(said), [tool], False)
+    assert r.tools.check([tool]) == template.removesuffix("_style")
+    text, [call] = parse_tool_calls(rendered[rendered.rindex("Edit."):], r.tools.format(), "k",
+                                    [tool])
+    assert call.name == "edit" and json.loads(call.arguments) == arguments
+
+
+def test_a_tool_call_tag_around_an_unknown_spelling_is_refused_not_read_as_hermes(model_dir,
+                                                                                   tmp_path):
+    odd = tmp_path / "odd.jinja"  # <tool_call> like Qwen's, but a call of its own inside
+    odd.write_text("{% for t in tools or [] %}TOOL {{ t.function.name }}\n{% endfor %}"
+                   "{% for m in messages %}{{ m.role }}: {{ m.content }}"
+                   "{% for c in m.tool_calls or [] %}<tool_call>CALL {{ c.function.name }}"
+                   "</tool_call>{% endfor %}\n{% endfor %}assistant:")
+    with pytest.raises(RunnerError, match="renders a call as '<tool_call>CALL probe.*"
+                                          "-M tool_parser=NAME.*glm45"):
+        ask(runner(model_dir, chat_template=odd), [{"role": "user", "content": "hi"}])
 
 
 def test_a_template_without_tools_is_refused_not_run_blind(model_dir):
@@ -169,7 +216,7 @@ def test_a_call_format_the_template_does_not_show_needs_tool_parser(model_dir, t
                    "{% for m in messages %}{{ m.role }}: {{ m.content }}"
                    "{% for c in m.tool_calls or [] %}CALL {{ c.function.name }}{% endfor %}\n"
                    "{% endfor %}assistant:")
-    with pytest.raises(RunnerError, match="cannot tell.*-M tool_parser=hermes"):
+    with pytest.raises(RunnerError, match="cannot tell.*-M tool_parser=NAME \\(hermes"):
         ask(runner(model_dir, chat_template=odd), [{"role": "user", "content": "hi"}])
     r = runner(model_dir, chat_template=odd, tool_parser="hermes")
     steer(r, '<tool_call> {"name": "bash", "arguments": {"command": "ls"}} </tool_call>')
@@ -249,6 +296,11 @@ EPISODES = {
                       '<|python_tag|> {"name": "submit", "parameters": {}}'],
     "mistral_style": ['[TOOL_CALLS] [{"name": "bash", "arguments": {"command": "ls"}}]',
                       '[TOOL_CALLS] [{"name": "submit", "arguments": {}}]'],
+    "qwen3_coder_style": ["I will look . <tool_call> <function=bash> "
+                          "<parameter=command>ls</parameter> </function> </tool_call>",
+                          "<tool_call> <function=submit> </function> </tool_call>"],
+    "glm45_style": ["<tool_call> bash <arg_key>command</arg_key> <arg_value>ls</arg_value> "
+                    "</tool_call>", "<tool_call> submit </tool_call>"],
 }
 
 
@@ -279,7 +331,10 @@ def test_agent_episode_with_a_real_model(model_dir, template):
     assert "check.py" in second and "check.py" not in first
     assert {"qwen25_style": '"arguments": {"command": "ls"}',
             "llama31_style": '"parameters": {"command": "ls"}',
-            "mistral_style": '"arguments": {"command": "ls"}, "id": "'}[template] in second
+            "mistral_style": '"arguments": {"command": "ls"}, "id": "',
+            "qwen3_coder_style": "<function=bash>\n<parameter=command>\nls\n</parameter>",
+            "glm45_style": "<tool_call>bash\n<arg_key>command</arg_key>\n<arg_value>ls"}[template] \
+        in second
     if template == "qwen25_style":
         assert "<|im_start|>assistant\nI will look.\n<tool_call>" in second
     assert all(s.prompt_tokens > 0 and s.completion_tokens > 0 for s in trajectory.steps)
@@ -287,3 +342,29 @@ def test_agent_episode_with_a_real_model(model_dir, template):
     assert prompts_again[-1] == second
     assert [(s.action, s.observation) for s in again.steps] == \
         [(s.action, s.observation) for s in trajectory.steps]
+
+
+@pytest.mark.parametrize("template,cut", [
+    ("qwen3_coder_style", "<tool_call> <function=bash> <parameter=command>ls</parameter>"),
+    ("glm45_style", "<tool_call> bash <arg_key>command</arg_key>")])
+def test_a_malformed_call_in_an_xml_format_is_shown_back_without_arguments(model_dir, template,
+                                                                          cut):
+    """A call cut off mid-way comes back raw; its template cannot render text as
+    arguments (it walks their items), so the next turn shows the call with none, and
+    the episode goes on to the tool's complaint and the next call."""
+    r = runner(model_dir, template)
+    prompts = steer(r, cut, EPISODES[template][1])
+
+    async def go():
+        try:
+            return await run_agent(r.generate, [{"role": "user", "content": "Fix it."}],
+                                   Shell({}), AgentLimits(max_steps=5), "tools",
+                                   Request([], max_tokens=30, temperature=0))
+        finally:
+            await r.aclose()
+    trajectory = asyncio.run(go())
+    assert trajectory.stop == "submitted", trajectory.to_json()
+    assert trajectory.steps[0].observation.startswith("malformed arguments for 'bash'")
+    shown = {"qwen3_coder_style": "<function=bash>\n</function>",
+             "glm45_style": "<tool_call>bash\n</tool_call>"}[template]
+    assert shown in prompts[-1]

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -199,6 +200,56 @@ def test_malformed_arguments_reach_the_loop_as_written(native, repo):  # noqa: F
     assert native.server.tool_results(bodies[1])[0].startswith("malformed arguments")
 
 
+EMPTY_TURNS = {  # a first turn with nothing the provider takes back, as each sends it
+    # max_output_tokens hit while reasoning: status incomplete, a reasoning item alone
+    "openai-responses": {"content": "", "reasoning_content": "let me think " * 20,
+                         "finish_reason": "length"},
+    # Gemini's answer to a call it could not write: content {}, no parts
+    "google": {"content": "", "finish_reason": "malformed_function_call"},
+}
+
+
+@pytest.mark.parametrize("native", [n for n in NATIVES if n.family in EMPTY_TURNS],
+                         ids=lambda n: n.family)
+def test_a_turn_with_nothing_to_send_back_is_left_out(native, repo):  # noqa: F811
+    """The next request leaves the empty turn out (the fakes refuse what the APIs refuse:
+    a content with no parts, a reasoning item without its following item), so the
+    episode goes on past it."""
+    seen = []
+
+    def script(body, index):
+        seen.append(body)
+        if len(seen) == 1:
+            return EMPTY_TURNS[native.family]
+        return {"content": "", "reasoning_content": "done",
+                "tool_calls": [{"name": "submit", "arguments": {}}]}
+
+    trajectory, bodies = episode(native, script, repo)
+    assert trajectory.stop == "submitted", trajectory.error
+    assert [(s.action, s.observation) for s in trajectory.steps] == [("", "no tool call"),
+                                                                     ("submit", "")]
+    second = bodies[1]
+    if native.family == "google":  # the two user turns around the empty one, joined
+        assert [c["role"] for c in second["contents"]] == ["user"]
+        assert [p["text"] for p in second["contents"][0]["parts"]][-1].startswith("Use the bash")
+    else:
+        assert [i.get("type", "message") for i in second["input"]] == ["message", "message"]
+
+
+def test_gemini_keeps_a_signed_empty_part_and_drops_a_bare_one():
+    """Gemini 3 may end an answer with an empty text part that carries the thought
+    signature: that part goes back; an empty text part alone is nothing to send."""
+    from runners.google import parse_generation
+
+    def items(parts):
+        candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}
+        [c] = parse_generation({"candidates": [candidate]}, 1, tools=True).completions
+        return c.provider_items and c.provider_items["items"]
+    assert items([{"text": ""}]) is None
+    assert items([{"text": "hi"}, {"text": "", "thoughtSignature": "s"}]) == \
+        [{"text": "hi"}, {"text": "", "thoughtSignature": "s"}]
+
+
 async def ask(server: FakeServer, native: Native, messages: list[dict[str, Any]],
               **compute: Any) -> Response:
     runner = native.runner(server.url)
@@ -333,6 +384,37 @@ def test_tool_choice_in_each_spelling(choice, expected):
     bodies = [body_of(n, asked) for n in NATIVES if n.family != "anthropic-stream"]
     assert (bodies[0]["tool_choice"], bodies[1]["tool_choice"],
             bodies[2]["toolConfig"]["functionCallingConfig"]["mode"]) == expected
+
+
+@pytest.mark.parametrize("model,compute", [
+    ("anthropic/claude-sonnet-4-5", {"thinking_budget": 2048}),  # extended thinking
+    ("anthropic/claude-opus-4-7", {"effort": "high"})])  # adaptive thinking
+async def test_anthropic_refuses_a_forced_tool_with_thinking_before_sending(model, compute):
+    """Anthropic answers a forced tool choice (any, tool) with thinking on with a 400; the
+    runner says so in one line and sends nothing; without thinking it is sent."""
+    asked = Request([{"role": "user", "content": "go"}], tools=[BASH_TOOL],
+                    tool_choice="required", **compute)
+    with FakeAnthropic(script=lambda body, index: {"tool_calls": [
+            {"name": "bash", "arguments": {"command": "ls"}}]}) as srv:
+        runner = make_runner(model, base_url=srv.url)
+        try:
+            with pytest.raises(ConfigError, match="tool_choice=required cannot be used with "
+                                                  "thinking on.*tool_choice auto"):
+                await runner.generate(asked)
+            assert srv.requests == []
+            # the fake refuses it as Anthropic does, were it sent
+            body = {**runner.body(replace(asked, tool_choice="auto"))[0],
+                    "tool_choice": {"type": "any"}}
+            async with aiohttp.ClientSession() as s:
+                async with s.post(srv.url + "/v1/messages", json=body,
+                                  headers={"anthropic-version": "2023-06-01"}) as r:
+                    said = await r.json()
+            assert r.status == 400 and "tool_choice forces tool use" in said["error"]["message"]
+            answer = await runner.generate(replace(asked, thinking_budget=None, effort=None))
+            assert srv.requests[-1]["tool_choice"] == {"type": "any"}
+            assert answer.completions[0].tool_calls[0].name == "bash"
+        finally:
+            await runner.aclose()
 
 
 @pytest.mark.parametrize("tools,choice,message", [

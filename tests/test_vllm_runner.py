@@ -200,9 +200,16 @@ def test_tool_parser_reaches_vllm_serve(fake_vllm, tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "chat_template.jinja").write_text("{{ messages }}")
+    xml = {}  # <tool_call> around XML, not JSON: vLLM's qwen3_coder and glm45, not hermes
+    for name in ("qwen3_coder", "glm45"):
+        xml[name] = tmp_path / name
+        xml[name].mkdir()
+        (xml[name] / "chat_template.jinja").write_text(
+            (TEMPLATES / f"{name}_style.jinja").read_text())
     user = {"serve_args": "--enable-auto-tool-choice --tool-call-parser x"}
     cases = [("m", {"tool_parser": "mistral"}, "mistral"), (str(qwen), {}, "hermes"),
              (str(llama), {}, "llama3_json"), (str(qwen), {"tool_parser": "none"}, None),
+             (str(xml["qwen3_coder"]), {}, "qwen3_coder"), (str(xml["glm45"]), {}, "glm45"),
              (str(plain), {}, None), (str(plain), user, "x")]  # the user's own flags win
     for model, options, parser in cases:
         runner = make_runner(f"vllm/{model}", **options)
