@@ -4,7 +4,10 @@ Each harness of ``--harness`` runs N samples with C in flight against the lean f
 server (``bench/lean_server.py``) at ``--latency``; the order of the harnesses rotates
 at every repeat, so that a change in the machine's load does not favour one of them.
 ``ours-pool`` is evals against ``--replicas`` servers at once (``--base-url`` given
-each: an endpoint pool); every other harness talks to the first server.
+each: an endpoint pool); every other harness talks to the first server. ``before`` and
+``before-pool`` are the same with the code of another checkout (``--baseline DIR``,
+e.g. ``git archive REV | tar -x -C DIR``) on ``PYTHONPATH``: a change measured
+against what it changed, in the same invocation.
 
 Beyond the phase itself (the server's last response minus its first request's arrival,
 as in ``bench/harness_overhead.py``), the servers' trace of every chat request
@@ -27,7 +30,7 @@ between answers, as seen from the server.
 
     python bench/request_phase.py [--harness ours,lm-eval,bare] [--samples 2000]
         [--concurrency 100] [--latency 0.2] [--repeats 3] [--replicas 1]
-        [--capacity 0] [--venv bench/.peers/venv]
+        [--capacity 0] [--baseline DIR] [--venv bench/.peers/venv]
 
 Prints one line per run and a Markdown table of medians (with min-max); writes the
 raw runs to ``bench/out/request_phase.json``.
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--replicas", type=int, default=1, help="servers for ours-pool")
     p.add_argument("--capacity", type=int, default=0,
                    help="each server answers 429 beyond this many in flight (0: no limit)")
+    p.add_argument("--baseline", type=Path,
+                   help="a checkout of evals as it was, for the before and before-pool runs")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--json-out", type=Path, default=OUT / "request_phase.json")
     a = p.parse_args(argv)
@@ -172,14 +177,23 @@ def main(argv: list[str] | None = None) -> None:
 
     harnesses: list[tuple[str, Harness, bool]] = []  # (label, harness, against the pool)
     for name in [w.strip() for w in a.harness.split(",") if w.strip()]:
-        built = build("ours" if name == "ours-pool" else name, a.venv, a.evals_bin)
-        if built is None:
-            p.error(f"unknown harness {name!r} (ours, ours-pool, lm-eval, inspect, bare)")
+        kind, pooled = name.removesuffix("-pool"), name.endswith("-pool")
+        built = build("ours" if kind == "before" else kind, a.venv, a.evals_bin)
+        if built is None or (pooled and kind not in ("ours", "before")):
+            p.error(f"unknown harness {name!r} (ours, ours-pool, before, before-pool, "
+                    "lm-eval, inspect, bare)")
         if isinstance(built, str):
             print(f"SKIP: {built}", flush=True)
             continue
-        label = built.label if name != "ours-pool" else f"{built.label}, {a.replicas} replicas"
-        harnesses.append((label, built, name == "ours-pool"))
+        label = built.label
+        if kind == "before":  # evals as it was: another checkout's code on PYTHONPATH
+            if a.baseline is None:
+                p.error("before and before-pool need --baseline DIR")
+            built.env = {**built.env, "PYTHONPATH": str(a.baseline.resolve())}
+            label += f" ({a.baseline.name})"
+        if pooled:
+            label += f", {a.replicas} replicas"
+        harnesses.append((label, built, pooled))
 
     OUT.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}

@@ -179,6 +179,28 @@ def test_a_failing_unit_still_lets_the_unit_before_it_be_written(tmp_path, monke
     assert written == [s.id for s in make_samples(2, 0, 3)]
 
 
+def test_collector_is_tuned_for_the_run_and_restored_after(tmp_path, monkeypatch):
+    """During the run start-up's objects are frozen out of collections and a collection
+    waits for 50,000 new objects (bench/README.md); afterwards both are as they were."""
+    import gc
+
+    import tasks.arithmetic as arithmetic
+
+    seen = []
+    real_score = arithmetic.score
+
+    def score(sample, completion):
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return real_score(sample, completion)
+
+    monkeypatch.setattr(arithmetic, "score", score)
+    before = gc.get_threshold()
+    with FakeServer(script=arithmetic_script) as srv:
+        execute(config(srv, task_params={"count": "3"}), RunLog(tmp_path / "r"), ["evals"])
+    assert all(threshold >= 50_000 and frozen > 0 for threshold, frozen in seen)
+    assert len(seen) == 3 and gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 def test_cache_makes_a_repeat_free_and_can_be_bypassed(tmp_path):
     with FakeServer(script=arithmetic_script) as srv:
         execute(config(srv, task_params={"count": "4"}, samples=2), RunLog(tmp_path / "a"), ["evals"])
