@@ -7,7 +7,8 @@ at every repeat, so that a change in the machine's load does not favour one of t
 each: an endpoint pool); every other harness talks to the first server. ``before`` and
 ``before-pool`` are the same with the code of another checkout (``--baseline DIR``,
 e.g. ``git archive REV | tar -x -C DIR``) on ``PYTHONPATH``: a change measured
-against what it changed, in the same invocation.
+against what it changed, in the same invocation. ``ours-cache`` is evals with its
+response cache on, as users run it (a fresh cache: every request a miss and written).
 
 Beyond the phase itself (the server's last response minus its first request's arrival,
 as in ``bench/harness_overhead.py``), the servers' trace of every chat request
@@ -154,6 +155,15 @@ def split(harness: str, trace: list[tuple[str, float, float]], c: int, latency: 
             "ramp_s": full_at - start, "max_in_flight": most, "connections": len(by_conn)}
 
 
+def with_cache(command):
+    """evals' command line with the response cache on, in the run's own folder (every
+    request a miss, and written to the cache: a first run)."""
+    def cached(n: int, url: str, c: int, work: Path) -> list[str]:
+        argv = [arg for arg in command(n, url, c, work) if arg != "--no-cache"]
+        return ["env", f"EVALS_CACHE_DIR={work / 'cache'}", *argv]
+    return cached
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--harness", default="ours,lm-eval,bare",
@@ -178,14 +188,18 @@ def main(argv: list[str] | None = None) -> None:
     harnesses: list[tuple[str, Harness, bool]] = []  # (label, harness, against the pool)
     for name in [w.strip() for w in a.harness.split(",") if w.strip()]:
         kind, pooled = name.removesuffix("-pool"), name.endswith("-pool")
-        built = build("ours" if kind == "before" else kind, a.venv, a.evals_bin)
-        if built is None or (pooled and kind not in ("ours", "before")):
-            p.error(f"unknown harness {name!r} (ours, ours-pool, before, before-pool, "
-                    "lm-eval, inspect, bare)")
+        ours_like = kind in ("ours", "ours-cache", "before")
+        built = build("ours" if ours_like else kind, a.venv, a.evals_bin)
+        if built is None or (pooled and not ours_like):
+            p.error(f"unknown harness {name!r} (ours, ours-cache, ours-pool, before, "
+                    "before-pool, lm-eval, inspect, bare)")
         if isinstance(built, str):
             print(f"SKIP: {built}", flush=True)
             continue
         label = built.label
+        if kind == "ours-cache":  # as users run it: the response cache on (a fresh one)
+            built.command = with_cache(built.command)
+            label += ", cache on"
         if kind == "before":  # evals as it was: another checkout's code on PYTHONPATH
             if a.baseline is None:
                 p.error("before and before-pool need --baseline DIR")
