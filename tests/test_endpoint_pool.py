@@ -163,3 +163,28 @@ def test_a_dead_endpoint_is_taken_out_once_per_failure_episode():
         dead, answers = asyncio.run(main(server))
         assert server.count == 16 and len(answers) == 16
     assert dead.failures == 8 and dead.halvings == 1 and dead.probe == 2.0
+
+
+def test_growth_slows_near_the_last_overload():
+    """After a halving the limit grows by one per success up to 90% of where the overload
+    came, then by one per round trip (1/limit per success): it stays near a replica's
+    capacity instead of overshooting it again at once."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=16)
+        ask = Request([{"role": "user", "content": "hi"}])
+        a.inject("429", times=1, retry_after=0)
+        await pool.generate(ask)  # a answers 429 at limit 16: halved to 8, b answers
+        first = pool.endpoints[0]
+        for _ in range(7):  # one at a time: idle endpoints tie on room, the first wins
+            await pool.generate(ask)
+        fast = first.limit
+        for _ in range(7):
+            await pool.generate(ask)
+        await pool.aclose()
+        return first, fast
+
+    with FakeServer() as a, FakeServer() as b:
+        first, fast = asyncio.run(main(a, b))
+    assert first.overloaded_at == 16.0 and fast == 15.0  # 8 -> 15, one per success
+    assert 15.0 < first.limit < 16.0  # then 7 successes: less than one more
+    assert first.history == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
