@@ -119,7 +119,7 @@ class Split:
         return self.phase / self.ideal
 
 
-def split(harness: str, trace: list[tuple[str, float, float]], c: int, latency: float,
+def split(trace: list[tuple[str, float, float]], c: int, latency: float,
           ideal: float) -> dict[str, float]:
     """The excess of the traced phase over ``ideal``, in the parts the docstring names."""
     arrivals = sorted(a for _, a, _ in trace)
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                 for label, h, pooled in harnesses[turn:] + harnesses[:turn]:
                     group = pool if pooled else single
                     run = measure(h, n, group, c, tmp / f"run-{next(counter)}", env, a.timeout)
-                    parts = split(label, group.trace(), c, a.latency, ideal)
+                    parts = split(group.trace(), c, a.latency, ideal)
                     s = Split(label, **parts, overloaded=group.stats()["overloaded"],
                               load=run.load, wall=run.wall, cpu=run.cpu, ok=run.ok)
                     splits.append(s)
