@@ -461,7 +461,9 @@ class Orchestrator:
                                                 result.cost, applied=result.applied))
 
         try:
-            await self.call_with_retries(runner, request.for_gens(missing), keep)
+            # all of them (no cache hit): the request as it is, without a copy per call
+            asked = request if len(missing) == request.n else request.for_gens(missing)
+            await self.call_with_retries(runner, asked, keep)
         except RunnerError as e:
             return got, e
         return got, None
