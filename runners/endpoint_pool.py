@@ -12,7 +12,9 @@ whose requests are spread over the endpoints:
   per success is a doubling per round trip). A limit is halved once per
   overload episode: answers to requests sent before the last halving were already
   answered for by it (as TCP halves once per window), so a burst of 429s from one
-  replica halves its limit once, not once per request. A request goes to the live
+  replica halves its limit once, not once per request; each later 429 of the burst
+  brings the limit down to the requests the replica was holding beside it, if fewer,
+  which is what it has shown it takes. A request goes to the live
   endpoint with the most room (in flight over limit), so a fast replica ends up
   carrying more than a slow one.
 * **Why start at the ceiling.** The orchestrator never has more than ``--concurrency``
@@ -218,7 +220,14 @@ class EndpointPool:
         e.history.append(e.limit)
 
     def _shrink(self, e: Endpoint, retry_after: float | None, epoch: int) -> None:
-        self._halve(e, epoch)
+        if epoch == e.epoch:
+            self._halve(e, epoch)
+        else:  # a later answer of the episode: refused while the replica held the others
+            held = e.in_flight - 1  # in flight beside this request
+            if held < e.limit:
+                e.limit = max(1.0, float(held))
+                e.overloaded_at = min(e.overloaded_at, held + 1.0)
+                e.history.append(e.limit)
         if retry_after:
             self._pause(e, time.monotonic() + min(retry_after, 300.0))
 

@@ -188,3 +188,24 @@ def test_growth_slows_near_the_last_overload():
     assert first.overloaded_at == 16.0 and fast == 15.0  # 8 -> 15, one per success
     assert 15.0 < first.limit < 16.0  # then 7 successes: less than one more
     assert first.history == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
+
+
+def test_an_overload_burst_brings_the_limit_down_to_what_the_replica_held():
+    """Eight requests sent together, six refused (429), two held: the first 429 halves the
+    limit (8 -> 4) and the later ones of the same burst bring it down to the requests the
+    replica was holding beside them (2), without halving again: one round of 429s, not
+    one per halving (bench/README.md, endpoint pools). Retry-After keeps the replica
+    paused past the end of the test, so nothing else moves its limit."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=8)
+        ask = Request([{"role": "user", "content": "hi"}])
+        a.inject("429", times=6, retry_after=30)
+        answers = await asyncio.gather(*(pool.generate(ask) for _ in range(16)))
+        await pool.aclose()
+        return pool.endpoints[0], answers
+
+    with FakeServer(latency=0.5) as a, FakeServer(latency=0.5) as b:
+        first, answers = asyncio.run(main(a, b))
+        assert a.count == 8 and b.count == 14  # the refused six were answered by b
+    assert len(answers) == 16 and first.halvings == 1 and first.failures == 6
+    assert first.history[:3] == [4.0, 3.0, 2.0] and first.overloaded_at == 3.0
