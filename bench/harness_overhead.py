@@ -72,8 +72,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from a checkout
-from harnesses import (Harness, bare, bare_client, data_file, inspect_ai, lm_eval,  # noqa: E402
-                       ours, write_data)
+from harnesses import Harness, bare_client, build, data_file, write_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -86,8 +85,10 @@ class Server:
     """The fake server as a child process, with its /stats routes: ``lean_server.py``
     (default) or the aiohttp-based ``timed_server.py``."""
 
-    def __init__(self, latency: float, answers: Path, log: Path, kind: str = "lean"):
+    def __init__(self, latency: float, answers: Path, log: Path, kind: str = "lean",
+                 extra: tuple[str, ...] = ()):
         self.latency, self.answers, self.log_path = latency, answers, log
+        self.extra = extra  # more of the server's options (lean_server.py --capacity K)
         self.script = "lean_server.py" if kind == "lean" else "timed_server.py"
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -96,7 +97,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH / self.script), "--port", "0",
-             "--latency", str(self.latency), "--answers", str(self.answers)],
+             "--latency", str(self.latency), "--answers", str(self.answers), *self.extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()  # "listening on URL", or EOF on failure
@@ -292,18 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     wanted = [w.strip() for w in a.harness.split(",") if w.strip()]
     harnesses: list[Harness] = []
     for name in wanted:
-        built: Harness | str
-        if name == "ours":
-            built = ours(a.evals_bin)
-        elif name == "inspect":
-            built = inspect_ai(a.venv.resolve())
-        elif name == "lm-eval":
-            built = lm_eval(a.venv.resolve())
-        elif name == "bare":
-            built = bare()
-        else:
+        built = build(name, a.venv, a.evals_bin)
+        if built is None:
             p.error(f"unknown harness {name!r} (ours, inspect, lm-eval, bare)")
-        if isinstance(built, str):
+        elif isinstance(built, str):
             print(f"SKIP: {built}", flush=True)
         else:
             harnesses.append(built)

@@ -206,3 +206,17 @@ def bare() -> Harness:
         return Check(**json.loads(path.read_text())) if path.exists() else Check(None, None)
 
     return Harness("bare", "bare aiohttp client (floor)", command, check)
+
+
+def build(name: str, venv: Path, evals_bin: str) -> Harness | str | None:
+    """The harness called ``name`` on the command line; a string saying why it is
+    skipped (a peer not installed in ``venv``); None for a name that is none of them."""
+    if name == "ours":
+        return ours(evals_bin)
+    if name == "inspect":
+        return inspect_ai(venv.resolve())
+    if name == "lm-eval":
+        return lm_eval(venv.resolve())
+    if name == "bare":
+        return bare()
+    return None

@@ -7,7 +7,14 @@ the aiohttp server's ~0.13 ms. At 100 requests in flight that difference is
 what separates the measured request phase from the ideal N/C x latency, so a
 harness measured against this server is measured, not the server.
 
-    python bench/lean_server.py --port 0 --latency 0.2 [--answers FILE]
+    python bench/lean_server.py --port 0 --latency 0.2 [--answers FILE] [--capacity K]
+
+``GET /trace`` answers, for every chat request since the last reset, ``[connection,
+arrival, response]`` (``time.monotonic()`` seconds; response null while in flight):
+what ``bench/request_phase.py`` reads to split a request phase into its ramp, the
+client's turnaround between a response and the next request, and the tail.
+``--capacity K`` answers 429 (``Retry-After: 0.1``) beyond K requests in flight, as an
+overloaded replica does (``bench/pool_bench.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ class Stats:
 
     def reset(self) -> dict[str, Any]:
         before = self.as_dict() if hasattr(self, "count") else {}
-        self.count = self.in_flight = self.max_in_flight = 0
+        self.count = self.in_flight = self.max_in_flight = self.overloaded = 0
+        # [connection, arrival, response] per chat request, for GET /trace
+        self.trace: list[list[Any]] = []
         self.first_request_at: float | None = None
         self.last_response_at: float | None = None
         self.cpu_at_reset = time.process_time()
@@ -40,19 +49,25 @@ class Stats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"count": self.count, "max_in_flight": self.max_in_flight,
-                "in_flight": self.in_flight, "first_request_at": self.first_request_at,
+                "in_flight": self.in_flight, "overloaded": self.overloaded,
+                "first_request_at": self.first_request_at,
                 "last_response_at": self.last_response_at,
                 "cpu_s": time.process_time() - self.cpu_at_reset}
 
 
-def _http(status: bytes, body: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+def _http(status: bytes, body: bytes, headers: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\n" + headers
+            + b"Content-Type: application/json\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 class ChatProtocol(asyncio.Protocol):
+    opened = 0
+
     def __init__(self, server: "LeanServer") -> None:
         self.server = server
+        ChatProtocol.opened += 1
+        self.number = ChatProtocol.opened  # names the connection in the trace
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -84,8 +99,10 @@ class ChatProtocol(asyncio.Protocol):
 
 
 class LeanServer:
-    def __init__(self, answers: dict[str, str], default: str, latency: float) -> None:
+    def __init__(self, answers: dict[str, str], default: str, latency: float,
+                 capacity: int = 0) -> None:
         self.answers, self.default, self.latency = answers, default, latency
+        self.capacity = capacity  # 0: no limit
         self.stats = Stats()
         self.loop = asyncio.get_event_loop()
         self.ids = 0
@@ -93,8 +110,16 @@ class LeanServer:
     def handle(self, conn: ChatProtocol, method: str, path: str, body: bytes) -> None:
         if path.endswith("/chat/completions") and method == "POST":
             stats = self.stats
+            if self.capacity and stats.in_flight >= self.capacity:
+                stats.overloaded += 1
+                conn.send(_http(b"429 Too Many Requests",
+                                b'{"error":{"message":"overloaded","type":"rate_limit"}}',
+                                b"Retry-After: 0.1\r\n"))
+                return
             if stats.first_request_at is None:
                 stats.first_request_at = time.time()
+            entry = [conn.number, time.monotonic(), None]
+            stats.trace.append(entry)
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             request = orjson.loads(body)
@@ -109,9 +134,11 @@ class LeanServer:
                 "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 2,
                           "total_tokens": len(prompt.split()) + 2}}))
             if self.latency > 0:
-                self.loop.call_later(self.latency, self.respond, conn, payload)
+                self.loop.call_later(self.latency, self.respond, conn, payload, entry)
             else:
-                self.respond(conn, payload)
+                self.respond(conn, payload, entry)
+        elif path == "/trace":
+            conn.send(_http(b"200 OK", orjson.dumps(self.stats.trace)))
         elif path == "/stats":
             body = self.stats.reset() if method == "POST" else self.stats.as_dict()
             conn.send(_http(b"200 OK", orjson.dumps(body)))
@@ -124,8 +151,9 @@ class LeanServer:
         else:
             conn.send(_http(b"404 Not Found", b'{"error":{"message":"not found"}}'))
 
-    def respond(self, conn: ChatProtocol, payload: bytes) -> None:
+    def respond(self, conn: ChatProtocol, payload: bytes, entry: list[Any]) -> None:
         conn.send(payload)
+        entry[2] = time.monotonic()
         self.stats.in_flight -= 1
         self.stats.count += 1
         self.stats.last_response_at = time.time()
@@ -152,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--reply", default="ANSWER: 42")
     p.add_argument("--answers", type=Path)
+    p.add_argument("--capacity", type=int, default=0,
+                   help="answer 429 beyond this many requests in flight (0: no limit)")
     a = p.parse_args(argv)
     answers = load_answers(a.answers) if a.answers else {}
     try:
@@ -160,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(a.host, a.port, (answers, a.reply, a.latency)))
+        runner.run(serve(a.host, a.port, (answers, a.reply, a.latency, a.capacity)))
 
 
 if __name__ == "__main__":

@@ -110,3 +110,102 @@ def test_every_endpoint_down_is_one_retryable_connection_error():
     with pytest.raises(RunnerError) as caught:
         asyncio.run(main())
     assert caught.value.retryable and caught.value.status == -1
+
+
+def test_limits_start_at_the_ceiling_no_ramp():
+    """--concurrency requests go out at once, spread over the endpoints: the limits start
+    at the ceiling instead of ramping up from a few requests (one more per success)."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=8)
+        assert [e.limit for e in pool.endpoints] == [8.0, 8.0]
+        ask = Request([{"role": "user", "content": "hi"}])
+        await asyncio.gather(*(pool.generate(ask) for _ in range(16)))
+        await pool.aclose()
+        return [e.history for e in pool.endpoints]
+
+    with FakeServer(latency=0.2) as a, FakeServer(latency=0.2) as b:
+        history = asyncio.run(main(a, b))
+        assert a.max_in_flight == b.max_in_flight == 8 and a.count == b.count == 8
+    assert history == [[], []]  # never halved, nothing to grow into
+
+
+def test_a_burst_of_429s_halves_the_limit_once():
+    """Four requests sent together all answered 429: one overload episode, one halving
+    (the answers to requests sent before the halving do not halve it again)."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=4)
+        ask = Request([{"role": "user", "content": "hi"}])
+        a.inject("429", times=4, retry_after=0)
+        await asyncio.gather(*(pool.generate(ask) for _ in range(8)))
+        await pool.aclose()
+        return pool.endpoints[0]
+
+    with FakeServer() as a, FakeServer() as b:
+        first = asyncio.run(main(a, b))
+    assert first.halvings == 1 and first.history[0] == 2.0
+    assert first.failures == 4
+
+
+def test_a_dead_endpoint_is_taken_out_once_per_failure_episode():
+    """Eight requests in flight to an endpoint that refuses connections: it is taken out
+    once (its probe pause doubles once, not eight times) and every request is answered
+    by the other endpoint."""
+    async def main(server):
+        dead = OpenAIRunner("fake-model", base_url="http://127.0.0.1:9/v1")
+        pool = EndpointPool([dead, OpenAIRunner("fake-model", base_url=server.url)])
+        pool.set_ceiling(8)
+        ask = Request([{"role": "user", "content": "hi"}])
+        answers = await asyncio.gather(*(pool.generate(ask) for _ in range(16)))
+        await pool.aclose()
+        return pool.endpoints[0], answers
+
+    with FakeServer() as server:
+        dead, answers = asyncio.run(main(server))
+        assert server.count == 16 and len(answers) == 16
+    assert dead.failures == 8 and dead.halvings == 1 and dead.probe == 2.0
+
+
+def test_growth_slows_near_the_last_overload():
+    """After a halving the limit grows by one per success up to 90% of where the overload
+    came, then by one per round trip (1/limit per success): it stays near a replica's
+    capacity instead of overshooting it again at once."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=16)
+        ask = Request([{"role": "user", "content": "hi"}])
+        a.inject("429", times=1, retry_after=0)
+        await pool.generate(ask)  # a answers 429 at limit 16: halved to 8, b answers
+        first = pool.endpoints[0]
+        for _ in range(7):  # one at a time: idle endpoints tie on room, the first wins
+            await pool.generate(ask)
+        fast = first.limit
+        for _ in range(7):
+            await pool.generate(ask)
+        await pool.aclose()
+        return first, fast
+
+    with FakeServer() as a, FakeServer() as b:
+        first, fast = asyncio.run(main(a, b))
+    assert first.overloaded_at == 16.0 and fast == 15.0  # 8 -> 15, one per success
+    assert 15.0 < first.limit < 16.0  # then 7 successes: less than one more
+    assert first.history == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
+
+
+def test_an_overload_burst_brings_the_limit_down_to_what_the_replica_held():
+    """Eight requests sent together, six refused (429), two held: the first 429 halves the
+    limit (8 -> 4) and the later ones of the same burst bring it down to the requests the
+    replica was holding beside them (2), without halving again: one round of 429s, not
+    one per halving (bench/README.md, endpoint pools). Retry-After keeps the replica
+    paused past the end of the test, so nothing else moves its limit."""
+    async def main(a, b):
+        pool = await _pool_of(a, b, ceiling=8)
+        ask = Request([{"role": "user", "content": "hi"}])
+        a.inject("429", times=6, retry_after=30)
+        answers = await asyncio.gather(*(pool.generate(ask) for _ in range(16)))
+        await pool.aclose()
+        return pool.endpoints[0], answers
+
+    with FakeServer(latency=0.5) as a, FakeServer(latency=0.5) as b:
+        first, answers = asyncio.run(main(a, b))
+        assert a.count == 8 and b.count == 14  # the refused six were answered by b
+    assert len(answers) == 16 and first.halvings == 1 and first.failures == 6
+    assert first.history[:3] == [4.0, 3.0, 2.0] and first.overloaded_at == 3.0

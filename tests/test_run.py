@@ -126,6 +126,81 @@ def test_concurrency_bound(tmp_path):
         assert srv.max_in_flight == 8
 
 
+def test_next_request_is_sent_before_the_last_answer_is_scored(tmp_path, monkeypatch):
+    """A worker asks for its next unit before scoring and writing the one it has just
+    obtained: scoring first held every next request of a wave of answers back behind
+    the whole wave's scoring (bench/README.md, the request phase). Each unit is still
+    written exactly once, and the worker's last one before it stops too."""
+    import tasks.arithmetic as arithmetic
+    from runners.openai_api import OpenAIRunner
+
+    events = []
+    ids = {s.input: s.id for s in make_samples(5, 0, 3)}
+    real_generate, real_score = OpenAIRunner.generate, arithmetic.score
+
+    async def generate(self, request):
+        events.append(("ask", ids[request.messages[-1]["content"]]))
+        return await real_generate(self, request)
+
+    def score(sample, completion):
+        events.append(("score", sample.id))
+        return real_score(sample, completion)
+
+    monkeypatch.setattr(OpenAIRunner, "generate", generate)
+    monkeypatch.setattr(arithmetic, "score", score)
+    with FakeServer(script=arithmetic_script) as srv:
+        execute(config(srv, task_params={"count": "5"}, concurrency=1),
+                RunLog(tmp_path / "r"), ["evals"])
+    order = [s.id for s in make_samples(5, 0, 3)]
+    for this, following in zip(order, order[1:]):
+        assert events.index(("ask", following)) < events.index(("score", this))
+    assert Counter(r["sample_id"] for r in iter_records(tmp_path / "r" / "samples.jsonl")) \
+        == Counter(order)
+
+
+def test_a_failing_unit_still_lets_the_unit_before_it_be_written(tmp_path, monkeypatch):
+    """The unit obtained just before a worker fails is recorded, not dropped with it."""
+    from evals.task import TaskError
+
+    third = make_samples(3, 0, 3)[2].id
+    real_request_for = run_module.Orchestrator.request_for
+
+    def request_for(self, unit):
+        if unit.sample.id == third:
+            raise TaskError("this sample's prompt cannot be built")
+        return real_request_for(self, unit)
+
+    monkeypatch.setattr(run_module.Orchestrator, "request_for", request_for)
+    with FakeServer(script=arithmetic_script) as srv:
+        with pytest.raises(TaskError):
+            execute(config(srv, task_params={"count": "3"}, concurrency=1),
+                    RunLog(tmp_path / "r"), ["evals"])
+    written = [r["sample_id"] for r in iter_records(tmp_path / "r" / "samples.jsonl")]
+    assert written == [s.id for s in make_samples(2, 0, 3)]
+
+
+def test_collector_is_tuned_for_the_run_and_restored_after(tmp_path, monkeypatch):
+    """During the run start-up's objects are frozen out of collections and a collection
+    waits for 50,000 new objects (bench/README.md); afterwards both are as they were."""
+    import gc
+
+    import tasks.arithmetic as arithmetic
+
+    seen = []
+    real_score = arithmetic.score
+
+    def score(sample, completion):
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return real_score(sample, completion)
+
+    monkeypatch.setattr(arithmetic, "score", score)
+    before = gc.get_threshold()
+    with FakeServer(script=arithmetic_script) as srv:
+        execute(config(srv, task_params={"count": "3"}), RunLog(tmp_path / "r"), ["evals"])
+    assert all(threshold >= 50_000 and frozen > 0 for threshold, frozen in seen)
+    assert len(seen) == 3 and gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 def test_cache_makes_a_repeat_free_and_can_be_bypassed(tmp_path):
     with FakeServer(script=arithmetic_script) as srv:
         execute(config(srv, task_params={"count": "4"}, samples=2), RunLog(tmp_path / "a"), ["evals"])
