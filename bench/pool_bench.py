@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import evals.run as run_module  # noqa: E402
+import evals.orchestrator as run_module  # noqa: E402
 from evals.records import RunLog, iter_records  # noqa: E402
 from evals.run import RunConfig, execute  # noqa: E402
 from harness_overhead import Server  # noqa: E402

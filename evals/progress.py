@@ -13,7 +13,7 @@ from rich.text import Text
 
 from evals.leaderboard import (SHARE_COLUMNS, ci_bounds, cost_cell, fitted_table, share_cells,
                                spend_tokens, steps_cell, tokens_cell, value_ci)
-from evals.run import RunStats
+from evals.work import RunStats
 
 console = Console(stderr=True)
 

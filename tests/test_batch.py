@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-import evals.run as run_module
+import evals.orchestrator as run_module
 from evals.batch import BatchJournal, custom_id
 from evals.fake_batch import FakeAnthropicBatch, FakeGeminiBatch, FakeOpenAIBatch
 from evals.prices import find_price, load_prices

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-import evals.run as run_module
+import evals.orchestrator as run_module
 from evals.fake_openai import FakeServer
 from evals.records import RunLog, iter_records
 from evals.run import RunConfig, execute
