@@ -134,6 +134,43 @@ def test_every_engine_down_is_an_error_naming_them():
         pool.acquire()
 
 
+def test_tasks_naming_the_same_engines_share_one_pool():
+    """swe (2 slots by default) and math (4) naming the same engines get one pool: an
+    engine's containers are counted once. Its slots: the engine's own option, else the
+    larger default; the pool's threads grow with them."""
+    named = "unix:///nonexistent/evals-test/shared-a.sock unix:///nonexistent/evals-test/" \
+            "shared-b.sock?slots=3"
+    swe_pool = engines.pool(engines.parse(named), 2)
+    assert swe_pool.executor._max_workers == 5
+    math_pool = engines.pool(engines.parse(named), 4)
+    assert math_pool is swe_pool
+    assert [e.slots for e in swe_pool.engines] == [4, 3]
+    assert engines.pool(engines.parse(named), 1).total_slots == 7  # never less
+    assert swe_pool.executor._max_workers == 7
+
+
+def test_a_coroutine_waits_for_a_slot_without_a_thread():
+    """acquire_async: woken by a release (from any thread), and ends with the same
+    error as acquire when every engine stays down."""
+    one = engines.Engine(engines.EngineSpec("unix:///one.sock"), 1)
+    pool = engines.EnginePool([one], probe_every=3600)
+
+    async def go():
+        first = await pool.acquire_async()
+        waiting = asyncio.ensure_future(pool.acquire_async())
+        await asyncio.sleep(0)
+        assert not waiting.done() and one.busy == 1
+        threading.Thread(target=pool.release, args=(first,)).start()
+        return await asyncio.wait_for(waiting, 60)  # a hang guard
+
+    assert asyncio.run(go()) is one and one.busy == 1
+    dead = engines.EnginePool([engines.Engine(engines.EngineSpec(NOBODY), 1)],
+                              probe_every=0.05, wait_down=0.3)
+    dead.mark_down(dead.engines[0], "ConnectionError: refused")
+    with pytest.raises(SandboxError, match="no engine answers: unix:///nonexistent"):
+        asyncio.run(dead.acquire_async())
+
+
 # ------------------------------------------------------------------ two real engines
 
 @pytest.fixture(scope="module")
