@@ -422,3 +422,23 @@ def test_a_failure_on_an_engine_that_answers_stays_where_it_is(docker_engine):
     with pytest.raises(SandboxError, match="no such package"):
         pool.run(raises)
     assert local.down is None and other.placed == 0
+
+
+def test_a_failed_push_is_a_warning_and_the_built_image_is_used(docker_engine, sandbox_base,
+                                                                caplog):
+    """An engine set to push to a registry that does not answer: the layer is built and
+    used; the failed push is one warning per image and engine, not an error."""
+    import uuid
+
+    from sandbox import images
+
+    engine = engines.Engine(engines.parse_url("local?registry=127.0.0.1:9&push=1"), 1)
+    layer = images.Layer("instance", sandbox_base, "FROM {{PARENT}}\nRUN echo pushed > /x\n",
+                         inputs={"test": uuid.uuid4().hex})  # a new image each run
+    with use(engine), caplog.at_level("WARNING", logger="evals.sandbox"):
+        built = images.ensure(layer)
+        images.to_registry(built.tag)  # the same image again: no second warning
+    assert built.built and images.image_id(built.tag) is not None
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith(f"pushing {built.tag} to 127.0.0.1:9 "
+                                                     "failed (built on local"), warned
