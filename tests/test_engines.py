@@ -316,6 +316,40 @@ def test_engine_killed_mid_run_its_gradings_finish_on_the_other(second, repos, t
     assert got == [back] and back.down is None
 
 
+def test_agent_episode_on_a_killed_engine_starts_again_on_the_other(second, repos, tmp_path):
+    """swe -T mode=agent over both engines: the episode starts on the second (more free
+    slots); the scripted model kills the second's dockerd (SIGKILL) before it answers
+    its second turn, so the next command finds no engine. The episode starts again on
+    the first, its turns answered from memory (no response cache: the model is asked
+    once per turn in all), and resolves there."""
+    from tasks.swe import swe
+    from tests.test_agent import chat_answers
+    from tests.test_swe_agent import INSTANCE, agent_script, run_agent_task
+
+    sample = next(s for s in swe(repos=str(repos)).samples() if s.id == INSTANCE)
+    plan = agent_script(sample.solution.split("```diff\n", 1)[1].rsplit("```", 1)[0])
+    killed: list[int] = []
+
+    def script(body, index):
+        if chat_answers(body) == 1 and not killed and second_containers(second):
+            second.kill()
+            killed.append(1)
+        return plan(body, index)
+
+    try:
+        log, record, asked = run_agent_task(tmp_path, repos, script,
+                                            engines=f"local?slots=1 {second.url}?slots=2")
+    finally:
+        second.start()  # for the tests after this one
+    assert killed, "the episode never ran on the second engine"
+    assert (record["status"], record["score"]) == ("resolved", 1.0), \
+        record.get("explanation") or record.get("error")
+    assert asked == 5 and record["steps"] == 5  # four commands and submit, asked once each
+    trajectory = json.loads((log.dir / record["trajectory"]).read_text())
+    assert (trajectory["engine"], trajectory["engines_lost"]) == ("local", [second.url])
+    assert "OK" in trajectory["steps"][3]["observation"]  # the tests ran, on the first
+
+
 def test_engine_option_reaches_the_task_and_run_json(tmp_path, repos, sandbox_base):
     """--engine is where, not what: recorded in run.json, and a resume may change it."""
     base = [sys.executable, "-m", "evals.cli", "run", "swe", "-m", "gold", "-T",
