@@ -9,24 +9,26 @@ a file gives them as keys::
 
     [[engine]]
     url = "tcp://10.0.0.5:2376"
-    slots = 8                  # containers at once (default: -T sandboxes)
+    slots = 8                  # containers at once (default: the task's, see pool())
     tls_ca = "certs/ca.pem"    # or tls = "certs" (ca.pem, cert.pem, key.pem, as docker's)
     tls_cert = "certs/cert.pem"
     tls_key = "certs/key.pem"
     registry = "10.0.0.2:5000" # pull our images from here before building them
     push = true                # and push what this engine builds there
 
-A piece of work (one grading) takes a slot on the healthy engine with the most
-free slots, ties going to the engine that ran the same instance before (so has
-its images). Images are per engine: the current engine (sandbox.engine.use) is
-where :mod:`sandbox.images` looks, builds and locks. When work fails and its
-engine no longer answers a ping, the engine is marked down and the work runs
-again on another one; a down engine is probed again every few seconds and takes
-work when it answers.
+A piece of work (one grading, one agent episode) takes a slot on the healthy
+engine with the most free slots, ties going to the engine that ran the same
+instance before (so has its images); a coroutine waits for one without holding a
+thread (:meth:`EnginePool.acquire_async`). Images are per engine: the current
+engine (sandbox.engine.use) is where :mod:`sandbox.images` looks, builds and
+locks. When work fails and its engine no longer answers a ping, the engine is
+marked down and the work runs again on another one; a down engine is probed
+again every few seconds and takes work when it answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -34,7 +36,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .engine import SandboxError, errors, local_client, use
@@ -50,7 +52,7 @@ class EngineSpec:
     """One engine as named by the user; ``url`` None is the local default engine."""
 
     url: str | None = None
-    slots: int | None = None  # None: the task's -T sandboxes
+    slots: int | None = None  # None: the largest default of the tasks naming it
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -263,7 +265,9 @@ class EnginePool:
         self.probe_every = probe_every
         self.wait_down = wait_down  # with every engine down, how long work waits for one
         self._cond = threading.Condition()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_size = 0
 
     @property
     def total_slots(self) -> int:
@@ -272,12 +276,31 @@ class EnginePool:
     @property
     def executor(self) -> ThreadPoolExecutor:
         """Threads for blocking sandbox work, one per slot (asyncio's default pool has
-        cpu_count + 4, fewer than the slots of a few remote engines)."""
+        cpu_count + 4, fewer than the slots of a few remote engines); made again, larger,
+        when another task's default gave the engines more slots."""
         with self._cond:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.total_slots,
+            if self._executor is None or self._executor_size < self.total_slots:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)  # what it runs finishes
+                self._executor_size = self.total_slots
+                self._executor = ThreadPoolExecutor(self._executor_size,
                                                     thread_name_prefix="evals-engine")
             return self._executor
+
+    def at_least(self, default_slots: int) -> None:
+        """Another task shares these engines with its own default: engines named
+        without ``slots`` take the larger of the two."""
+        with self._cond:
+            for e in self.engines:
+                if e.spec.slots is None and e.slots < default_slots:
+                    e.slots = default_slots
+            self._notify()
+
+    def _due(self) -> bool:
+        """Whether a down engine is due for a probe (without pinging it)."""
+        now = time.monotonic()
+        with self._cond:
+            return any(e.down and e.next_probe <= now for e in self.engines)
 
     def _probe_due(self) -> None:
         """Ping each down engine whose time has come (outside the lock: a ping waits)."""
@@ -290,43 +313,100 @@ class EnginePool:
             if e.ping() is None:
                 with self._cond:
                     e.down = None
-                    self._cond.notify_all()
+                    self._notify()
+
+    def _take(self, affinity: str | None) -> Engine | None:
+        """A slot on the healthy engine with the most free slots (ties: one that ran
+        ``affinity`` before, then the first named), or None; the caller holds the lock."""
+        free = [e for e in self.engines if not e.down and e.busy < e.slots]
+        if not free:
+            return None
+        best = max(free, key=lambda e: (e.slots - e.busy, affinity in e.seen,
+                                        -self.engines.index(e)))
+        best.busy += 1
+        best.placed += 1
+        return best
+
+    def _all_down(self, since: float | None) -> float | None:
+        """When every engine went down (None while one is up); raises SandboxError once
+        they have all been down for ``wait_down`` seconds. The caller holds the lock."""
+        if any(not e.down for e in self.engines):
+            return None
+        since = since or time.monotonic()
+        if time.monotonic() - since > self.wait_down:
+            raise SandboxError("no engine answers: " + "; ".join(
+                f"{e.name}: {e.down}" for e in self.engines))
+        return since
 
     def acquire(self, affinity: str | None = None) -> Engine:
-        """A slot on the healthy engine with the most free slots (ties: one that ran
-        ``affinity`` before, then the first named). Waits while all are busy; raises
+        """A slot (see :meth:`_take`), blocking this thread while all are busy; raises
         SandboxError when every engine has been down for ``wait_down`` seconds."""
         all_down_since: float | None = None
         while True:
             self._probe_due()
             with self._cond:
-                healthy = [e for e in self.engines if not e.down]
-                free = [e for e in healthy if e.busy < e.slots]
-                if free:
-                    best = max(free, key=lambda e: (e.slots - e.busy, affinity in e.seen,
-                                                    -self.engines.index(e)))
-                    best.busy += 1
-                    best.placed += 1
-                    return best
-                if healthy:
-                    all_down_since = None
-                else:
-                    all_down_since = all_down_since or time.monotonic()
-                    if time.monotonic() - all_down_since > self.wait_down:
-                        raise SandboxError("no engine answers: " + "; ".join(
-                            f"{e.name}: {e.down}" for e in self.engines))
+                if (engine := self._take(affinity)) is not None:
+                    return engine
+                all_down_since = self._all_down(all_down_since)
                 self._cond.wait(min(1.0, self.probe_every))
+
+    async def acquire_async(self, affinity: str | None = None) -> Engine:
+        """:meth:`acquire` for a coroutine: while it waits it holds no thread (an agent
+        waits for a slot beside episodes whose commands need the loop's threads), and
+        the number waiting is not bounded by anything but the healthy slots freeing."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        waiter = (loop, wake)
+        all_down_since: float | None = None
+        with self._cond:
+            self._waiters.add(waiter)
+        try:
+            while True:
+                if self._due():
+                    await asyncio.to_thread(self._probe_due)  # pings wait: not on the loop
+                with self._cond:
+                    wake.clear()
+                    if (engine := self._take(affinity)) is not None:
+                        return engine
+                    all_down_since = self._all_down(all_down_since)
+                try:  # woken by a release, else in time for the next probe
+                    await asyncio.wait_for(wake.wait(), min(1.0, self.probe_every))
+                except TimeoutError:
+                    pass
+        finally:
+            with self._cond:
+                self._waiters.discard(waiter)
+
+    def _notify(self) -> None:
+        """Wake every waiter, threads and coroutines alike; the caller holds the lock."""
+        self._cond.notify_all()
+        for loop, wake in self._waiters:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # its loop has closed
+                pass
 
     def release(self, engine: Engine) -> None:
         with self._cond:
             engine.busy -= 1
-            self._cond.notify_all()
+            self._notify()
 
     def mark_down(self, engine: Engine, why: str) -> None:
         with self._cond:
             engine.down = why or "does not answer"
             engine.next_probe = time.monotonic() + self.probe_every
-            self._cond.notify_all()
+            self._notify()
+
+    def gone(self, engine: Engine, lost: list[str]) -> bool:
+        """After work failed on ``engine``: True when the engine fails a ping (it is then
+        marked down and added to ``lost``) and the work may run again elsewhere (at
+        most twice per engine in all); False when the failure is the work's own."""
+        why = engine.ping()
+        if why is None:
+            return False
+        self.mark_down(engine, why)
+        lost.append(engine.name)
+        return len(lost) <= 2 * len(self.engines)
 
     def run(self, work: Callable[[], T], failed: Callable[[T], bool] = lambda _: False,
             affinity: str | None = None, stop: Callable[[], bool] = lambda: False) -> Placed[T]:
@@ -348,15 +428,37 @@ class EnginePool:
                 error = e
             finally:
                 self.release(engine)
-            if (error is not None or failed(result)) and not stop():
-                why = engine.ping()
-                if why is not None:
-                    self.mark_down(engine, why)
-                    lost.append(engine.name)
-                    if len(lost) <= 2 * len(self.engines):
-                        continue
+            if (error is not None or failed(result)) and not stop() and self.gone(engine, lost):
+                continue
             if error is not None:
                 raise error
+            if affinity is not None:
+                with self._cond:
+                    engine.seen.add(affinity)
+            return Placed(result, engine.name, lost)
+
+    async def run_async(self, work: Callable[[Engine], Awaitable[T]],
+                        affinity: str | None = None) -> Placed[T]:
+        """:meth:`run` for a coroutine ``work(engine)`` (an agent's episode): placed
+        without holding a thread, current there (sandbox.engine.use) for its Docker calls
+        and its threads'. When it raises SandboxError (or a Docker error) and the engine
+        fails a ping, the engine is marked down and the work starts again elsewhere;
+        otherwise the error stands. Any other exception passes through."""
+        lost: list[str] = []
+        while True:
+            engine = await self.acquire_async(affinity)
+            try:
+                with use(engine):
+                    try:
+                        result = await work(engine)
+                    except errors() as e:
+                        raise SandboxError(f"engine {engine.name}: {_first_line(e)}") from None
+            except SandboxError:
+                if await asyncio.to_thread(self.gone, engine, lost):
+                    continue
+                raise
+            finally:
+                self.release(engine)
             if affinity is not None:
                 with self._cond:
                     engine.seen.add(affinity)
@@ -373,11 +475,16 @@ _pools_lock = threading.Lock()
 
 
 def pool(specs: list[EngineSpec], default_slots: int) -> EnginePool:
-    """The process's pool for these engines (shared by every task that names them, so
-    slots are counted once); no specs: the local engine alone."""
+    """The process's pool for these engines, shared by every task that names them, so
+    an engine's containers are counted once whichever task starts them; no specs: the
+    local engine alone. An engine's slots are its ``slots`` option, else the largest
+    ``default_slots`` of the tasks sharing it (swe's -T sandboxes, math's 4): with swe
+    at 2 and math at 4 on one engine, both together run at most 4 containers there."""
     specs = specs or [EngineSpec()]
-    key = (tuple(specs), default_slots)
+    key = tuple(specs)
     with _pools_lock:
         if key not in _pools:
             _pools[key] = EnginePool([Engine(s, s.slots or default_slots) for s in specs])
+        else:
+            _pools[key].at_least(default_slots)
         return _pools[key]

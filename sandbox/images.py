@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import tarfile
 import threading
 import time
@@ -97,21 +98,32 @@ def from_registry(tag: str) -> bool:
     return True
 
 
+_push_warned: set[tuple[str, str]] = set()
+log = logging.getLogger("evals.sandbox")
+
+
 def to_registry(tag: str) -> None:
-    """Push ``tag`` to the current engine's registry when it is set to push."""
+    """Push ``tag`` to the current engine's registry when it is set to push. A failed
+    push is a warning (once per image and engine), not an error: the image is built
+    and here, so the work that wanted it goes on; only the other engines miss it."""
     engine = current()
     if not getattr(engine, "push", False):
         return
     remote, _, version = f"{engine.registry.rstrip('/')}/{tag}".rpartition(":")
+    why = None
     try:
         api = client().api
         api.tag(tag, remote, version)
         for chunk in api.push(remote, version, stream=True, decode=True):
             if "error" in chunk:
-                raise SandboxError(f"pushing {tag} to {engine.registry} failed: "
-                                   f"{chunk['error'].strip()}")
+                why = chunk["error"].strip()
+                break
     except errors() as e:
-        raise SandboxError(f"pushing {tag} to {engine.registry} failed: {e}") from None
+        why = str(e)
+    if why is not None and (engine.name, tag) not in _push_warned:
+        _push_warned.add((engine.name, tag))
+        log.warning("pushing %s to %s failed (built on %s, used there): %s", tag,
+                    engine.registry, engine.name, why.splitlines()[0][:300] if why else "")
 
 
 @dataclass

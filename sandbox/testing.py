@@ -81,6 +81,12 @@ class LocalDaemon:
     def start(self, timeout: float = 60) -> None:
         import time
 
+        # After kill(), the containerd it started is dead but may linger as a zombie
+        # nobody reaps (its parent is gone): a dockerd that finds its pid file takes it
+        # for running and waits on its socket until it gives up. It is not running.
+        pidfile = self.root / "exec" / "containerd" / "containerd.pid"
+        if pidfile.exists() and not _running(pidfile.read_text().strip()):
+            pidfile.unlink()
         cmd = ["dockerd", "--host", self.url, "--data-root", str(self.root / "data"),
                "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "docker.pid"),
                f"--bridge={self._make_bridge()}", "--iptables=false", "--ip-masq=false",
@@ -198,6 +204,15 @@ class LocalDaemon:
                     pass
         subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def make_certificates(folder: str | Path) -> Path:

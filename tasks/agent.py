@@ -107,6 +107,24 @@ class Trajectory:
         return {"stop": self.stop, "error": self.error, "steps": [asdict(s) for s in self.steps]}
 
 
+class Replay:
+    """``generate`` for an episode that may start again (its engine lost mid-way): a
+    turn asked before, with the same history, is answered from memory, so a rerun
+    costs no model call and counts no token twice, with or without the response cache.
+    Where the rerun's commands answer differently the histories part, and the model
+    is asked."""
+
+    def __init__(self, generate: Callable[[Request], Awaitable[Response]]):
+        self.generate = generate
+        self.turns: dict[str, Response] = {}
+
+    async def __call__(self, request: Request) -> Response:
+        key = request.cache_key("")
+        if (known := self.turns.get(key)) is None:
+            known = self.turns[key] = await self.generate(request)
+        return known
+
+
 def cut_output(text: str, limit: int) -> tuple[str, int]:
     """The head and tail of ``text`` within ``limit`` characters, and how much was cut."""
     if len(text) <= limit:

@@ -134,6 +134,43 @@ def test_every_engine_down_is_an_error_naming_them():
         pool.acquire()
 
 
+def test_tasks_naming_the_same_engines_share_one_pool():
+    """swe (2 slots by default) and math (4) naming the same engines get one pool: an
+    engine's containers are counted once. Its slots: the engine's own option, else the
+    larger default; the pool's threads grow with them."""
+    named = "unix:///nonexistent/evals-test/shared-a.sock unix:///nonexistent/evals-test/" \
+            "shared-b.sock?slots=3"
+    swe_pool = engines.pool(engines.parse(named), 2)
+    assert swe_pool.executor._max_workers == 5
+    math_pool = engines.pool(engines.parse(named), 4)
+    assert math_pool is swe_pool
+    assert [e.slots for e in swe_pool.engines] == [4, 3]
+    assert engines.pool(engines.parse(named), 1).total_slots == 7  # never less
+    assert swe_pool.executor._max_workers == 7
+
+
+def test_a_coroutine_waits_for_a_slot_without_a_thread():
+    """acquire_async: woken by a release (from any thread), and ends with the same
+    error as acquire when every engine stays down."""
+    one = engines.Engine(engines.EngineSpec("unix:///one.sock"), 1)
+    pool = engines.EnginePool([one], probe_every=3600)
+
+    async def go():
+        first = await pool.acquire_async()
+        waiting = asyncio.ensure_future(pool.acquire_async())
+        await asyncio.sleep(0)
+        assert not waiting.done() and one.busy == 1
+        threading.Thread(target=pool.release, args=(first,)).start()
+        return await asyncio.wait_for(waiting, 60)  # a hang guard
+
+    assert asyncio.run(go()) is one and one.busy == 1
+    dead = engines.EnginePool([engines.Engine(engines.EngineSpec(NOBODY), 1)],
+                              probe_every=0.05, wait_down=0.3)
+    dead.mark_down(dead.engines[0], "ConnectionError: refused")
+    with pytest.raises(SandboxError, match="no engine answers: unix:///nonexistent"):
+        asyncio.run(dead.acquire_async())
+
+
 # ------------------------------------------------------------------ two real engines
 
 @pytest.fixture(scope="module")
@@ -279,6 +316,40 @@ def test_engine_killed_mid_run_its_gradings_finish_on_the_other(second, repos, t
     assert got == [back] and back.down is None
 
 
+def test_agent_episode_on_a_killed_engine_starts_again_on_the_other(second, repos, tmp_path):
+    """swe -T mode=agent over both engines: the episode starts on the second (more free
+    slots); the scripted model kills the second's dockerd (SIGKILL) before it answers
+    its second turn, so the next command finds no engine. The episode starts again on
+    the first, its turns answered from memory (no response cache: the model is asked
+    once per turn in all), and resolves there."""
+    from tasks.swe import swe
+    from tests.test_agent import chat_answers
+    from tests.test_swe_agent import INSTANCE, agent_script, run_agent_task
+
+    sample = next(s for s in swe(repos=str(repos)).samples() if s.id == INSTANCE)
+    plan = agent_script(sample.solution.split("```diff\n", 1)[1].rsplit("```", 1)[0])
+    killed: list[int] = []
+
+    def script(body, index):
+        if chat_answers(body) == 1 and not killed and second_containers(second):
+            second.kill()
+            killed.append(1)
+        return plan(body, index)
+
+    try:
+        log, record, asked = run_agent_task(tmp_path, repos, script,
+                                            engines=f"local?slots=1 {second.url}?slots=2")
+    finally:
+        second.start()  # for the tests after this one
+    assert killed, "the episode never ran on the second engine"
+    assert (record["status"], record["score"]) == ("resolved", 1.0), \
+        record.get("explanation") or record.get("error")
+    assert asked == 5 and record["steps"] == 5  # four commands and submit, asked once each
+    trajectory = json.loads((log.dir / record["trajectory"]).read_text())
+    assert (trajectory["engine"], trajectory["engines_lost"]) == ("local", [second.url])
+    assert "OK" in trajectory["steps"][3]["observation"]  # the tests ran, on the first
+
+
 def test_engine_option_reaches_the_task_and_run_json(tmp_path, repos, sandbox_base):
     """--engine is where, not what: recorded in run.json, and a resume may change it."""
     base = [sys.executable, "-m", "evals.cli", "run", "swe", "-m", "gold", "-T",
@@ -385,3 +456,23 @@ def test_a_failure_on_an_engine_that_answers_stays_where_it_is(docker_engine):
     with pytest.raises(SandboxError, match="no such package"):
         pool.run(raises)
     assert local.down is None and other.placed == 0
+
+
+def test_a_failed_push_is_a_warning_and_the_built_image_is_used(docker_engine, sandbox_base,
+                                                                caplog):
+    """An engine set to push to a registry that does not answer: the layer is built and
+    used; the failed push is one warning per image and engine, not an error."""
+    import uuid
+
+    from sandbox import images
+
+    engine = engines.Engine(engines.parse_url("local?registry=127.0.0.1:9&push=1"), 1)
+    layer = images.Layer("instance", sandbox_base, "FROM {{PARENT}}\nRUN echo pushed > /x\n",
+                         inputs={"test": uuid.uuid4().hex})  # a new image each run
+    with use(engine), caplog.at_level("WARNING", logger="evals.sandbox"):
+        built = images.ensure(layer)
+        images.to_registry(built.tag)  # the same image again: no second warning
+    assert built.built and images.image_id(built.tag) is not None
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith(f"pushing {built.tag} to 127.0.0.1:9 "
+                                                     "failed (built on local"), warned

@@ -78,6 +78,32 @@ def test_an_agent_that_changes_nothing_does_not_resolve(tmp_path, repos, gold_pa
     assert record["finish_reason"] == "submitted"
 
 
+def test_an_agent_that_breaks_git_gets_no_patch(tmp_path, repos):
+    """The agent deletes .git (it owns /testbed): no diff can be taken. That is the
+    agent's answer, graded as no patch, not an error the run would redo."""
+    log, record, _ = run_agent_task(tmp_path, repos, plan_script(["rm -rf .git"]))
+    assert (record["status"], record["score"]) == ("empty_patch", 0.0)
+    trajectory = json.loads((log.dir / record["trajectory"]).read_text())
+    assert trajectory["diff_error"].startswith("git diff in the agent's container failed")
+
+
+def test_a_sandbox_failure_on_an_engine_that_answers_is_an_error_record(tmp_path, repos):
+    """The instance's image cannot be made (a base image that is not here) on an engine
+    that answers a ping: the episode is not moved to the other engine, and its record
+    is an error (outside the score; a resume redoes it), the model never asked."""
+    from sandbox import engines
+    from tests.test_engines import NOBODY
+
+    _, record, asked = run_agent_task(tmp_path, repos, agent_script("", submit_empty=True),
+                                      base_image="evals-test/absent:1",
+                                      engines=f"local {NOBODY}")
+    assert (record["status"], record["score"]) == ("error", None)
+    assert "base image 'evals-test/absent:1' is not here" in record["error"], record["error"]
+    assert asked == 0
+    local, other = engines.pool(engines.parse(f"local {NOBODY}"), 2).engines
+    assert local.down is None and other.placed == 0
+
+
 def test_the_text_protocol_resolves_too(tmp_path, repos, gold_patch):
     steps = ["ls", f"cat > /tmp/fix.patch <<'EOF'\n{gold_patch}EOF\npatch -p1 < /tmp/fix.patch",
              "submit"]

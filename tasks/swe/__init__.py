@@ -163,10 +163,16 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         return warnings
 
     async def solver(sample: Sample, generate, request) -> Solution:
-        """-T mode=agent: an episode in a container of the instance's image."""
+        """-T mode=agent: an episode in a container of the instance's image, on an engine
+        of the pool. An engine lost under it (it fails a ping after a sandbox error)
+        starts the episode again on another, its model turns replayed from memory; any
+        other sandbox failure, no engine at all, or a model call that failed every retry
+        raises RunnerError: the orchestrator's error record, redone by a resume, never
+        a score against the model."""
+        from evals.runner import RunnerError
         from sandbox.engine import SandboxError
         from sandbox.limits import Limits
-        from tasks.agent import AgentLimits
+        from tasks.agent import AgentLimits, Replay
 
         from .agent import solve
         from .layers import ensure_images
@@ -176,33 +182,29 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
         mirror = _mirror(inst.repo, repos_dir, clone) if config.repos_dir else None
         published = "only" if config.images == "published" else (
             config.images == "auto" and "swebench" in spec.source)
-        from sandbox.engine import use
+        turns = Replay(generate)
 
-        loop_id = id(asyncio.get_running_loop())
-        semaphore = semaphores.setdefault(loop_id, asyncio.Semaphore(pool.total_slots))
-        async with semaphore:  # an agent's container takes an engine's slot too
-            try:  # the episode stays on its engine (a lost engine ends it: infra_error)
-                engine = await asyncio.to_thread(pool.acquire, inst.instance_id)
-            except SandboxError as e:
-                return Solution("", "infra_error", {"error": f"engine: {e}"})
-            try:
-                with use(engine):  # this coroutine's Docker calls, and its threads', go there
-                    try:
-                        images = await asyncio.to_thread(
-                            ensure_images, inst, spec, mirror, config.base_image, published,
-                            nearest=config.interpreter == "nearest", registry=config.registry)
-                    except SandboxError as e:
-                        return Solution("", "infra_error", {"error": f"image: {e}"})
-                    limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
-                                    timeout=command_timeout + 60,
-                                    network=config.network or spec.network)
-                    return await solve(
-                        sample, generate, request, image=images.instance, limits=limits,
-                        agent=AgentLimits.for_request(request, max_steps,
-                                                      command_timeout=command_timeout),
-                        protocol=agent_protocol, env=dict(spec.env))
-            finally:
-                pool.release(engine)
+        async def episode(engine) -> Solution:  # current on `engine` (sandbox.engine.use)
+            images = await asyncio.to_thread(
+                ensure_images, inst, spec, mirror, config.base_image, published,
+                nearest=config.interpreter == "nearest", registry=config.registry)
+            limits = Limits(memory=config.memory, cpus=config.cpus, pids=config.pids,
+                            timeout=command_timeout + 60, network=config.network or spec.network)
+            return await solve(
+                sample, turns, request, image=images.instance, limits=limits,
+                agent=AgentLimits.for_request(request, max_steps, command_timeout=command_timeout),
+                protocol=agent_protocol, env=dict(spec.env))
+
+        # No semaphore: the pool's slots bound the containers, and a coroutine waiting
+        # for one holds no thread (the episodes' commands need the loop's threads).
+        try:
+            placed = await pool.run_async(episode, affinity=inst.instance_id)
+        except SandboxError as e:
+            raise RunnerError(f"sandbox: {e}") from None
+        solution = placed.result
+        solution.trajectory = {**(solution.trajectory or {}), "engine": placed.engine,
+                               **({"engines_lost": placed.lost} if placed.lost else {})}
+        return solution
 
     return Task(dataset=dataset, scorer=score, check=check,
                 solver=solver if mode == "agent" else None)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from evals.runner import RunnerError
 from evals.task import Sample, Solution
 from sandbox.container import Sandbox
+from sandbox.engine import SandboxError
 from sandbox.limits import Limits
 from tasks.agent import AgentLimits, run_agent
 
@@ -54,19 +56,26 @@ class ContainerShell:
         return (None if code in (None, 124, 137) else code), result.text
 
 
-def repository_diff(box: Sandbox) -> str:
-    """Every change to the repository, new files included, as one diff (blocking)."""
+def repository_diff(box: Sandbox) -> tuple[str, str | None]:
+    """Every change to the repository, new files included, as one diff (blocking), and
+    why there is none when git fails. The agent owns /testbed, .git included: a git
+    that fails in a container that still runs is the agent's doing (a deleted or
+    broken .git), so its answer is no patch, not an error the run would redo. A
+    container or engine that fails raises SandboxError from ``exec``."""
     script = ("git -c safe.directory='*' add -A >/dev/null 2>&1 && "
               "git -c safe.directory='*' -c core.quotepath=off diff --cached --binary HEAD")
     out = box.exec(["sh", "-c", script], user="root", timeout=120, cap=50 << 20)
     if out.exit_code != 0:
-        raise RuntimeError(f"git diff in the agent's container failed: {out.text[-300:]}")
-    return out.text
+        return "", f"git diff in the agent's container failed: {out.text[-300:]}"
+    return out.text, None
 
 
 async def solve(sample: Sample, generate: Any, request: Any, *, image: str, limits: Limits,
                 agent: AgentLimits, protocol: str, env: dict[str, str]) -> Solution:
-    """One episode for ``sample`` in a container of ``image``."""
+    """One episode for ``sample`` in a container of ``image``. The container's failures
+    (its engine gone, a command the sandbox could not run) raise SandboxError, for the
+    engine pool to judge; a model call that failed every retry raises RunnerError once
+    the container is gone. Either way nothing is graded: neither is the model's answer."""
     inst = Instance.from_metadata(sample.metadata)
     box = Sandbox(image, limits, workdir="/testbed", name_hint=f"agent-{inst.instance_id}",
                   lifetime=agent.max_steps * (agent.command_timeout + 120) + 600)
@@ -75,13 +84,18 @@ async def solve(sample: Sample, generate: Any, request: Any, *, image: str, limi
         owned = await asyncio.to_thread(
             box.exec, ["chown", "-R", limits.user, "/testbed"], user="root", timeout=300)
         if owned.exit_code != 0:
-            raise RuntimeError(f"cannot make /testbed writable: {owned.text[-300:]}")
+            raise SandboxError(f"cannot make /testbed writable: {owned.text[-300:]}")
         shell = ContainerShell(box, limits.user, {"HOME": "/tmp", **env}, agent.output_chars * 4)
         messages = [{"role": "user", "content": AGENT_PROMPT.format(problem=inst.problem_statement)}]
         trajectory = await run_agent(generate, messages, shell, agent, protocol, request)
-        diff = await asyncio.to_thread(repository_diff, box)
+        if trajectory.stop != "model_error":
+            diff, diff_error = await asyncio.to_thread(repository_diff, box)
     finally:
         await asyncio.to_thread(box.remove)
+    if trajectory.stop == "model_error":
+        raise RunnerError(f"the model call of step {len(trajectory.steps) + 1} failed: "
+                          f"{trajectory.error}")
     text = f"```diff\n{diff}```\n" if diff.strip() else ""
-    return Solution(text, trajectory.stop, {**trajectory.to_json(),
-                                            "diff_lines": diff.count("\n")})
+    steps = {**trajectory.to_json(), "diff_lines": diff.count("\n"),
+             **({"diff_error": diff_error} if diff_error else {})}
+    return Solution(text, trajectory.stop, steps)
