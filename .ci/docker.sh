@@ -17,6 +17,8 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # tests/test_engines.py makes TLS certificates for a second engine's tcp listener
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# ... and gives that engine a bridge of its own (ip link)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "docker.sh: installing ${need[*]}" >&2
