@@ -268,6 +268,8 @@ class EnginePool:
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_size = 0
+        self._holders: ThreadPoolExecutor | None = None
+        self._holders_size = 0
 
     @property
     def total_slots(self) -> int:
@@ -286,6 +288,21 @@ class EnginePool:
                 self._executor = ThreadPoolExecutor(self._executor_size,
                                                     thread_name_prefix="evals-engine")
             return self._executor
+
+    @property
+    def slot_holders(self) -> ThreadPoolExecutor:
+        """Threads for the blocking calls of work that holds a slot for long (an agent's
+        container commands), one per slot: apart from ``executor``, whose threads may wait
+        for a slot, and from asyncio's default pool (cpu_count + 4 threads, which would let
+        only that many of many agents run a command at once)."""
+        with self._cond:
+            if self._holders is None or self._holders_size < self.total_slots:
+                if self._holders is not None:
+                    self._holders.shutdown(wait=False)
+                self._holders_size = self.total_slots
+                self._holders = ThreadPoolExecutor(self._holders_size,
+                                                   thread_name_prefix="evals-slot")
+            return self._holders
 
     def at_least(self, default_slots: int) -> None:
         """Another task shares these engines with its own default: engines named

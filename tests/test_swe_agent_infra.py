@@ -173,3 +173,37 @@ def test_agents_waiting_for_a_slot_hold_no_thread(repos, fake_box):
     assert [s.stop for s in solutions] == ["submitted"] * 7
     assert {s.trajectory["engine"] for s in solutions} == {up}
     assert pool.engines[1].placed == 7 and pool.engines[1].busy == 0
+
+
+def test_every_slot_runs_its_agents_command_at_once(repos, fake_box, monkeypatch):
+    """Six slots, six agents whose first command only returns once all six are running:
+    their commands go to a thread per slot, not to asyncio's default pool (two threads
+    here, as on a small machine), so all six run at once and finish."""
+    import threading
+
+    from evals.runner import Request, make_runner
+
+    url = f"{SOCKETS}/six.sock"
+    task = swe(repos=str(repos), clone=False, mode="agent", sandboxes=6, engines=url)
+    engines.pool(engines.parse(url), 6).engines[0].slots = 6
+    together = threading.Barrier(6, timeout=60)  # broken (and failing) if they never meet
+    plain_exec = FakeBox.exec
+
+    def exec_(self, argv, **kw):
+        if argv[0] == "timeout":  # an agent's command, not the chown or the diff
+            together.wait()
+        return plain_exec(self, argv, **kw)
+
+    monkeypatch.setattr(FakeBox, "exec", exec_)
+    samples = (task.samples() * 2)[:6]
+
+    async def main():
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        with FakeServer(script=plan_script(["ls"])) as srv:
+            runner = make_runner("openai/fake-model", base_url=srv.url)
+            episodes = [task.solver(s, runner.generate, Request([])) for s in samples]
+            return await asyncio.wait_for(asyncio.gather(*episodes), 120)  # a hang guard
+
+    solutions = asyncio.run(main())
+    assert [s.stop for s in solutions] == ["submitted"] * 6
+    assert not together.broken

@@ -193,7 +193,7 @@ def swe(instances: str = "bundled", split: str = "test", repos: str | None = Non
             return await solve(
                 sample, turns, request, image=images.instance, limits=limits,
                 agent=AgentLimits.for_request(request, max_steps, command_timeout=command_timeout),
-                protocol=agent_protocol, env=dict(spec.env))
+                protocol=agent_protocol, env=dict(spec.env), threads=pool.slot_holders)
 
         # No semaphore: the pool's slots bound the containers, and a coroutine waiting
         # for one holds no thread (the episodes' commands need the loop's threads).

@@ -15,7 +15,10 @@ except through the patch, which the grader checks as it checks any other.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextvars
+import functools
+from concurrent.futures import Executor
+from typing import Any, Callable, TypeVar
 
 from evals.runner import RunnerError
 from evals.task import Sample, Solution
@@ -25,6 +28,8 @@ from sandbox.limits import Limits
 from tasks.agent import AgentLimits, run_agent
 
 from .data import Instance
+
+T = TypeVar("T")
 
 AGENT_PROMPT = """You are working in a git repository at /testbed (the current directory), \
 checked out at the commit where this issue was reported:
@@ -39,19 +44,29 @@ Do not edit the tests to make them pass: new tests will check your change. When 
 are done, submit; the repository as you leave it is your answer."""
 
 
+async def in_thread(threads: Executor | None, call: Callable[..., T], *args: Any,
+                    **kwargs: Any) -> T:
+    """``call`` on one of ``threads`` (asyncio's default pool when None), in this
+    coroutine's context: the engine it was placed on (sandbox.engine.use) goes along."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        threads, functools.partial(context.run, call, *args, **kwargs))
+
+
 class ContainerShell:
     """Commands in the agent's container, as its unprivileged user, each under
-    ``timeout`` (killed, not the container, when it runs too long)."""
+    ``timeout`` (killed, not the container, when it runs too long), on ``threads``."""
 
-    def __init__(self, box: Sandbox, user: str, env: dict[str, str], output_cap: int):
+    def __init__(self, box: Sandbox, user: str, env: dict[str, str], output_cap: int,
+                 threads: Executor | None = None):
         self.box, self.user, self.env, self.output_cap = box, user, env, output_cap
+        self.threads = threads
 
     async def run(self, command: str, timeout: float) -> tuple[int | None, str]:
         seconds = max(1, int(timeout))
         argv = ["timeout", "-k", "5", str(seconds), "bash", "-c", command]
-        result = await asyncio.to_thread(self.box.exec, argv, user=self.user,
-                                         timeout=seconds + 60, env=self.env,
-                                         cap=self.output_cap)
+        result = await in_thread(self.threads, self.box.exec, argv, user=self.user,
+                                 timeout=seconds + 60, env=self.env, cap=self.output_cap)
         code = result.exit_code
         return (None if code in (None, 124, 137) else code), result.text
 
@@ -71,7 +86,8 @@ def repository_diff(box: Sandbox) -> tuple[str, str | None]:
 
 
 async def solve(sample: Sample, generate: Any, request: Any, *, image: str, limits: Limits,
-                agent: AgentLimits, protocol: str, env: dict[str, str]) -> Solution:
+                agent: AgentLimits, protocol: str, env: dict[str, str],
+                threads: Executor | None = None) -> Solution:
     """One episode for ``sample`` in a container of ``image``. The container's failures
     (its engine gone, a command the sandbox could not run) raise SandboxError, for the
     engine pool to judge; a model call that failed every retry raises RunnerError once
@@ -79,19 +95,20 @@ async def solve(sample: Sample, generate: Any, request: Any, *, image: str, limi
     inst = Instance.from_metadata(sample.metadata)
     box = Sandbox(image, limits, workdir="/testbed", name_hint=f"agent-{inst.instance_id}",
                   lifetime=agent.max_steps * (agent.command_timeout + 120) + 600)
-    await asyncio.to_thread(box.start)
+    await in_thread(threads, box.start)
     try:
-        owned = await asyncio.to_thread(
-            box.exec, ["chown", "-R", limits.user, "/testbed"], user="root", timeout=300)
+        owned = await in_thread(
+            threads, box.exec, ["chown", "-R", limits.user, "/testbed"], user="root", timeout=300)
         if owned.exit_code != 0:
             raise SandboxError(f"cannot make /testbed writable: {owned.text[-300:]}")
-        shell = ContainerShell(box, limits.user, {"HOME": "/tmp", **env}, agent.output_chars * 4)
+        shell = ContainerShell(box, limits.user, {"HOME": "/tmp", **env}, agent.output_chars * 4,
+                               threads)
         messages = [{"role": "user", "content": AGENT_PROMPT.format(problem=inst.problem_statement)}]
         trajectory = await run_agent(generate, messages, shell, agent, protocol, request)
         if trajectory.stop != "model_error":
-            diff, diff_error = await asyncio.to_thread(repository_diff, box)
+            diff, diff_error = await in_thread(threads, repository_diff, box)
     finally:
-        await asyncio.to_thread(box.remove)
+        await in_thread(threads, box.remove)
     if trajectory.stop == "model_error":
         raise RunnerError(f"the model call of step {len(trajectory.steps) + 1} failed: "
                           f"{trajectory.error}")
