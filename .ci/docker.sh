@@ -19,6 +19,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # ... and gives that engine a bridge of its own (ip link)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# ... and reaches this machine's engine through an sshd of its own (ssh:// engines)
+{ command -v sshd || [ -x /usr/sbin/sshd ]; } >/dev/null 2>&1 || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "docker.sh: installing ${need[*]}" >&2

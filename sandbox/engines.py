@@ -237,7 +237,19 @@ class Engine:
                     probe.close()
             return None
         except Exception as e:  # noqa: BLE001 - any failure means it does not answer
-            return _first_line(e)
+            why = _first_line(e)
+            if (self.spec.url or "").startswith("ssh://") and "paramiko" in why:
+                return "ssh:// engines need the docker SDK's ssh support: pip install 'docker[ssh]'"
+            if (self.spec.url or "").startswith("ssh://") and "Connection aborted" in why:
+                # the system's ssh said why on stderr; the SDK only saw its pipe close
+                from urllib.parse import urlsplit
+
+                u = urlsplit(self.spec.url)
+                port = f"-p {u.port} " if u.port else ""
+                user = f"{u.username}@" if u.username else ""
+                return (f"{why} (ssh did not get through: see its message above, or try "
+                        f"`ssh {port}{user}{u.hostname} docker version`)")
+            return why
 
 
 def _first_line(e: BaseException) -> str:

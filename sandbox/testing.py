@@ -237,3 +237,85 @@ def make_certificates(folder: str | Path) -> Path:
     (out / "client-cert.pem").rename(out / "cert.pem")
     (out / "client-key.pem").rename(out / "key.pem")
     return out
+
+
+class SshServer:
+    """An ``sshd`` on 127.0.0.1 (as root, a free port) that lets in one throwaway key, so
+    that an ``ssh://root@127.0.0.1:PORT`` engine (this machine's, reached through ssh
+    and ``docker system dial-stdio``) can be tested for real. The docker SDK runs the
+    system's ``ssh``, which reads the user's ~/.ssh: rather than write there,
+    :attr:`path` is a folder whose ``ssh`` runs the real one with this server's client
+    config (its key and host key), as a user's ~/.ssh/config would; put it first on
+    PATH. :meth:`close` stops the server and removes its folder."""
+
+    def __init__(self) -> None:
+        import socket
+        import tempfile
+
+        self.root = Path(tempfile.mkdtemp(prefix="evals-ssh-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc: subprocess.Popen | None = None
+        self.ssh = shutil.which("ssh") or "/usr/bin/ssh"  # before our wrapper is on PATH
+
+    @property
+    def url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    @property
+    def path(self) -> str:
+        return str(self.root / "bin")
+
+    def start(self, timeout: float = 20) -> None:
+        import time
+
+        r = self.root
+        for key in ("host_key", "client_key", "stranger_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(r / key)],
+                           check=True, capture_output=True)
+        shutil.copy(r / "client_key.pub", r / "authorized_keys")
+        (r / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {r / 'host_key'}\n"
+            f"AuthorizedKeysFile {r / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+            f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n"
+            f"UsePAM no\nPidFile {r / 'sshd.pid'}\n")
+        host_key = (r / "host_key.pub").read_text().split()[:2]
+        (r / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {' '.join(host_key)}\n")
+        self.client_config("client_key")
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        self.proc = subprocess.Popen([sshd, "-D", "-f", str(r / "sshd_config"), "-E",
+                                      str(r / "sshd.log")], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        log = (r / "sshd.log").read_text(errors="replace")[-1000:] if (r / "sshd.log").exists() else ""
+        raise RuntimeError(f"sshd did not listen on 127.0.0.1:{self.port}:\n{log}")
+
+    def client_config(self, key: str) -> None:
+        """The ``ssh`` on :attr:`path` offers ``key`` (``client_key``, which is let in, or
+        ``stranger_key``, which is not)."""
+        r = self.root
+        (r / "ssh_config").write_text(
+            f"Host 127.0.0.1\n  IdentityFile {r / key}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {r / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
+            f"  BatchMode yes\n")
+        (r / "bin").mkdir(exist_ok=True)
+        wrapper = r / "bin" / "ssh"
+        wrapper.write_text(f"#!/bin/sh\nexec {self.ssh} "
+                           f"-F {r / 'ssh_config'} \"$@\"\n")
+        wrapper.chmod(0o755)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)

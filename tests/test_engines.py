@@ -211,6 +211,37 @@ def test_tls_engine_runs_a_container(second, sandbox_base):
     assert "HTTPS" in (plain.ping() or "")  # plain HTTP to a TLS engine
 
 
+def test_ssh_engine_runs_a_container(docker_engine, sandbox_base, monkeypatch):
+    """ssh://root@127.0.0.1:PORT: this machine's engine reached through a real sshd and
+    the system's ssh (docker system dial-stdio on the far side); a key the server does
+    not know is refused, in one line."""
+    require("sshd", binary=True, hint="apt-get install openssh-server")
+    require("paramiko", hint="pip install 'docker[ssh]' (the docker SDK's ssh support needs it)")
+    if os.geteuid() != 0:
+        unavailable("sshd on a port of its own needs root", "run the tests as root (CI does)")
+    from sandbox.container import Sandbox
+    from sandbox.limits import Limits
+    from sandbox.testing import SshServer
+
+    server = SshServer()
+    try:
+        server.start()
+        monkeypatch.setenv("PATH", f"{server.path}{os.pathsep}{os.environ['PATH']}")
+        engine = engines.Engine(engines.parse_url(server.url), 1)
+        assert engine.ping() is None
+        with use(engine):
+            with Sandbox(sandbox_base, Limits(timeout=30)) as box:
+                got = box.exec(["sh", "-c", "echo over ssh; id -u"], user="10001")
+        assert got.exit_code == 0 and got.text.split() == ["over", "ssh", "10001"]
+        server.client_config("stranger_key")
+        stranger = engines.Engine(engines.parse_url(server.url), 1)
+        refused = stranger.ping()
+        assert refused is not None and "\n" not in refused, refused
+        assert f"ssh -p {server.port} root@127.0.0.1 docker version" in refused
+    finally:
+        server.close()
+
+
 def second_containers(daemon) -> list:
     import docker
 
