@@ -267,9 +267,14 @@ class BatchEngine:
         for key, gens in done.items():
             self.done.update((*key, g) for g in gens)
         agents: set[str] = set()
+        pools: set[str] = set()
         for unit in work:
             if unit.task.solver is not None:  # each turn waits on the last: a batch is a day a turn
                 agents.add(unit.task.name)
+                live.append(unit)
+                continue
+            if hasattr(unit.runner, "endpoints"):  # replicas (vLLM, SGLang): no batch API
+                pools.add(unit.runner.model)
                 live.append(unit)
                 continue
             if self.api(unit.runner) is None:
@@ -284,6 +289,10 @@ class BatchEngine:
         if agents:
             self.notify(f"batch: {', '.join(sorted(agents))} runs live, not batched: an agent "
                         f"episode's turns each wait on the one before")
+        if pools:
+            self.notify(f"batch: {', '.join(sorted(pools))} runs live, not batched: its "
+                        f"--base-url names several endpoints (a pool of replicas), and a "
+                        f"batch goes to one provider's batch API")
         return live
 
     def _scan_records(self) -> None:

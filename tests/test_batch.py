@@ -350,3 +350,21 @@ def test_keys_reach_no_file_of_a_batch_run(tmp_path, prices):
     assert len(keyed(log.samples_path)[1]) == 16
     for path in (tmp_path / "r").iterdir():
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_pool_of_replicas_runs_live_under_batch(tmp_path, capfd):
+    """--batch with --base-url given twice: replicas have no batch API, so the pool's
+    requests run live over both (said once), instead of failing on the pool."""
+    with FakeOpenAIBatch(script=arithmetic_script) as a, \
+            FakeOpenAIBatch(script=arithmetic_script) as b:
+        config = RunConfig(tasks=["arithmetic"], models=["openai/fake-model"],
+                           task_params={"count": "6"},
+                           model_options={"base_url": f"{a.url},{b.url}"}, batch=True,
+                           batch_poll=0.01, cache=False)
+        log = RunLog(tmp_path / "r")
+        execute(config, log, ["evals"])
+        assert a.created == b.created == [] and a.count + b.count == 6
+    records = list(iter_records(log.samples_path))
+    assert sorted(r["status"] for r in records) == ["ok"] * 6
+    assert all("batch" not in r for r in records)
+    assert "runs live, not batched: its --base-url names several endpoints" in capfd.readouterr().err
