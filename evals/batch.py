@@ -7,7 +7,8 @@ model are grouped into provider batches within the provider's limits (and
 ``--batch-size``), submitted, polled, and their results recorded exactly as live
 answers are, plus a ``batch`` field. Models without a batch API run live beside them.
 
-The journal (``RUN_DIR/batches.sqlite``, ``BatchJournal``) is what makes this survive a
+The journal (``RUN_DIR/batches.sqlite``, ``BatchJournal`` in evals/batch_journal.py;
+the provider side, ``BatchAPI`` and ``BATCH_APIS``, is evals/batch_api.py) is what makes this survive a
 kill -9 at any point:
 
 * a batch and the custom_id of every request in it are written (one transaction)
@@ -29,180 +30,21 @@ like a non-retryable error, they are recorded as errors, counted apart.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable
 
 import orjson
 
+from evals.batch_api import (  # noqa: F401 (re-exported)
+    BATCH_APIS, BatchAPI, Polled, custom_id, jsonl,
+)
+from evals.batch_journal import JOURNAL_FILE, RUNNING, TERMINAL, BatchJournal  # noqa: F401
 from evals.records import iter_records
-from evals.registry import KINDS, Registry
 from evals.redact import scrub
 from evals.work import FatalRunError, Generated, Unit
 from evals.runner import Request, Response, Runner, RunnerError, Usage
-
-JOURNAL_FILE = "batches.sqlite"
-# Provider states, normalised: work not started or running, then the terminal ones.
-RUNNING = ("pending", "running", "finalizing", "cancelling")
-TERMINAL = ("ended", "failed", "expired", "cancelled")
-
-
-def custom_id(task: str, model: str, setting: str, sample_id: str, gen: int) -> str:
-    """A request's id inside its batch: the unit's key hashed, and its generation.
-    Stable across sessions; within the 64 characters of [A-Za-z0-9_-] every provider
-    takes. The journal keeps the key it stands for."""
-    digest = hashlib.blake2b(orjson.dumps([task, model, setting, sample_id]),
-                             digest_size=12).hexdigest()
-    return f"u{digest}-g{gen}"
-
-
-def jsonl(raw: bytes, where: str) -> Iterator[dict[str, Any]]:
-    """The objects of a downloaded JSONL results file; a malformed line is retryable."""
-    for text in raw.splitlines():
-        if not text.strip():
-            continue
-        try:
-            yield orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise RunnerError(f"malformed line in {where}: {text[:80]!r}",
-                              retryable=True) from None
-
-
-# The batch API of each runner family that has one: lazy ``module:object`` entries
-# (a class taking the runner), extended by the ``evals.batch_apis`` entry-point group.
-BATCH_APIS: Registry[Any] = Registry("batch API", "evals.batch_apis", {
-    "openai": "runners.batch_openai:ChatBatches",
-    "openai-responses": "runners.batch_openai:ResponsesBatches",
-    "anthropic": "runners.batch_anthropic:MessageBatches",
-    "google": "runners.batch_google:GeminiBatches",
-})
-KINDS.register("batch-api", BATCH_APIS)
-
-
-@dataclass
-class Polled:
-    """One look at a provider batch."""
-
-    state: str  # normalised: one of RUNNING or TERMINAL
-    raw: str  # as the provider names it, for the display
-    counts: dict[str, int]
-    data: Any  # the provider's object, for ``results``
-
-
-class BatchAPI(Protocol):
-    """One provider's batch wire format, for one runner (``BATCH_APIS[family](runner)``)."""
-
-    provider: str
-    max_requests: int
-    max_bytes: int
-
-    def line(self, custom_id: str, request: Request) -> dict[str, Any]: ...
-
-    def applied(self, request: Request) -> dict[str, Any] | None: ...
-
-    async def submit(self, name: str, lines: list[dict[str, Any]]) -> str: ...
-
-    async def find(self, name: str, since: float, count: int, known: set[str]) -> str | None: ...
-
-    async def poll(self, remote_id: str) -> Polled: ...
-
-    async def results(self, polled: Polled) -> dict[str, Any]:
-        """custom_id -> the provider's answer (for ``parse``) or the RunnerError it is."""
-
-    def parse(self, body: Any, request: Request) -> Any:
-        """One answer as a ``runners.native.Part`` (one completion)."""
-
-    async def aclose(self) -> None: ...
-
-
-class BatchJournal:
-    """The batches of one run and the custom_id of every request in them, on disk.
-
-    SQLite with ``synchronous=FULL``: each transaction is on disk when it returns."""
-
-    def __init__(self, run_dir: Path):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = run_dir / JOURNAL_FILE
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS batches (name TEXT PRIMARY KEY, seq INTEGER, "
-            "model TEXT, state TEXT, remote_id TEXT, remote_state TEXT, counts TEXT, "
-            "created REAL, sent REAL, ended REAL, estimate REAL, requests INTEGER)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS items (batch TEXT, custom_id TEXT, task TEXT, "
-            "model TEXT, setting TEXT, sample_id TEXT, gen INTEGER, state TEXT, "
-            "PRIMARY KEY (batch, custom_id))")
-        self._db.execute("CREATE INDEX IF NOT EXISTS items_id ON items (custom_id)")
-
-    def _tx(self, statements: Iterable[tuple[str, tuple]]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, args in statements:
-                self._db.execute(sql, args)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def prepare(self, model: str, items: list[tuple[str, tuple]], estimate: float) -> str:
-        """A new batch of ``items`` ((custom_id, (task, model, setting, sample_id, gen)));
-        its name is what the provider will know it by."""
-        seq = (self._db.execute("SELECT max(seq) FROM batches").fetchone()[0] or 0) + 1
-        name = f"evals-{seq:05d}-{secrets.token_hex(4)}"
-        self._tx([("INSERT INTO batches VALUES (?, ?, ?, 'prepared', NULL, NULL, NULL, ?, "
-                   "NULL, NULL, ?, ?)", (name, seq, model, time.time(), estimate, len(items)))]
-                 + [("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                     (name, cid, *key)) for cid, key in items])
-        return name
-
-    def set(self, name: str, **fields: Any) -> None:
-        if "counts" in fields:
-            fields["counts"] = orjson.dumps(fields["counts"]).decode()
-        columns = ", ".join(f"{k} = ?" for k in fields)
-        self._tx([(f"UPDATE batches SET {columns} WHERE name = ?", (*fields.values(), name))])
-
-    def mark(self, name: str, states: dict[str, str]) -> None:
-        """Item states after their results were recorded (one transaction)."""
-        self._tx([("UPDATE items SET state = ? WHERE batch = ? AND custom_id = ?",
-                   (state, name, cid)) for cid, state in states.items()])
-
-    def batches(self, *, open_only: bool = True) -> list[dict[str, Any]]:
-        where = " WHERE state != 'collected'" if open_only else ""
-        cursor = self._db.execute(f"SELECT * FROM batches{where} ORDER BY seq")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    def items(self, name: str, state: str | None = "open") -> list[tuple]:
-        sql = "SELECT custom_id, task, model, setting, sample_id, gen FROM items WHERE batch = ?"
-        args: tuple = (name,)
-        if state is not None:
-            sql, args = sql + " AND state = ?", (name, state)
-        return self._db.execute(sql, args).fetchall()
-
-    def in_flight(self) -> set[str]:
-        """custom_ids waiting in a batch not yet collected."""
-        return {row[0] for row in self._db.execute(
-            "SELECT i.custom_id FROM items i JOIN batches b ON i.batch = b.name "
-            "WHERE b.state != 'collected' AND i.state = 'open'")}
-
-    def attempts(self, cid: str) -> int:
-        return self._db.execute("SELECT count(*) FROM items WHERE custom_id = ?",
-                                (cid,)).fetchone()[0]
-
-    def remote_ids(self) -> set[str]:
-        return {r[0] for r in self._db.execute(
-            "SELECT remote_id FROM batches WHERE remote_id IS NOT NULL")}
-
-    def close(self) -> None:
-        self._db.close()
-
 
 @dataclass
 class Item:

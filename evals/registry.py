@@ -198,4 +198,6 @@ KINDS: Registry[Registry] = Registry("plugin kind", "evals.kinds", {
     "runner": "evals.runner:RUNNERS",
     "ranker": "evals.judge:RANKERS",
     "command": "evals.cli_base:COMMANDS",
+    "batch-api": "evals.batch_api:BATCH_APIS",
+    "cluster": "evals.run:CLUSTERS",
 }, describe=lambda r: f"{r.kind}s" + (f" (entry points: {r.group})" if r.group else ""))

@@ -23,7 +23,7 @@ from evals import score_index
 from evals.cache import ResponseCache
 from evals.config import RunConfig, Setting, settings_json  # noqa: F401 (re-exported)
 from evals.records import RunLog
-from evals.registry import KINDS, Registry
+from evals.registry import Registry
 from evals.redact import remember, scrub
 from evals.runner import ConfigError, Runner, make_runner
 from evals.orchestrator import Orchestrator, backoff  # noqa: F401 (re-exported)
@@ -35,7 +35,6 @@ from evals.work import FatalRunError, Generated, RunStats, Unit  # noqa: F401 (r
 # backend (which builds runs on its nodes) imports this module, not the reverse.
 CLUSTERS: Registry = Registry("cluster backend", "evals.clusters",
                               {"ray": "evals.cluster:run_on_cluster"})
-KINDS.register("cluster", CLUSTERS)
 
 
 def build_tasks(config: RunConfig) -> list[Task]:

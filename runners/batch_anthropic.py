@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from evals.batch import Polled, jsonl
+from evals.batch_api import Polled, jsonl
 from evals.runner import Request, RunnerError
 from runners.native import Part
 

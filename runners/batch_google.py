@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evals.batch import Polled
+from evals.batch_api import Polled
 from evals.runner import Request, RunnerError
 from runners.native import Part
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from evals.batch import Polled, jsonl
+from evals.batch_api import Polled, jsonl
 from evals.runner import Request, RunnerError
 from runners.native import JsonTransport, Part
 from runners.openai_api import RETRYABLE_STATUS, parse_chat_completion

@@ -46,6 +46,17 @@ def test_every_kind_is_a_registry():
     assert {"openai", "gold", "hf"} <= set(RUNNERS.names())
 
 
+@pytest.mark.parametrize("kind, entry", [("batch-api", "anthropic"), ("cluster", "ray"),
+                                         ("command", "sandbox"), ("log-parser", "pytest")])
+def test_evals_list_shows_every_kind_from_a_fresh_process(kind, entry):
+    """The core's kinds are found by name even when nothing imported their module yet
+    (batch-api and cluster were only known once a batch or cluster run had started)."""
+    from tests.conftest import run_cli
+
+    listed = run_cli("list", "--kind", kind)
+    assert listed.returncode == 0 and entry in listed.stdout, listed.stderr
+
+
 def test_a_ten_option_benchmark_is_a_dataset_and_a_template():
     options = [str(i) for i in range(10)]
     samples = [choice_sample("q1", "2+2?", options, 4, shuffle_seed=1)]
