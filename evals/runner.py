@@ -132,12 +132,19 @@ def own_items(message: Message, family: str) -> list[Any] | None:
     return None
 
 
+def without_provider_item(message: Message) -> Message:
+    """One message without provider items (itself when it carries none)."""
+    if PROVIDER_ITEMS not in message:
+        return message
+    return {k: v for k, v in message.items() if k != PROVIDER_ITEMS}
+
+
 def without_provider_items(messages: list[Message]) -> list[Message]:
     """The conversation as a server that knows no provider items takes it (the same
     list when no message carries any)."""
     if not any(PROVIDER_ITEMS in m for m in messages):
         return messages
-    return [{k: v for k, v in m.items() if k != PROVIDER_ITEMS} for m in messages]
+    return [without_provider_item(m) for m in messages]
 
 
 @dataclass

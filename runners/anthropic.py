@@ -39,8 +39,8 @@ from typing import Any
 import orjson
 
 from evals.prices import find_price, load_prices
-from evals.runner import (PROVIDER_ITEMS, Completion, ConfigError, Request, Response,
-                          RunnerError, ToolCall, Usage, own_items, provider_items)
+from evals.runner import (Completion, ConfigError, Request, Response, RunnerError, ToolCall,
+                          Usage, own_items, provider_items, without_provider_item)
 from evals.task import is_true
 from runners.native import (Family, JsonTransport, Part, check_options, content_text,
                             find_family, first_env, gather_parts, merge, need_name,
@@ -268,7 +268,7 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 and isinstance(out[-1]["content"], list):
             out[-1]["content"].append({"type": "text", "text": content_text(m.get("content"))})
         else:
-            out.append({k: v for k, v in m.items() if k != PROVIDER_ITEMS})
+            out.append(without_provider_item(m))
     return out
 
 

@@ -38,8 +38,8 @@ from typing import Any
 
 from evals.cache import default_cache_dir
 from evals.prices import find_price, load_prices
-from evals.runner import (PROVIDER_ITEMS, Completion, ConfigError, Request, Response,
-                          RunnerError, ToolCall, Usage, own_items, provider_items)
+from evals.runner import (Completion, ConfigError, Request, Response, RunnerError, ToolCall,
+                          Usage, own_items, provider_items, without_provider_item)
 from evals.task import is_true
 from runners.attach import ResponseJournal
 from runners.native import (Family, JsonTransport, Part, check_options, content_text,
@@ -227,7 +227,7 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             items += [{"type": "function_call", "call_id": c.id, "name": c.name,
                        "arguments": c.arguments} for c in calls_of(m)]
         else:
-            items.append({k: v for k, v in m.items() if k != PROVIDER_ITEMS})
+            items.append(without_provider_item(m))
     return items
 
 

@@ -116,13 +116,17 @@ class Replay:
 
     def __init__(self, generate: Callable[[Request], Awaitable[Response]]):
         self.generate = generate
-        self.turns: dict[str, Response] = {}
+        # by the history's length: one turn per length, kept with the history it answered
+        # (compared only on a rerun; hashing every turn's history would cost its size)
+        self.turns: dict[int, tuple[list, Response]] = {}
 
     async def __call__(self, request: Request) -> Response:
-        key = request.cache_key("")
-        if (known := self.turns.get(key)) is None:
-            known = self.turns[key] = await self.generate(request)
-        return known
+        known = self.turns.get(len(request.messages))
+        if known is not None and known[0] == request.messages:
+            return known[1]
+        response = await self.generate(request)
+        self.turns[len(request.messages)] = (list(request.messages), response)
+        return response
 
 
 def cut_output(text: str, limit: int) -> tuple[str, int]:
