@@ -315,4 +315,4 @@ def _arguments(block: dict[str, Any]) -> str:
             pass
         return written or "{}"
     value = block.get("input")
-    return value if isinstance(value, str) else arguments_text(value)
+    return arguments_text(value)

@@ -265,4 +265,4 @@ def _tool_call(call: dict[str, Any], response_id: Any, candidate: int, i: int) -
     args = call.get("args")
     return ToolCall(str(call.get("id") or f"call-{response_id or 'gemini'}-{candidate}-{i}"),
                     str(call.get("name") or ""),
-                    args if isinstance(args, str) else arguments_text(args))
+                    arguments_text(args))

@@ -58,10 +58,8 @@ def calls_of(message: dict[str, Any]) -> list[ToolCall]:
     out = []
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        arguments = function.get("arguments")
         out.append(ToolCall(str(call.get("id") or ""), str(function.get("name") or ""),
-                            arguments if isinstance(arguments, str)
-                            else orjson.dumps(arguments or {}).decode()))
+                            arguments_text(function.get("arguments") or {})))
     return out
 
 
@@ -100,7 +98,10 @@ def arguments_object(text: str) -> dict[str, Any]:
 
 
 def arguments_text(value: Any) -> str:
-    """An object a provider sent as a call's arguments, as the JSON text a ToolCall holds."""
+    """A call's arguments as the JSON text a ToolCall holds: text as written, an object
+    (or nothing) as its JSON."""
+    if isinstance(value, str):
+        return value
     return orjson.dumps(value if value is not None else {}).decode()
 
 
